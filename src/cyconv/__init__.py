@@ -1,0 +1,16 @@
+"""cyconv: fast 2-D convolution on the CPU.
+
+Direct (nested-sum) and im2col + BLAS GEMM kernels written in Cython, under a
+``torch.nn.functional``-style API for batched multi-channel convolution and
+``scipy.signal``-compatible image filtering.
+"""
+from cyconv._conv import conv2d, output_shape
+from cyconv._unfold import im2col
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv2d",
+    "im2col",
+    "output_shape",
+]

@@ -1,0 +1,1 @@
+"""python -m cyconv (placeholder, being written)."""

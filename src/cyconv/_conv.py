@@ -1,0 +1,292 @@
+"""Convolution forward: output_shape and conv2d (torch.nn.functional naming)."""
+from typing import NamedTuple
+
+import numpy as np
+
+from cyconv import _direct, _im2col
+from cyconv._validate import (
+    PAD_MODES,
+    WORKSPACE_BYTES,
+    as_array,
+    as_int,
+    check_choice,
+    check_int_sizes,
+    float_dtype,
+    out_size,
+    pair,
+)
+
+METHODS = ("auto", "direct", "im2col")
+
+
+class Geometry(NamedTuple):
+    """Everything about one convolution's shape, checked and normalized."""
+
+    batch: int
+    channels: int
+    height: int
+    width: int
+    kernels: int
+    kh: int
+    kw: int
+    groups: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    # Zero-padding on each side: top, bottom, left, right ('same' may be uneven).
+    pads: tuple
+    ho: int
+    wo: int
+    # ndim of the caller's input (2, 3 or 4), to give back the same rank.
+    ndim: int
+
+    def output_shape(self):
+        """The shape conv2d returns, in the caller's rank."""
+        full = (self.batch, self.kernels, self.ho, self.wo)
+        return full[4 - self.ndim:] if self.ndim > 2 else full[2:]
+
+
+def _batched_shapes(func, input_shape, weight_shape):
+    """Map the 2-D/3-D/4-D conventions to NCHW shapes; returns (x4, w4, ndim)."""
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    ndim = len(input_shape)
+    if ndim == 2:
+        if len(weight_shape) != 2:
+            raise ValueError(
+                f"{func}: a 2-D input {input_shape} needs a 2-D weight (kh, kw), "
+                f"got weight shape {weight_shape}"
+            )
+        return (1, 1) + input_shape, (1, 1) + weight_shape, ndim
+    if ndim in (3, 4):
+        if len(weight_shape) != 4:
+            raise ValueError(
+                f"{func}: a {ndim}-D input {input_shape} needs a 4-D weight "
+                f"(K, C/groups, kh, kw), got weight shape {weight_shape}"
+            )
+        return (1,) * (4 - ndim) + input_shape, weight_shape, ndim
+    raise ValueError(
+        f"{func}: input must be 2-D (H, W), 3-D (C, H, W) or 4-D (N, C, H, W), "
+        f"got shape {input_shape}"
+    )
+
+
+def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups):
+    """Check a convolution's shapes and parameters; return its Geometry."""
+    x4, w4, ndim = _batched_shapes(func, input_shape, weight_shape)
+    n, c, h, w = (int(s) for s in x4)
+    k, cg, kh, kw = (int(s) for s in w4)
+    shapes = f"input shape {tuple(input_shape)}, weight shape {tuple(weight_shape)}"
+    groups = as_int(func, "groups", groups, 1)
+    if c % groups or k % groups or cg * groups != c:
+        raise ValueError(
+            f"{func}: groups={groups} does not fit {shapes}: need C divisible by "
+            f"groups, K divisible by groups and weight.shape[1] == C/groups"
+        )
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{func}: the kernel must be at least 1x1 ({shapes})")
+    sh, sw = pair(func, "stride", stride, 1)
+    dh, dw = pair(func, "dilation", dilation, 1)
+    if isinstance(padding, str):
+        check_choice(func, "padding", padding, ("valid", "same"))
+        if padding == "valid":
+            pads = (0, 0, 0, 0)
+        else:
+            if (sh, sw) != (1, 1):
+                raise ValueError(
+                    f"{func}: padding='same' needs stride 1, got stride {(sh, sw)}"
+                )
+            # The odd pixel goes to the bottom/right, as in PyTorch.
+            th, tw = dh * (kh - 1), dw * (kw - 1)
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    else:
+        ph, pw = pair(func, "padding", padding, 0)
+        pads = (ph, ph, pw, pw)
+    ho = out_size(func, "height", h, kh, sh, pads[0] + pads[1], dh, shapes)
+    wo = out_size(func, "width", w, kw, sw, pads[2] + pads[3], dw, shapes)
+    return Geometry(n, c, h, w, k, kh, kw, groups, sh, sw, dh, dw, pads, ho, wo, ndim)
+
+
+def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Shape of the array that `conv2d` returns for these shapes and parameters.
+
+    Parameters
+    ----------
+    input_shape : tuple of ints
+        ``(N, C, H, W)``, ``(C, H, W)`` or ``(H, W)``.
+    weight_shape : tuple of ints
+        ``(K, C // groups, kh, kw)``, or ``(kh, kw)`` with a 2-D input.
+    stride, dilation : int or tuple of 2 ints, default 1
+    padding : int, tuple of 2 ints, 'valid' or 'same', default 0
+    groups : int, default 1
+
+    Returns
+    -------
+    tuple of ints
+        ``(N, K, Ho, Wo)``, ``(K, Ho, Wo)`` or ``(Ho, Wo)``, following the rank
+        of ``input_shape``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not fit together or the output would be empty.
+
+    Notes
+    -----
+    ``Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1``, likewise ``Wo``.
+
+    Examples
+    --------
+    The exercise's RGB image with 12323 kernels of 40x40x3 at stride 2:
+
+    >>> import cyconv
+    >>> cyconv.output_shape((3, 200, 200), (12323, 3, 40, 40), stride=2)
+    (12323, 81, 81)
+    """
+    geom = geometry("output_shape", input_shape, weight_shape, stride, padding,
+                    dilation, groups)
+    return geom.output_shape()
+
+
+def prepare_input(func, x, geom, padding_mode, dtype):
+    """C-contiguous NCHW input of ``dtype``; modes other than zeros are padded here.
+
+    Returns the array and the zero-padding (top, left) left to the kernel.
+    """
+    mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, tuple(PAD_MODES))]
+    x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
+                             dtype=dtype)
+    if mode is None or not any(geom.pads):
+        return x, geom.pads[0], geom.pads[2]
+    top, bottom, left, right = geom.pads
+    for axis, size, before, after in (("height", geom.height, top, bottom),
+                                      ("width", geom.width, left, right)):
+        limit = size - 1 if padding_mode == "reflect" else size
+        if max(before, after) > limit or size == 0:
+            raise ValueError(
+                f"{func}: padding_mode={padding_mode!r} needs padding "
+                f"{'<' if padding_mode == 'reflect' else '<='} the input {axis} "
+                f"{size}, got padding {(before, after)}"
+            )
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
+    return x, 0, 0
+
+
+def choose_method(geom):
+    """The method 'auto' runs: im2col+GEMM once there are several kernels per group.
+
+    With one or two kernels per group the GEMM degenerates to a matrix-vector
+    product and unrolling costs more than it saves, so the direct loops win.
+    """
+    return "im2col" if geom.kernels // geom.groups >= 4 else "direct"
+
+
+def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
+    """Run one forward kernel on prepared NCHW arrays; returns (N, K, ho, wo)."""
+    dtype = x.dtype
+    out = np.empty((geom.batch, geom.kernels, geom.ho, geom.wo), dtype=dtype)
+    if out.size == 0:
+        return out
+    bias = np.zeros(geom.kernels, dtype) if b is None else b
+    if x.size == 0 or w.size == 0:
+        # An empty sum: every output is its bias.
+        out[...] = bias[:, None, None]
+        return out
+    args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
+    if method == "direct":
+        _direct.conv2d_forward(x, w, bias, out, *args)
+        return out
+    kg = geom.kernels // geom.groups
+    q_len = w.shape[1] * geom.kh * geom.kw
+    n_pos = geom.ho * geom.wo
+    check_int_sizes(func, kernels_per_group=kg, patch_size=q_len, output_pixels=n_pos)
+    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
+    workspace = np.empty(q_len * block, dtype)
+    _im2col.conv2d_forward(x, w, bias, b is not None, out, *args, workspace)
+    return out
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", method="auto"):
+    """2-D convolution (cross-correlation, as in deep learning) of a batch of images.
+
+    Parameters
+    ----------
+    input : array_like, shape (N, C, H, W), (C, H, W) or (H, W)
+        Images. Any memory layout; integer and bool arrays are computed as
+        float64.
+    weight : array_like, shape (K, C // groups, kh, kw), or (kh, kw) with a 2-D input
+        Kernels. Not flipped.
+    bias : array_like, shape (K,), optional
+        Added to every output pixel of channel k. A scalar or shape (1,) with
+        a 2-D input. A Python scalar does not change the result dtype.
+    stride : int or tuple of 2 ints, default 1
+    padding : int, tuple of 2 ints, 'valid' or 'same', default 0
+        Pixels added on each side. ``'same'`` (stride 1 only) pads so the
+        output has the input's size, the odd pixel at the bottom/right.
+    dilation : int or tuple of 2 ints, default 1
+        Spacing between kernel taps.
+    groups : int, default 1
+        Input channels and kernels are split into ``groups`` blocks; block g of
+        the kernels sees only block g of the channels.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        What the padding holds: zeros; the mirror image without repeating the
+        edge pixel; the edge pixel repeated; or the opposite edge (wrap).
+    method : {'auto', 'direct', 'im2col'}, default 'auto'
+        ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls the
+        input and runs one BLAS GEMM per image and group (in bounded blocks);
+        ``'auto'`` picks one from the shapes.
+
+    Returns
+    -------
+    ndarray, shape (N, K, Ho, Wo), (K, Ho, Wo) or (Ho, Wo)
+        New C-contiguous array, float32 if every input is float32, else float64.
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not fit together, an empty output, or bad
+        stride/padding/dilation/groups/padding_mode/method values.
+    TypeError
+        For complex, object or string inputs, or non-integer parameters.
+
+    Notes
+    -----
+    ``out[n, k, i, j] = bias[k] + sum_{c, p, q} weight[k, c, p, q] *
+    x[n, g*C/groups + c, i*sh - ph + p*dh, j*sw - pw + q*dw]``
+    with ``g = k // (K/groups)``, and the output size
+    ``Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1`` (likewise ``Wo``).
+
+    Examples
+    --------
+    The course exercise: a 5x5 image, a 3x3 kernel, stride 2.
+
+    >>> import numpy as np
+    >>> import cyconv
+    >>> I = np.array([[1, 1, -2, 0, 1], [1, 0, 0, 2, 1], [0, 1, 0, 5, -1],
+    ...               [-2, 1, 0, -1, 1], [0, 1, 0, 5, -1]])
+    >>> K = np.array([[0, 1, 1], [1, 0, 0], [0, 1, 0]])
+    >>> cyconv.conv2d(I, K, stride=2)
+    array([[1., 6.],
+           [0., 9.]])
+    """
+    func = "conv2d"
+    x = as_array(func, "input", input)
+    w = as_array(func, "weight", weight)
+    b = None if bias is None else as_array(func, "bias", bias)
+    # A Python scalar bias is weak (NEP 50): it does not upcast float32.
+    weak_bias = isinstance(bias, (int, float)) and not isinstance(bias, bool)
+    dtype = float_dtype(x, w, None if weak_bias else b)
+    geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
+    check_choice(func, "method", method, METHODS)
+    if b is not None:
+        expected = (geom.kernels,)
+        if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
+            raise ValueError(f"{func}: bias must have shape {expected}, got {b.shape}")
+        b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
+    w = np.ascontiguousarray(w.reshape(geom.kernels, -1, geom.kh, geom.kw), dtype=dtype)
+    x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
+    if method == "auto":
+        method = choose_method(geom)
+    out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
+    return out.reshape(geom.output_shape())

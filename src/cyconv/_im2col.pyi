@@ -1,0 +1,11 @@
+from numpy.typing import NDArray
+
+def im2col(
+    x: NDArray, cols: NDArray, kh: int, kw: int, wo: int,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
+) -> None: ...
+def conv2d_forward(
+    x: NDArray, weight: NDArray, bias: NDArray, has_bias: bool, out: NDArray,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+    workspace: NDArray,
+) -> None: ...

@@ -1,0 +1,149 @@
+"""im2col unrolling and the convolution-as-GEMM driver.
+
+The unrolled matrix of one image has a row per (channel, kernel row, kernel
+column) and a column per output pixel, in Caffe's order (``im2col.cpp``), which
+is the row order of API.md::
+
+    cols[(c*kh + p)*kw + q, i*wo + j] = x[c, i*sh - ph + p*dh, j*sw - pw + q*dw]
+
+(zero where that pixel is in the padding). Then one group's output is a single
+matrix product ``out[Kg x P] = weight[Kg x Q] @ cols[Q x P]`` with
+``Q = Cg*kh*kw`` and ``P = ho*wo``. The forward driver unrolls a bounded
+block of output pixels at a time into a workspace the caller allocates, so
+memory stays under a cap whatever the image size.
+"""
+from libc.string cimport memcpy
+
+from cyconv._fused cimport blas_t
+from cyconv._blas cimport gemm
+from cyconv._bounds cimport first_inside, end_inside
+
+
+cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                  Py_ssize_t dh, Py_ssize_t dw,
+                  Py_ssize_t pos_start, Py_ssize_t pos_count,
+                  blas_t *cols) noexcept nogil:
+    """cols[r, t] = x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
+
+    cols is (channels*kh*kw, pos_count), C-ordered; x is (channels, h, w).
+    """
+    cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
+    cdef blas_t *row
+    cdef const blas_t *x_row
+    for c in range(channels):
+        for p in range(kh):
+            for q in range(kw):
+                row = cols + ((c * kh + p) * kw + q) * pos_count
+                offset = q * dw - pw
+                # Walk the block one output-row segment at a time.
+                t = 0
+                pos = pos_start
+                while t < pos_count:
+                    i = pos // wo
+                    j = pos - i * wo
+                    seg = wo - j
+                    if seg > pos_count - t:
+                        seg = pos_count - t
+                    y = i * sh - ph + p * dh
+                    if y < 0 or y >= h:
+                        for jj in range(seg):
+                            row[t + jj] = 0
+                    else:
+                        x_row = x + (c * h + y) * w
+                        # In-bounds output columns j..j+seg-1 are those with
+                        # 0 <= jj*sw + offset < w; compute that range once.
+                        j_lo = first_inside(offset, sw)
+                        j_lo = j if j_lo < j else (j_lo if j_lo < j + seg else j + seg)
+                        j_hi = end_inside(offset, sw, w, j + seg)
+                        j_hi = j_lo if j_hi < j_lo else j_hi
+                        for jj in range(j, j_lo):
+                            row[t + jj - j] = 0
+                        if sw == 1:
+                            memcpy(row + t + j_lo - j, x_row + j_lo + offset,
+                                   (j_hi - j_lo) * sizeof(blas_t))
+                        else:
+                            for jj in range(j_lo, j_hi):
+                                row[t + jj - j] = x_row[jj * sw + offset]
+                        for jj in range(j_hi, j + seg):
+                            row[t + jj - j] = 0
+                    t += seg
+                    pos += seg
+
+
+def im2col(const blas_t[:, :, :, ::1] x, blas_t[:, :, ::1] cols,
+           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+           Py_ssize_t dh, Py_ssize_t dw):
+    """cols[n, (c*kh+p)*kw+q, i*wo+j] = x[n, c, i*sh-ph+p*dh, j*sw-pw+q*dw] (0 in the padding).
+
+    Invariants: x (N, C, H, W) and cols (N, C*kh*kw, ho*wo) C-contiguous and
+    non-empty, ho and wo the output size for these parameters.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t rows = cols.shape[1], n_pos = cols.shape[2], n
+    cdef const blas_t *x_p = &x[0, 0, 0, 0]
+    cdef blas_t *cols_p = &cols[0, 0, 0]
+    with nogil:
+        for n in range(n_batch):
+            _unroll(x_p + n * channels * h * w, channels, h, w, kh, kw, wo,
+                    sh, sw, ph, pw, dh, dw, 0, n_pos, cols_p + n * rows * n_pos)
+
+
+def conv2d_forward(const blas_t[:, :, :, ::1] x,
+                   const blas_t[:, :, :, ::1] weight,
+                   const blas_t[::1] bias, bint has_bias,
+                   blas_t[:, :, :, ::1] out,
+                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                   blas_t[::1] workspace):
+    """out[n, g-block] = weight[g-block] @ im2col(x[n, g-channels]) (+ bias[k]).
+
+    One GEMM per (image, group, block of output pixels). The block holds
+    ``workspace.size // Q`` pixels (Q = Cg*kh*kw; the caller makes it >= 1).
+    A 1x1 kernel at stride 1 without padding multiplies the input planes
+    directly (Caffe's ``is_1x1_``), with no unrolling.
+
+    Invariants: as conv2d_forward in _direct, plus Kg, Q and ho*wo fit in a
+    C int (checked in Python), bias (K,) even when has_bias is False.
+    """
+    cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
+    cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
+    cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw, n_pos = ho * wo
+    cdef Py_ssize_t block = workspace.shape[0] // q_len
+    cdef bint pointwise = (kh == 1 and kw == 1 and sh == 1 and sw == 1
+                           and ph == 0 and pw == 0)
+    cdef Py_ssize_t n, g, k, t, start, count
+    cdef const blas_t *x_p = &x[0, 0, 0, 0]
+    cdef const blas_t *w_p = &weight[0, 0, 0, 0]
+    cdef blas_t *out_p = &out[0, 0, 0, 0]
+    cdef blas_t *cols = &workspace[0]
+    cdef const blas_t *x_group
+    cdef blas_t *out_group
+    # beta = 1 accumulates onto the bias written first; beta = 0 overwrites.
+    cdef blas_t beta = 1 if has_bias else 0
+    with nogil:
+        for n in range(n_batch):
+            if has_bias:
+                for k in range(n_out):
+                    for t in range(n_pos):
+                        out_p[(n * n_out + k) * n_pos + t] = bias[k]
+            for g in range(groups):
+                x_group = x_p + (n * n_in + g * cg) * h * w
+                out_group = out_p + (n * n_out + g * kg) * n_pos
+                if pointwise:
+                    gemm(False, False, kg, n_pos, q_len, 1, w_p + g * kg * q_len, q_len,
+                         x_group, n_pos, beta, out_group, n_pos)
+                    continue
+                start = 0
+                while start < n_pos:
+                    count = block if block < n_pos - start else n_pos - start
+                    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+                            start, count, cols)
+                    gemm(False, False, kg, count, q_len, 1, w_p + g * kg * q_len, q_len,
+                         cols, count, beta, out_group + start, n_pos)
+                    start += count

@@ -1,0 +1,1 @@
+"""SciPy drop-ins: correlate2d and convolve2d (placeholder, being written)."""

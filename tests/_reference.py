@@ -1,0 +1,62 @@
+"""Slow, obviously correct NumPy versions of the API.md sums, for the tests.
+
+Nothing here calls cyconv: these are the independent references.
+"""
+import numpy as np
+
+# Tolerances by result dtype (sklearn's RTOL idea): float32 sums of a few
+# hundred terms carry a few ulps of rounding per term.
+TOL = {
+    np.dtype(np.float32): dict(rtol=2e-4, atol=2e-4),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-10),
+}
+
+
+def conv2d_ref(x, w, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1),
+               groups=1, pad_mode="constant"):
+    """conv2d on 4-D arrays, in float64, by the definition.
+
+    ``pads`` is (top, bottom, left, right); ``pad_mode`` a numpy.pad mode.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    n, c, h, wd = x.shape
+    k, cg, kh, kw = w.shape
+    sh, sw = stride
+    dh, dw = dilation
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=pad_mode)
+    ho = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + left + right - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, k, ho, wo))
+    kg = k // groups
+    for kk in range(k):
+        g = kk // kg
+        for p in range(kh):
+            for q in range(kw):
+                patch = xp[:, g * cg:(g + 1) * cg,
+                           p * dh:p * dh + sh * (ho - 1) + 1:sh,
+                           q * dw:q * dw + sw * (wo - 1) + 1:sw]
+                out[:, kk] += np.einsum("nchw,c->nhw", patch, w[kk, :, p, q])
+    if b is not None:
+        out += np.asarray(b, dtype=np.float64)[None, :, None, None]
+    return out
+
+
+def im2col_ref(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """(N, C, H, W) -> (N, C*kh*kw, Ho*Wo), rows (c, p, q), columns (i, j)."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cols = np.zeros((n, c, kh, kw, ho, wo))
+    for p in range(kh):
+        for q in range(kw):
+            for i in range(ho):
+                for j in range(wo):
+                    cols[:, :, p, q, i, j] = xp[:, :, i * sh + p * dh, j * sw + q * dw]
+    return cols.reshape(n, c * kh * kw, ho * wo)

@@ -5,12 +5,17 @@ Direct (nested-sum) and im2col + BLAS GEMM kernels written in Cython, under a
 ``scipy.signal``-compatible image filtering.
 """
 from cyconv._conv import conv2d, output_shape
+from cyconv._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from cyconv._unfold import im2col
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "conv2d",
     "im2col",
+    "max_pool2d",
+    "max_pool2d_backward",
     "output_shape",
 ]

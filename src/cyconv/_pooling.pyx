@@ -1,0 +1,207 @@
+"""Max and average pooling kernels, forward and backward.
+
+Every kernel works on a stack of independent planes (N*C of them): a window
+of output pixel (i, j) reads the taps
+
+    y = i*sh - ph + p*dh,  x = j*sw - pw + q*dw    (0 <= p < kh, 0 <= q < kw)
+
+of its own plane, and taps outside the input are skipped: for max pooling
+the padding is -inf, which never wins a comparison, and for average pooling
+it is 0, which adds nothing (it only counts in the divisor). The in-bounds
+tap range of a window is computed once per row and per column with the
+helpers of _bounds.pxd, so the inner loops carry no bounds test.
+
+Max pooling follows PyTorch's CPU kernel (``cpu_max_pool``): the running
+maximum starts at -inf with the index of the first in-bounds tap, and a tap
+replaces it when ``val > max or isnan(val)``. So the first maximum in
+row-major window order wins a tie, a NaN always wins (the last NaN of the
+window, if there are several), and a window of -inf values reports its first
+in-bounds tap.
+"""
+from libc.math cimport INFINITY, isnan
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+from cyconv._bounds cimport first_inside, end_inside
+
+
+cdef inline void _max_window(const floating *plane, Py_ssize_t w,
+                             Py_ssize_t y0, Py_ssize_t p_lo, Py_ssize_t p_hi, Py_ssize_t dh,
+                             Py_ssize_t x0, Py_ssize_t q_lo, Py_ssize_t q_hi, Py_ssize_t dw,
+                             floating *out, int64_t *index) noexcept nogil:
+    """out = max of plane[y0 + p*dh, x0 + q*dw] over p in [p_lo, p_hi), q in [q_lo, q_hi).
+
+    index = the flat position y*w + x of that maximum. Both ranges are
+    non-empty and in bounds.
+    """
+    cdef Py_ssize_t p, q, pos, row
+    cdef floating val
+    cdef floating best = -INFINITY
+    cdef Py_ssize_t best_pos = (y0 + p_lo * dh) * w + x0 + q_lo * dw
+    for p in range(p_lo, p_hi):
+        row = (y0 + p * dh) * w + x0
+        for q in range(q_lo, q_hi):
+            pos = row + q * dw
+            val = plane[pos]
+            if val > best or isnan(val):
+                best = val
+                best_pos = pos
+    out[0] = best
+    index[0] = best_pos
+
+
+def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                       int64_t[:, :, ::1] indices,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
+    """out[c,i,j] = max_{p,q} x[c, i*sh-ph+p*dh, j*sw-pw+q*dw]; indices[c,i,j] = y*W + x of it.
+
+    Invariants (checked in Python): all arrays C-contiguous and non-empty;
+    x is (planes, H, W), out and indices (planes, ho, wo); kernel sizes,
+    strides and dilations >= 1, paddings >= 0; every window has at least one
+    in-bounds tap in each direction.
+    """
+    cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
+    cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
+    cdef Py_ssize_t c, i, j, y0, x0, p_lo, p_hi, t
+    cdef const floating *x_p = &x[0, 0, 0]
+    cdef floating *out_p = &out[0, 0, 0]
+    cdef int64_t *idx_p = &indices[0, 0, 0]
+    with nogil:
+        for c in range(planes):
+            for i in range(ho):
+                y0 = i * sh - ph
+                p_lo = first_inside(y0, dh)
+                p_hi = end_inside(y0, dh, h, kh)
+                for j in range(wo):
+                    x0 = j * sw - pw
+                    t = (c * ho + i) * wo + j
+                    _max_window(x_p + c * h * w, w, y0, p_lo, p_hi, dh,
+                                x0, first_inside(x0, dw), end_inside(x0, dw, w, kw), dw,
+                                out_p + t, idx_p + t)
+
+
+def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] indices,
+                        floating[:, ::1] grad_in):
+    """grad_in[c, indices[c, t]] += grad_out[c, t] for every output pixel t.
+
+    Invariants (checked in Python): all arrays C-contiguous and non-empty;
+    grad_out and indices are (planes, ho*wo), grad_in (planes, H*W) and
+    zero-filled; 0 <= indices < H*W.
+    """
+    cdef Py_ssize_t planes = grad_out.shape[0], n_out = grad_out.shape[1]
+    cdef Py_ssize_t n_in = grad_in.shape[1], c, t
+    cdef const floating *g_p = &grad_out[0, 0]
+    cdef const int64_t *idx_p = &indices[0, 0]
+    cdef floating *gi_p = &grad_in[0, 0]
+    with nogil:
+        for c in range(planes):
+            for t in range(n_out):
+                gi_p[c * n_in + idx_p[c * n_out + t]] += g_p[c * n_out + t]
+
+
+cdef struct AvgPool:
+    # An average pooling's geometry; divisor 0 means "count the cells".
+    Py_ssize_t h, w, kh, kw, sh, sw, ph, pw, divisor
+    bint count_include_pad
+
+
+cdef struct Window:
+    # Input cells [y_lo, y_hi) x [x_lo, x_hi) of one window, and its divisor.
+    Py_ssize_t y_lo, y_hi, x_lo, x_hi
+    double divisor
+
+
+cdef inline Py_ssize_t _span(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, Py_ssize_t pad,
+                             Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """Cells [lo, hi) of window [start, start+k) inside the input; returns its
+    length within the padded input [-pad, size+pad) (PyTorch's pool_size)."""
+    cdef Py_ssize_t end = start + k
+    if end > size + pad:
+        end = size + pad
+    lo[0] = start + first_inside(start, 1)
+    hi[0] = start + end_inside(start, 1, size, k)
+    return end - start
+
+
+cdef inline Window _avg_window(const AvgPool *pool, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    """The in-bounds cells of window (i, j) and its divisor: pool.divisor if
+    nonzero, else its cell count, padding cells included or not."""
+    cdef Window win
+    cdef Py_ssize_t span_h = _span(i * pool.sh - pool.ph, pool.kh, pool.h, pool.ph,
+                                   &win.y_lo, &win.y_hi)
+    cdef Py_ssize_t span_w = _span(j * pool.sw - pool.pw, pool.kw, pool.w, pool.pw,
+                                   &win.x_lo, &win.x_hi)
+    if pool.divisor != 0:
+        win.divisor = <double>pool.divisor
+    elif pool.count_include_pad:
+        win.divisor = <double>(span_h * span_w)
+    else:
+        win.divisor = <double>((win.y_hi - win.y_lo) * (win.x_hi - win.x_lo))
+    return win
+
+
+def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
+                       Py_ssize_t divisor):
+    """out[c,i,j] = sum_{p,q} x[c, i*sh-ph+p, j*sw-pw+q] / divisor(i, j) (0 in the padding).
+
+    divisor(i, j) is ``divisor`` if nonzero, else the number of window cells
+    inside the padded input (count_include_pad) or inside the input.
+    Invariants (checked in Python): all arrays C-contiguous and non-empty;
+    x is (planes, H, W), out (planes, ho, wo); kernel sizes and strides >= 1,
+    0 <= padding <= kernel // 2; every window has an in-bounds cell.
+    """
+    cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
+    cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
+    cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
+    cdef Window win
+    cdef Py_ssize_t c, i, j, y, xx
+    cdef double total
+    cdef const floating *x_p = &x[0, 0, 0]
+    cdef const floating *plane
+    cdef floating *out_p = &out[0, 0, 0]
+    with nogil:
+        for c in range(planes):
+            plane = x_p + c * h * w
+            for i in range(ho):
+                for j in range(wo):
+                    win = _avg_window(&pool, i, j)
+                    # Sum in double: float32 windows lose no precision.
+                    total = 0
+                    for y in range(win.y_lo, win.y_hi):
+                        for xx in range(win.x_lo, win.x_hi):
+                            total += plane[y * w + xx]
+                    out_p[(c * ho + i) * wo + j] = <floating>(total / win.divisor)
+
+
+def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
+                        Py_ssize_t divisor):
+    """grad_in[c, y, x] += grad_out[c, i, j] / divisor(i, j) for every window (i, j) holding (y, x).
+
+    The adjoint of avg_pool2d_forward with the same parameters. Invariants:
+    as avg_pool2d_forward with grad_out (planes, ho, wo) and grad_in
+    (planes, H, W) zero-filled.
+    """
+    cdef Py_ssize_t planes = grad_in.shape[0], h = grad_in.shape[1], w = grad_in.shape[2]
+    cdef Py_ssize_t ho = grad_out.shape[1], wo = grad_out.shape[2]
+    cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
+    cdef Window win
+    cdef Py_ssize_t c, i, j, y, xx
+    cdef floating share
+    cdef const floating *g_p = &grad_out[0, 0, 0]
+    cdef floating *plane
+    cdef floating *gi_p = &grad_in[0, 0, 0]
+    with nogil:
+        for c in range(planes):
+            plane = gi_p + c * h * w
+            for i in range(ho):
+                for j in range(wo):
+                    win = _avg_window(&pool, i, j)
+                    share = <floating>(g_p[(c * ho + i) * wo + j] / win.divisor)
+                    for y in range(win.y_lo, win.y_hi):
+                        for xx in range(win.x_lo, win.x_hi):
+                            plane[y * w + xx] += share

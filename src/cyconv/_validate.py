@@ -104,6 +104,11 @@ def out_size(func, axis, size, kernel, stride, pad_total, dilation, shapes):
     return (padded - span) // stride + 1
 
 
+def fits_int(*sizes):
+    """True when every size can be passed to BLAS as a C int."""
+    return all(size <= INT_MAX for size in sizes)
+
+
 def check_int_sizes(func, **sizes):
     """Raise ValueError if a size passed to BLAS does not fit in a C int."""
     for name, value in sizes.items():

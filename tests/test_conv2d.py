@@ -445,3 +445,26 @@ def test_padding_modes_match_torch(padding_mode):
                                           stride=(1, 2)).numpy()
     out = run_conv2d(x, w, b, padding=(1, 2), stride=(1, 2), padding_mode=padding_mode)
     check(out, expected, np.float64)
+
+
+# ---------------------------------------------------------------- threads
+
+def test_threads_match_serial():
+    # The kernels release the GIL: calls from several threads at once must
+    # give the serial results (scipy's test_medfilt2d_parallel).
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(15)
+    jobs = [(_data(rng, (2, 4, 9, 8), dtype), _data(rng, (6, 2, 3, 3), dtype), method)
+            for dtype in FLOATS for method in ("direct", "im2col") for _ in range(3)]
+
+    def run(job):
+        x, w, method = job
+        return cyconv.conv2d(x, w, stride=(1, 2), padding=1, groups=2, method=method)
+
+    serial = [run(job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(run, jobs))
+    for (x, w, _), one, other in zip(jobs, serial, parallel):
+        assert_array_equal(one, other)
+        check(other, _ref(x, w, None, stride=(1, 2), padding=1, groups=2), x.dtype)

@@ -127,9 +127,34 @@ def test_numpy_integers_are_accepted():
         (np.int64(2), np.int32(1), np.int8(1), ((2, 2), (1, 1, 1, 1), (1, 1))),
         ((np.int64(2), 1), np.array([1, 2]), (1, np.uint8(2)), ((2, 1), (1, 1, 2, 2), (1, 2))),
         ([2, 1], [1, 2], [1, 2], ((2, 1), (1, 1, 2, 2), (1, 2))),
+        (np.array(2), np.array(1), np.array([1, 1]), ((2, 2), (1, 1, 1, 1), (1, 1))),
     ):
         out = conv(stride=stride, padding=padding, dilation=dilation, groups=np.int64(1))
         assert_array_equal(out, conv2d_ref(X, W, None, *ref_args))
+
+
+@pytest.mark.parametrize("value, error", [
+    (np.array(2.0), TypeError), (np.array(True), TypeError), ((1, (2, 3)), TypeError),
+    (np.array([[1, 2]]), ValueError), (np.array([1]), ValueError),
+])
+def test_array_parameters(value, error):
+    # 0-d integer arrays count as ints (see above); other arrays must be a pair of ints.
+    with pytest.raises(error, match="stride"):
+        conv(stride=value)
+
+
+@pytest.mark.parametrize("shape, error, match", [
+    (5, TypeError, "input_shape"),
+    (None, TypeError, "input_shape"),
+    ((1, 4, 5.5, 5), TypeError, r"input_shape\[2\]"),
+    ((1, 4, -5, 5), ValueError, r"input_shape\[2\]"),
+    (("a", 4, 5, 5), TypeError, r"input_shape\[0\]"),
+])
+def test_output_shape_checks_its_shapes(shape, error, match):
+    with pytest.raises(error, match=match):
+        cyconv.output_shape(shape, W.shape)
+    with pytest.raises(error, match=match.replace("input", "weight")):
+        cyconv.output_shape(X.shape, shape)
 
 
 @pytest.mark.parametrize("groups", [0, -1])

@@ -48,9 +48,19 @@ class Geometry(NamedTuple):
         return full[4 - self.ndim:] if self.ndim > 2 else full[2:]
 
 
+def _shape(func, name, shape):
+    """A shape as a tuple of ints >= 0 (output_shape takes them from the caller)."""
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be a tuple of ints, got {shape!r}") from None
+    return tuple(as_int(func, f"{name}[{i}]", s, 0) for i, s in enumerate(entries))
+
+
 def _batched_shapes(func, input_shape, weight_shape):
     """Map the 2-D/3-D/4-D conventions to NCHW shapes; returns (x4, w4, ndim)."""
-    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    input_shape = _shape(func, "input_shape", input_shape)
+    weight_shape = _shape(func, "weight_shape", weight_shape)
     ndim = len(input_shape)
     if ndim == 2:
         if len(weight_shape) != 2:

@@ -8,6 +8,8 @@ import types
 import numpy as np
 import pytest
 import scipy.signal
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 import cyconv
@@ -292,7 +294,8 @@ def test_single_channel_matches_scipy_correlate2d(method, dtype):
 @pytest.mark.parametrize("method", METHODS)
 def test_3d_input_is_one_image(method):
     rng = np.random.default_rng(8)
-    x, w, b = rng.standard_normal((4, 5, 6)), rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)
+    x, w = rng.standard_normal((4, 5, 6)), rng.standard_normal((6, 2, 3, 2))
+    b = rng.standard_normal(6)
     kwargs = dict(groups=2, padding=(1, 0), stride=(1, 2))
     out = run_conv2d(x, w, b, method=method, **kwargs)
     assert out.shape == cyconv.output_shape(x.shape, w.shape, **kwargs) == (6, 5, 3)
@@ -468,3 +471,43 @@ def test_threads_match_serial():
     for (x, w, _), one, other in zip(jobs, serial, parallel):
         assert_array_equal(one, other)
         check(other, _ref(x, w, None, stride=(1, 2), padding=1, groups=2), x.dtype)
+
+
+# ---------------------------------------------------------------- random geometries
+
+@st.composite
+def geometries(draw):
+    """A valid conv2d call: shapes, parameters, padding mode and workspace cap."""
+    groups, cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    if stride == (1, 1) and draw(st.booleans()):
+        padding = "same"
+    else:
+        padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    top, bottom, left, right = ref_pads(padding, (kh, kw), dilation)
+    mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    limit = {"reflect": (h - 1, w - 1), "circular": (h, w)}.get(mode, (99, 99))
+    assume(max(top, bottom) <= limit[0] and max(left, right) <= limit[1])
+    assume(h + top + bottom >= dilation[0] * (kh - 1) + 1)
+    assume(w + left + right >= dilation[1] * (kw - 1) + 1)
+    return dict(xs=(draw(st.integers(0, 2)), groups * cg, h, w),
+                ws=(groups * kg, cg, kh, kw),
+                kwargs=dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                            padding_mode=mode),
+                block_bytes=draw(st.sampled_from([1, 40, 200, 2**24])))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(geometries(), st.sampled_from(FLOATS), st.booleans())
+def test_random_geometries(case, dtype, with_bias):
+    rng = np.random.default_rng(16)
+    x, w = _data(rng, case["xs"], dtype), _data(rng, case["ws"], dtype)
+    b = _data(rng, case["ws"][0], dtype) if with_bias else None
+    ref = _ref(x, w, b, **case["kwargs"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cyconv._conv, "WORKSPACE_BYTES", case["block_bytes"])
+        for method in ("direct", "im2col"):
+            check(run_conv2d(x, w, b, method=method, **case["kwargs"]), ref, dtype)

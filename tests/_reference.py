@@ -60,3 +60,24 @@ def im2col_ref(x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
                 for j in range(wo):
                     cols[:, :, p, q, i, j] = xp[:, :, i * sh + p * dh, j * sw + q * dw]
     return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+# padding_mode (PyTorch's names) -> numpy.pad mode, written out here on its
+# own rather than imported from cyconv, so the reference stays independent.
+NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+               "circular": "wrap"}
+
+
+def ref_pads(padding, kernel, dilation):
+    """(top, bottom, left, right) for padding int, (h, w), 'valid' or 'same'.
+
+    'same' pads ``d*(k - 1)`` in total along each axis, the odd pixel at the
+    bottom/right (PyTorch's ``_conv_forward`` rule).
+    """
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        (th, tw) = (d * (k - 1) for d, k in zip(dilation, kernel))
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    ph, pw = (padding, padding) if np.ndim(padding) == 0 else padding
+    return (ph, ph, pw, pw)

@@ -11,6 +11,7 @@ from cyconv._validate import (
     as_int,
     check_choice,
     check_int_sizes,
+    fits_int,
     float_dtype,
     out_size,
     pair,
@@ -47,9 +48,19 @@ class Geometry(NamedTuple):
         return full[4 - self.ndim:] if self.ndim > 2 else full[2:]
 
 
+def _shape(func, name, shape):
+    """A shape as a tuple of ints >= 0 (output_shape takes them from the caller)."""
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be a tuple of ints, got {shape!r}") from None
+    return tuple(as_int(func, f"{name}[{i}]", s, 0) for i, s in enumerate(entries))
+
+
 def _batched_shapes(func, input_shape, weight_shape):
     """Map the 2-D/3-D/4-D conventions to NCHW shapes; returns (x4, w4, ndim)."""
-    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    input_shape = _shape(func, "input_shape", input_shape)
+    weight_shape = _shape(func, "weight_shape", weight_shape)
     ndim = len(input_shape)
     if ndim == 2:
         if len(weight_shape) != 2:
@@ -78,10 +89,15 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
     k, cg, kh, kw = (int(s) for s in w4)
     shapes = f"input shape {tuple(input_shape)}, weight shape {tuple(weight_shape)}"
     groups = as_int(func, "groups", groups, 1)
-    if c % groups or k % groups or cg * groups != c:
+    if c % groups or k % groups:
         raise ValueError(
-            f"{func}: groups={groups} does not fit {shapes}: need C divisible by "
-            f"groups, K divisible by groups and weight.shape[1] == C/groups"
+            f"{func}: groups={groups} must divide both the input channels C={c} "
+            f"and the kernels K={k} ({shapes})"
+        )
+    if cg * groups != c:
+        raise ValueError(
+            f"{func}: weight.shape[1]={cg} but input has C={c} with groups={groups} "
+            f"(need C == groups*weight.shape[1]; {shapes})"
         )
     if kh < 1 or kw < 1:
         raise ValueError(f"{func}: the kernel must be at least 1x1 ({shapes})")
@@ -161,8 +177,17 @@ def prepare_input(func, x, geom, padding_mode, dtype):
     top, bottom, left, right = geom.pads
     for axis, size, before, after in (("height", geom.height, top, bottom),
                                       ("width", geom.width, left, right)):
+        if size == 0 and before + after:
+            raise ValueError(
+                f"{func}: padding_mode={padding_mode!r} cannot pad an empty input "
+                f"{axis}, got padding {(before, after)}"
+            )
+        # PyTorch's limits: reflect mirrors once (pad < size), circular wraps
+        # once (pad <= size); replicate repeats the edge pixel as far as needed.
+        if padding_mode == "replicate":
+            continue
         limit = size - 1 if padding_mode == "reflect" else size
-        if max(before, after) > limit or size == 0:
+        if max(before, after) > limit:
             raise ValueError(
                 f"{func}: padding_mode={padding_mode!r} needs padding "
                 f"{'<' if padding_mode == 'reflect' else '<='} the input {axis} "
@@ -172,13 +197,24 @@ def prepare_input(func, x, geom, padding_mode, dtype):
     return x, 0, 0
 
 
+def gemm_sizes(geom):
+    """The dimensions of one (image, group) GEMM, named as the messages name them."""
+    return dict(kernels_per_group=geom.kernels // geom.groups,
+                patch_size=geom.channels // geom.groups * geom.kh * geom.kw,
+                output_pixels=geom.ho * geom.wo)
+
+
 def choose_method(geom):
     """The method 'auto' runs: im2col+GEMM once there are several kernels per group.
 
     With one or two kernels per group the GEMM degenerates to a matrix-vector
     product and unrolling costs more than it saves, so the direct loops win.
+    Sizes that do not fit BLAS's C int leave only the direct loops.
     """
-    return "im2col" if geom.kernels // geom.groups >= 4 else "direct"
+    sizes = gemm_sizes(geom)
+    if not fits_int(*sizes.values()):
+        return "direct"
+    return "im2col" if sizes["kernels_per_group"] >= 4 else "direct"
 
 
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
@@ -196,10 +232,9 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     if method == "direct":
         _direct.conv2d_forward(x, w, bias, out, *args)
         return out
-    kg = geom.kernels // geom.groups
-    q_len = w.shape[1] * geom.kh * geom.kw
-    n_pos = geom.ho * geom.wo
-    check_int_sizes(func, kernels_per_group=kg, patch_size=q_len, output_pixels=n_pos)
+    sizes = gemm_sizes(geom)
+    check_int_sizes(func, **sizes)
+    q_len, n_pos = sizes["patch_size"], sizes["output_pixels"]
     block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
     workspace = np.empty(q_len * block, dtype)
     _im2col.conv2d_forward(x, w, bias, b is not None, out, *args, workspace)
@@ -274,8 +309,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x = as_array(func, "input", input)
     w = as_array(func, "weight", weight)
     b = None if bias is None else as_array(func, "bias", bias)
-    # A Python scalar bias is weak (NEP 50): it does not upcast float32.
-    weak_bias = isinstance(bias, (int, float)) and not isinstance(bias, bool)
+    # A Python scalar bias is weak (NEP 50): it does not upcast float32. A NumPy
+    # scalar is not (np.float64 subclasses float, so test the exact type).
+    weak_bias = type(bias) in (int, float)
     dtype = float_dtype(x, w, None if weak_bias else b)
     geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, METHODS)

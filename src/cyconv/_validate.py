@@ -4,7 +4,6 @@ Everything that touches Python objects happens here, before a kernel runs:
 the kernels trust what they are given (bounds checks are off), so every
 invariant they list is established by these helpers.
 """
-import numbers
 import operator
 
 import numpy as np
@@ -50,13 +49,13 @@ def as_int(func, name, value, minimum):
 
 def pair(func, name, value, minimum):
     """Normalize an int or a length-2 sequence of ints to a tuple ``(h, w)``."""
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
-        value, (bool, np.bool_)
-    ):
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{func}: {name} must be an int or a pair of ints, got {value!r}")
+    # Scalars, including 0-d arrays (which have __len__ but no length):
+    # as_int accepts the integers and rejects the rest with TypeError.
+    if not hasattr(value, "__len__") or (isinstance(value, np.ndarray) and value.ndim == 0):
         v = as_int(func, name, value, minimum)
         return v, v
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        raise TypeError(f"{func}: {name} must be an int or a pair of ints, got {value!r}")
     if len(value) != 2:
         raise ValueError(f"{func}: {name} must be an int or a pair (h, w), got {value!r}")
     return (as_int(func, name, value[0], minimum), as_int(func, name, value[1], minimum))
@@ -102,6 +101,11 @@ def out_size(func, axis, size, kernel, stride, pad_total, dilation, shapes):
             f"is smaller than the dilated kernel {axis} {span} ({shapes})"
         )
     return (padded - span) // stride + 1
+
+
+def fits_int(*sizes):
+    """True when every size can be passed to BLAS as a C int."""
+    return all(size <= INT_MAX for size in sizes)
 
 
 def check_int_sizes(func, **sizes):

@@ -5,12 +5,15 @@ Direct (nested-sum) and im2col + BLAS GEMM kernels written in Cython, under a
 ``scipy.signal``-compatible image filtering.
 """
 from cyconv._conv import conv2d, output_shape
+from cyconv._signal import convolve2d, correlate2d
 from cyconv._unfold import im2col
 
 __version__ = "0.1.0"
 
 __all__ = [
     "conv2d",
+    "convolve2d",
+    "correlate2d",
     "im2col",
     "output_shape",
 ]

@@ -1,1 +1,370 @@
-"""SciPy drop-ins: correlate2d and convolve2d (placeholder, being written)."""
+"""SciPy drop-ins: correlate2d and convolve2d (``scipy.signal`` names, arguments and results).
+
+Everything SciPy decides in Python or in its C wrapper (``_sigtools._convolve2d``)
+is reproduced here before one forward kernel of ``_direct`` or ``_im2col`` runs:
+the input swap in 'valid' mode, the common dtype, the cast of ``fillvalue``,
+the output size, the 'same' offsets and the boundary padding.
+"""
+import numpy as np
+
+from cyconv._conv import Geometry, run_forward
+from cyconv._validate import check_choice
+
+MODES = ("full", "same", "valid")
+
+# boundary -> numpy.pad mode. The names and aliases are SciPy's _boundarydict,
+# less its 'reflect', which SciPy lists but then rejects ("Incorrect boundary
+# value"). np.pad wraps and mirrors again and again when the kernel is larger
+# than the image, which is what SciPy's index arithmetic does too. On a row
+# [1 2 3] padded by 2 on each side:
+#   fill, pad           f f | 1 2 3 | f f   (f = fillvalue)
+#   wrap, circular      2 3 | 1 2 3 | 1 2
+#   symm, symmetric     2 1 | 1 2 3 | 3 2   (mirror, edge pixel repeated)
+BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
+              "symm": "symmetric", "symmetric": "symmetric"}
+
+METHODS = ("auto", "direct", "im2col")
+
+# The dtypes a BLAS GEMM exists for (sgemm, dgemm, cgemm, zgemm): the others,
+# long double and the integers, always run the direct kernel.
+_GEMM_DTYPES = frozenset(np.dtype(c) for c in "fdFD")
+
+
+def _check_name(func, name, value, choices):
+    """SciPy looks mode and boundary up in a dict: unhashable values raise TypeError."""
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(
+            f"{func}: {name} must be a string, got unhashable {type(value).__name__}"
+        ) from None
+    return check_choice(func, name, value, choices)
+
+
+def _swap_needed(func, mode, shape1, shape2):
+    """SciPy's ``_inputs_swap_needed``: in 'valid' mode the larger array goes first."""
+    if mode != "valid":
+        return False
+    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
+    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
+    if not (ok1 or ok2):
+        raise ValueError(
+            f"{func}: for mode='valid', one input must be at least as large as the "
+            f"other in every dimension, got in1 shape {shape1} and in2 shape {shape2}"
+        )
+    return not ok1
+
+
+def _fill_scalar(func, fillvalue, dtype):
+    """``fillvalue`` as a 0-d array of ``dtype``, cast as SciPy's C wrapper casts it.
+
+    SciPy converts it with ``PyArray_FromObject``: a Python or NumPy scalar (or
+    a list) is cast like ``np.array(fillvalue, dtype)``, which truncates 2.7 to
+    2 for an integer output, while an ndarray must cast safely. If that fails,
+    a value that converts to complex128 gives ValueError (this is what a complex
+    fillvalue with a real output raises); otherwise the conversion's own error.
+    """
+    if isinstance(fillvalue, np.ndarray):
+        if np.can_cast(fillvalue.dtype, dtype, "safe"):
+            value = fillvalue.astype(dtype)
+        else:
+            value = None
+            if not np.can_cast(fillvalue.dtype, np.complex128, "safe"):
+                raise TypeError(
+                    f"{func}: cannot cast fillvalue of dtype {fillvalue.dtype} to the "
+                    f"output dtype {dtype} or to complex128 according to the rule 'safe'"
+                )
+    else:
+        try:
+            value = np.array(fillvalue, dtype=dtype)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+            try:  # SciPy's fallback; its error is the one SciPy raises
+                np.array(fillvalue, dtype=np.complex128)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise type(exc)(
+                    f"{func}: fillvalue={fillvalue!r} converts neither to the output "
+                    f"dtype {dtype} nor to complex128: {exc}"
+                ) from None
+    if value is None:
+        raise ValueError(
+            f"{func}: could not cast fillvalue={fillvalue!r} to the output dtype {dtype}"
+        )
+    if value.size != 1:
+        what = "an empty array" if value.size == 0 else f"an array of size {value.size}"
+        raise ValueError(
+            f"{func}: fillvalue must be a scalar or an array with one element, got {what}"
+        )
+    return value.reshape(())
+
+
+def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
+    """correlate2d (flip False) or convolve2d (flip True), SciPy's steps in SciPy's order."""
+    try:
+        in1 = np.asarray(in1)
+        in2 = np.asarray(in2)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise type(exc)(f"{func}: in1 or in2 cannot be converted to an array: {exc}") from None
+    if not in1.ndim == in2.ndim == 2:
+        raise ValueError(
+            f"{func}: in1 and in2 must both be 2-D arrays, got shapes {in1.shape} "
+            f"and {in2.shape}"
+        )
+    swapped = _swap_needed(func, mode, in1.shape, in2.shape)
+    if swapped:
+        in1, in2 = in2, in1
+    _check_name(func, "mode", mode, MODES)
+    pad_mode = BOUNDARIES[_check_name(func, "boundary", boundary, tuple(BOUNDARIES))]
+    check_choice(func, "method", method, METHODS)
+    if not flip and in2.dtype.kind not in "biufc":
+        try:  # SciPy conjugates in2 before anything else looks at the dtypes
+            in2.conj()
+        except TypeError as exc:
+            raise TypeError(
+                f"{func}: in2 of dtype {in2.dtype} cannot be conjugated: {exc}"
+            ) from None
+
+    numeric = in1.dtype.kind in "biufc" and in2.dtype.kind in "biufc"
+    dtype = np.promote_types(in1.dtype, in2.dtype).newbyteorder("=") if numeric else None
+    # SciPy casts fillvalue (and may fail) before it rejects the dtype.
+    if numeric and pad_mode == "constant":
+        fill = _fill_scalar(func, fillvalue, dtype)
+    else:
+        fill = np.zeros((), dtype)
+    if not numeric or dtype.kind == "b" or dtype == np.float16:
+        raise ValueError(
+            f"{func}: the common dtype of in1 ({in1.dtype}) and in2 ({in2.dtype}) is "
+            f"{dtype if numeric else 'not numeric'}; bool, float16 and object are not "
+            "supported (as in scipy.signal)"
+        )
+
+    (h, w), (kh, kw) = in1.shape, in2.shape
+    if mode == "full":
+        ho, wo = h + kh - 1, w + kw - 1
+        tops = (kh - 1, kw - 1)
+    elif mode == "same":
+        ho, wo = h, w
+        # Output pixel i reads from input row i - top on: top = (k-1)//2 in
+        # SciPy's correlation, k//2 in its convolution (with the kernel
+        # flipped); for even k the two differ by one.
+        tops = (kh // 2, kw // 2) if flip else ((kh - 1) // 2, (kw - 1) // 2)
+    else:
+        ho, wo = h - kh + 1, w - kw + 1
+        tops = (0, 0)
+    if ho < 0 or wo < 0:
+        raise ValueError(
+            f"{func}: mode='full' with in1 shape {in1.shape} and in2 shape {in2.shape} "
+            f"gives negative output dimensions {(ho, wo)}"
+        )
+    if ho * wo == 0 or kh * kw == 0:
+        # Nothing to compute, or an empty sum: zeros, as SciPy gives.
+        return np.zeros((ho, wo), dtype)
+
+    # Integers are summed in uint64, where every input converts by two's
+    # complement and arithmetic wraps modulo 2**64 (no undefined behaviour);
+    # the final cast reduces modulo 2**bits, which is what SciPy's wrapping
+    # arithmetic in the integer dtype gives.
+    compute = np.dtype(np.uint64) if dtype.kind in "iu" else dtype
+    kernel = in2.conj() if (not flip and in2.dtype.kind == "c") else in2
+    kernel = np.ascontiguousarray(kernel[::-1, ::-1] if flip else kernel, dtype=compute)
+    image = np.ascontiguousarray(in1, dtype=compute)
+    fill = fill.astype(compute)
+
+    # (top, bottom, left, right): the last output row reads input row
+    # ho - 1 - top + kh - 1, which is bottom rows past the last one, h - 1.
+    pads = (tops[0], ho + kh - 1 - tops[0] - h, tops[1], wo + kw - 1 - tops[1] - w)
+    # The kernels read zero outside the image; SciPy multiplies every tap by
+    # the fill value there, which differs when a tap is inf or NaN (0*inf).
+    implicit_zeros = (pad_mode == "constant" and fill == 0
+                      and (compute.kind not in "fc" or np.isfinite(kernel).all()))
+    if any(pads) and not implicit_zeros:
+        if image.size == 0 and pad_mode != "constant":
+            # SciPy divides by the zero image size here and crashes.
+            raise ValueError(
+                f"{func}: boundary={boundary!r} needs a non-empty in1 when the output "
+                f"{(ho, wo)} is not empty, got in1 shape {in1.shape}"
+            )
+        extra = {"constant_values": fill} if pad_mode == "constant" else {}
+        image = np.pad(image, ((pads[0], pads[1]), (pads[2], pads[3])), mode=pad_mode,
+                       **extra)
+        pads = (0, 0, 0, 0)
+
+    if method == "auto" or compute not in _GEMM_DTYPES:
+        method = "direct"
+    geom = Geometry(1, 1, image.shape[0], image.shape[1], 1, kh, kw, 1, 1, 1, 1, 1,
+                    pads, ho, wo, 2)
+    out = run_forward(func, image.reshape(1, 1, *image.shape), kernel.reshape(1, 1, kh, kw),
+                      None, geom, pads[0], pads[2], method)
+    out = out.reshape(ho, wo)
+    if swapped and not flip:
+        out = out[::-1, ::-1]  # SciPy reverses the swapped correlation (no conjugate)
+    return np.ascontiguousarray(out, dtype=dtype)
+
+
+_SHARED_DOC = """
+    Parameters
+    ----------
+    in1 : array_like, shape (H, W)
+        First input, the image.
+    in2 : array_like, shape (kh, kw)
+        Second input, the kernel. In ``'valid'`` mode, if ``in2`` is at least as
+        large as ``in1`` in both dimensions the two are swapped (as SciPy does);
+        one must be at least as large as the other.
+    mode : {'full', 'same', 'valid'}, default 'full'
+        Output size: ``(H + kh - 1, W + kw - 1)`` for ``'full'``, ``(H, W)`` for
+        ``'same'`` (centred on the ``'full'`` output), ``(H - kh + 1, W - kw + 1)``
+        for ``'valid'`` (no boundary values are used).
+    boundary : {'fill', 'pad', 'wrap', 'circular', 'symm', 'symmetric'}, default 'fill'
+        What ``in1`` holds outside its bounds: ``fillvalue`` ('fill', alias
+        'pad'); the opposite edge, periodically ('wrap', alias 'circular'); the
+        mirror image with the edge pixel repeated ('symm', alias 'symmetric').
+        On a row ``[1 2 3]`` extended by 2: ``f f|1 2 3|f f``, ``2 3|1 2 3|1 2``,
+        ``2 1|1 2 3|3 2``.
+    fillvalue : scalar, default 0
+        The value outside ``in1`` with ``boundary='fill'``, cast to the output
+        dtype as SciPy casts it (2.7 becomes 2 for an integer output).
+    method : {'auto', 'direct', 'im2col'}, default 'auto'
+        ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls
+        ``in1`` and runs one BLAS GEMM (float32, float64, complex64 and
+        complex128 only: integer and long double inputs use the direct loops);
+        ``'auto'`` currently always runs the direct loops.
+
+    Returns
+    -------
+    ndarray, shape given by ``mode``
+        New C-contiguous array of the common dtype of ``in1`` and ``in2``
+        (``np.promote_types``: int8 with uint8 gives int16, int64 with uint64
+        gives float64, long double is kept), as in SciPy.
+
+    Raises
+    ------
+    ValueError
+        If an input is not 2-D; for a bad ``mode``, ``boundary`` (including
+        'reflect', which SciPy rejects too) or ``method``; in ``'valid'`` mode
+        when neither input is at least as large as the other; when the common
+        dtype is bool, float16, object or not numeric; for a ``fillvalue`` that
+        does not cast to the output dtype (a complex one with a real output) or
+        has more than one element; for negative output sizes (``'full'`` with
+        both inputs empty along one axis); for ``'wrap'``/``'symm'`` with an
+        empty ``in1`` and a non-empty output (SciPy crashes there).
+    TypeError
+        For an unhashable ``mode`` or ``boundary``, or a ``fillvalue`` that
+        converts neither to the output dtype nor to complex (an arbitrary
+        object), as SciPy does.%(typeerror)s
+"""
+
+_SHARED_NOTES = """
+    Integer inputs are computed exactly as SciPy does, in the integer output
+    dtype with wrap-around on overflow: both inputs are converted to uint64
+    (two's complement), the direct kernel sums in unsigned 64-bit arithmetic,
+    which wraps modulo ``2**64``, and the cast to the output dtype reduces
+    modulo ``2**bits``, which equals the sum wrapped in ``bits``-bit
+    arithmetic. Floating and complex inputs run in their own precision
+    (long double and its complex included) and agree with SciPy to rounding.
+"""
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, method="auto"):
+    """Cross-correlate two 2-D arrays, as ``scipy.signal.correlate2d``.
+%(shared)s
+    See Also
+    --------
+    convolve2d : the same sum with the kernel flipped.
+    scipy.signal.correlate2d : the function this one replaces.
+
+    Notes
+    -----
+    ``out[i, j] = sum_{p, q} x[i - t + p, j - l + q] * conj(in2[p, q])``
+    where ``x`` is ``in1`` extended by ``boundary`` and the offset is
+    ``(t, l) = (kh - 1, kw - 1)`` for ``'full'``, ``((kh - 1) // 2, (kw - 1) // 2)``
+    for ``'same'`` and ``(0, 0)`` for ``'valid'``. When ``'valid'`` swaps the
+    inputs, the result is ``correlate2d(in2, in1)[::-1, ::-1]`` (for complex
+    inputs this is the conjugate of the unswapped sum; SciPy does the same).
+%(notes)s
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cyconv
+    >>> a = np.array([[1, 2, 0], [0, 1, 3]])
+    >>> k = np.array([[1, 0], [0, 2]])
+    >>> cyconv.correlate2d(a, k)
+    array([[2, 4, 0, 0],
+           [0, 3, 8, 0],
+           [0, 0, 1, 3]])
+    >>> cyconv.correlate2d(a, k, mode="same")
+    array([[3, 8, 0],
+           [0, 1, 3]])
+    >>> cyconv.correlate2d(a, k, boundary="symm")
+    array([[3, 5, 2, 0],
+           [1, 3, 8, 6],
+           [0, 2, 7, 9]])
+
+    Integers wrap around as in SciPy:
+
+    >>> cyconv.correlate2d(np.array([[100, 100]], np.int8), np.array([[2]], np.int8))
+    array([[-56, -56]], dtype=int8)
+    """
+    return _filter2d("correlate2d", in1, in2, mode, boundary, fillvalue, method, False)
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, method="auto"):
+    """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.
+%(shared)s
+    See Also
+    --------
+    correlate2d : the same sum without flipping the kernel.
+    scipy.signal.convolve2d : the function this one replaces.
+
+    Notes
+    -----
+    ``out[i, j] = sum_{p, q} x[i + t - p, j + l - q] * in2[p, q]``
+    where ``x`` is ``in1`` extended by ``boundary`` and the offset is
+    ``(t, l) = (0, 0)`` for ``'full'``, ``((kh - 1) // 2, (kw - 1) // 2)`` for
+    ``'same'`` and ``(kh - 1, kw - 1)`` for ``'valid'``. The kernel is flipped
+    and correlated; for an even kernel the ``'same'`` window therefore sits
+    one pixel further up/left than correlate2d's, as in SciPy.
+%(notes)s
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cyconv
+
+    Convolving a single 1 reproduces the kernel:
+
+    >>> delta = np.zeros((3, 3), dtype=int)
+    >>> delta[1, 1] = 1
+    >>> k = np.array([[1, 2], [3, 4]])
+    >>> cyconv.convolve2d(delta, k)
+    array([[0, 0, 0, 0],
+           [0, 1, 2, 0],
+           [0, 3, 4, 0],
+           [0, 0, 0, 0]])
+
+    With an even kernel, ``'same'`` keeps a different window than
+    correlate2d does (which also leaves the kernel unflipped):
+
+    >>> cyconv.convolve2d(delta, k, mode="same")
+    array([[0, 0, 0],
+           [0, 1, 2],
+           [0, 3, 4]])
+    >>> cyconv.correlate2d(delta, k, mode="same")
+    array([[4, 3, 0],
+           [2, 1, 0],
+           [0, 0, 0]])
+
+    A moving sum of 3 on a periodic row:
+
+    >>> cyconv.convolve2d(np.array([[1, 2, 3, 4]]), np.array([[1, 1, 1]]),
+    ...                   mode="same", boundary="wrap")
+    array([[7, 6, 9, 8]])
+    """
+    return _filter2d("convolve2d", in1, in2, mode, boundary, fillvalue, method, True)
+
+
+# The shared sections are filled in with %-formatting, as scipy's docfiller
+# does (docstrings are None under python -OO).
+if correlate2d.__doc__ and convolve2d.__doc__:
+    _CONJ = "\n        For an ``in2`` whose dtype has no conjugate (strings, dates), as SciPy does."
+    correlate2d.__doc__ %= {"shared": _SHARED_DOC % {"typeerror": _CONJ},
+                            "notes": _SHARED_NOTES}
+    convolve2d.__doc__ %= {"shared": _SHARED_DOC % {"typeerror": ""}, "notes": _SHARED_NOTES}

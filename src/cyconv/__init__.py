@@ -5,11 +5,12 @@ Direct (nested-sum) and im2col + BLAS GEMM kernels written in Cython, under a
 ``scipy.signal``-compatible image filtering.
 """
 from cyconv._conv import conv2d, output_shape
-from cyconv._unfold import im2col
+from cyconv._unfold import col2im, im2col
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "col2im",
     "conv2d",
     "im2col",
     "output_shape",

@@ -9,3 +9,7 @@ def conv2d_forward(
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
     workspace: NDArray,
 ) -> None: ...
+def col2im(
+    cols: NDArray, x: NDArray, kh: int, kw: int, wo: int,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
+) -> None: ...

@@ -12,6 +12,7 @@ matrix product ``out[Kg x P] = weight[Kg x Q] @ cols[Q x P]`` with
 block of output pixels at a time into a workspace the caller allocates, so
 memory stays under a cap whatever the image size.
 """
+from cython cimport floating
 from libc.string cimport memcpy
 
 from cyconv._fused cimport blas_t
@@ -147,3 +148,71 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                     gemm(False, False, kg, count, q_len, 1, w_p + g * kg * q_len, q_len,
                          cols, count, beta, out_group + start, n_pos)
                     start += count
+
+
+# col2im: the adjoint of _unroll.
+
+cdef void _fold(const floating *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pos_start, Py_ssize_t pos_count,
+                floating *x) noexcept nogil:
+    """x[c, y, x] += cols[r, t] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
+
+    The walk of _unroll with += instead of =; entries that fall in the
+    padding are dropped. cols is (channels*kh*kw, pos_count), C-ordered;
+    x is (channels, h, w).
+    """
+    cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
+    cdef const floating *row
+    cdef floating *x_row
+    for c in range(channels):
+        for p in range(kh):
+            for q in range(kw):
+                row = cols + ((c * kh + p) * kw + q) * pos_count
+                offset = q * dw - pw
+                t = 0
+                pos = pos_start
+                while t < pos_count:
+                    i = pos // wo
+                    j = pos - i * wo
+                    seg = wo - j
+                    if seg > pos_count - t:
+                        seg = pos_count - t
+                    y = i * sh - ph + p * dh
+                    if 0 <= y < h:
+                        x_row = x + (c * h + y) * w
+                        j_lo = first_inside(offset, sw)
+                        if j_lo < j:
+                            j_lo = j
+                        j_hi = end_inside(offset, sw, w, j + seg)
+                        if sw == 1:
+                            for jj in range(j_lo, j_hi):
+                                x_row[jj + offset] += row[t + jj - j]
+                        else:
+                            for jj in range(j_lo, j_hi):
+                                x_row[jj * sw + offset] += row[t + jj - j]
+                    t += seg
+                    pos += seg
+
+
+def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
+           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+           Py_ssize_t dh, Py_ssize_t dw):
+    """x[n, c, i*sh-ph+p*dh, j*sw-pw+q*dw] += cols[n, (c*kh+p)*kw+q, i*wo+j] (padding dropped).
+
+    Invariants: cols (N, C*kh*kw, ho*wo) and x (N, C, H, W) C-contiguous and
+    non-empty, x zero-filled, ho and wo the output size for these parameters.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t rows = cols.shape[1], n_pos = cols.shape[2], n
+    cdef const floating *cols_p = &cols[0, 0, 0]
+    cdef floating *x_p = &x[0, 0, 0, 0]
+    with nogil:
+        for n in range(n_batch):
+            _fold(cols_p + n * rows * n_pos, channels, h, w, kh, kw, wo,
+                  sh, sw, ph, pw, dh, dw, 0, n_pos, x_p + n * channels * h * w)
+

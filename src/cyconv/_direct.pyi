@@ -5,3 +5,11 @@ def conv2d_forward(
     x: NDArray, weight: NDArray, bias: NDArray, out: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
 ) -> None: ...
+def conv2d_grad_weight(
+    x: NDArray, grad_out: NDArray, grad_weight: NDArray,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+) -> None: ...
+def conv2d_grad_input(
+    grad_out: NDArray, weight: NDArray, grad_input: NDArray,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+) -> None: ...

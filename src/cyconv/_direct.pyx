@@ -11,6 +11,8 @@ tap adds a shifted input row into it; for each tap the in-bounds column range
 is computed once, which leaves a branch-free, unit-stride inner loop when the
 stride is 1.
 """
+from cython cimport floating
+
 from cyconv._fused cimport direct_t
 from cyconv._bounds cimport first_inside, end_inside
 
@@ -79,3 +81,144 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
                               out_p + ((n * n_out + k) * ho + i) * wo,
                               bias[k], i, cg, h, w, kh, kw, wo,
                               sh, sw, ph, pw, dh, dw)
+
+
+# Backward pass: the two adjoints of the sum above, on float32/float64.
+
+cdef floating _weight_tap(const floating *x_plane, const floating *gy_plane,
+                          Py_ssize_t n_batch, Py_ssize_t x_step, Py_ssize_t gy_step,
+                          Py_ssize_t row_offset, Py_ssize_t col_offset,
+                          Py_ssize_t h, Py_ssize_t w, Py_ssize_t ho, Py_ssize_t wo,
+                          Py_ssize_t sh, Py_ssize_t sw) noexcept nogil:
+    """sum_{n,i,j} gy_plane[n*gy_step + i*wo + j] * x_plane[n*x_step + y*w + x].
+
+    y = i*sh + row_offset, x = j*sw + col_offset; pixels outside the h x w
+    plane (the zero padding) contribute nothing, so only the in-bounds
+    ranges of i and j, computed once, are visited.
+    """
+    cdef Py_ssize_t i_lo = first_inside(row_offset, sh)
+    cdef Py_ssize_t i_hi = end_inside(row_offset, sh, h, ho)
+    cdef Py_ssize_t j_lo = first_inside(col_offset, sw)
+    cdef Py_ssize_t j_hi = end_inside(col_offset, sw, w, wo)
+    cdef Py_ssize_t n, i, j
+    cdef const floating *x_row
+    cdef const floating *gy_row
+    cdef floating acc = 0
+    for n in range(n_batch):
+        for i in range(i_lo, i_hi):
+            x_row = x_plane + n * x_step + (i * sh + row_offset) * w
+            gy_row = gy_plane + n * gy_step + i * wo
+            if sw == 1:
+                for j in range(j_lo, j_hi):
+                    acc += gy_row[j] * x_row[j + col_offset]
+            else:
+                for j in range(j_lo, j_hi):
+                    acc += gy_row[j] * x_row[j * sw + col_offset]
+    return acc
+
+
+cdef void _input_plane(const floating *gy, const floating *w_c, floating *plane,
+                       Py_ssize_t kernels, Py_ssize_t w_step,
+                       Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
+                       Py_ssize_t ho, Py_ssize_t wo,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """plane[y, x] += sum_{k,p,q,i,j} gy[k, i, j] * w_c[k*w_step + p*kw + q].
+
+    Over y = i*sh - ph + p*dh, x = j*sw - pw + q*dw inside the h x w plane:
+    every output gradient is scattered back through the kernel taps. gy is
+    (kernels, ho, wo); w_c points at weight[k0, c, 0, 0], one kernel every
+    w_step elements.
+    """
+    cdef Py_ssize_t k, p, q, i, j, row_offset, col_offset, i_lo, i_hi, j_lo, j_hi
+    cdef const floating *gy_row
+    cdef floating *x_row
+    cdef floating tap
+    for k in range(kernels):
+        for p in range(kh):
+            row_offset = p * dh - ph
+            i_lo = first_inside(row_offset, sh)
+            i_hi = end_inside(row_offset, sh, h, ho)
+            for q in range(kw):
+                tap = w_c[k * w_step + p * kw + q]
+                col_offset = q * dw - pw
+                j_lo = first_inside(col_offset, sw)
+                j_hi = end_inside(col_offset, sw, w, wo)
+                for i in range(i_lo, i_hi):
+                    gy_row = gy + (k * ho + i) * wo
+                    x_row = plane + (i * sh + row_offset) * w
+                    if sw == 1:
+                        for j in range(j_lo, j_hi):
+                            x_row[j + col_offset] += tap * gy_row[j]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            x_row[j * sw + col_offset] += tap * gy_row[j]
+
+
+def conv2d_grad_weight(const floating[:, :, :, ::1] x,
+                       const floating[:, :, :, ::1] grad_out,
+                       floating[:, :, :, ::1] grad_weight,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups):
+    """grad_weight[k,c,p,q] = sum_{n,i,j} grad_out[n,k,i,j] * x[n, g*Cg+c, i*sh-ph+p*dh, j*sw-pw+q*dw].
+
+    Invariants (checked in Python): all arrays C-contiguous and non-empty;
+    x is (N, C, H, W), grad_out (N, K, ho, wo) with ho, wo the output size of
+    these parameters, grad_weight (K, C/groups, kh, kw); strides and
+    dilations >= 1, paddings >= 0; groups divides C and K. Every entry of
+    grad_weight is overwritten.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t n_out = grad_out.shape[1], ho = grad_out.shape[2], wo = grad_out.shape[3]
+    cdef Py_ssize_t cg = grad_weight.shape[1], kh = grad_weight.shape[2]
+    cdef Py_ssize_t kw = grad_weight.shape[3], kg = n_out // groups
+    cdef Py_ssize_t k, g, c, p, q
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
+    cdef floating *gw_p = &grad_weight[0, 0, 0, 0]
+    with nogil:
+        for k in range(n_out):
+            g = k // kg
+            for c in range(cg):
+                for p in range(kh):
+                    for q in range(kw):
+                        gw_p[((k * cg + c) * kh + p) * kw + q] = _weight_tap(
+                            x_p + (g * cg + c) * h * w, gy_p + k * ho * wo,
+                            n_batch, n_in * h * w, n_out * ho * wo,
+                            p * dh - ph, q * dw - pw, h, w, ho, wo, sh, sw)
+
+
+def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
+                      const floating[:, :, :, ::1] weight,
+                      floating[:, :, :, ::1] grad_input,
+                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups):
+    """grad_input[n, g*Cg+c, i*sh-ph+p*dh, j*sw-pw+q*dw] += grad_out[n,k,i,j] * weight[k,c,p,q].
+
+    Summed over the kernels k of group g, taps (p, q) and output pixels
+    (i, j) that land inside the input. Each (n, c) input plane is written by
+    one loop nest, so planes are independent.
+
+    Invariants (checked in Python): all arrays C-contiguous and non-empty;
+    grad_input (N, C, H, W) zero-filled, grad_out (N, K, ho, wo) with ho, wo
+    the output size of these parameters, weight (K, C/groups, kh, kw);
+    strides and dilations >= 1, paddings >= 0; groups divides C and K.
+    """
+    cdef Py_ssize_t n_batch = grad_input.shape[0], n_in = grad_input.shape[1]
+    cdef Py_ssize_t h = grad_input.shape[2], w = grad_input.shape[3]
+    cdef Py_ssize_t n_out = grad_out.shape[1], ho = grad_out.shape[2], wo = grad_out.shape[3]
+    cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t kg = n_out // groups, w_step = cg * kh * kw
+    cdef Py_ssize_t n, ci, g
+    cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
+    cdef const floating *w_p = &weight[0, 0, 0, 0]
+    cdef floating *gx_p = &grad_input[0, 0, 0, 0]
+    with nogil:
+        for n in range(n_batch):
+            for ci in range(n_in):
+                g = ci // cg
+                _input_plane(gy_p + (n * n_out + g * kg) * ho * wo,
+                             w_p + g * kg * w_step + (ci - g * cg) * kh * kw,
+                             gx_p + (n * n_in + ci) * h * w,
+                             kg, w_step, h, w, kh, kw, ho, wo,
+                             sh, sw, ph, pw, dh, dw)

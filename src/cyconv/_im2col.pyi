@@ -9,3 +9,17 @@ def conv2d_forward(
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
     workspace: NDArray,
 ) -> None: ...
+def col2im(
+    cols: NDArray, x: NDArray, kh: int, kw: int, wo: int,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
+) -> None: ...
+def conv2d_grad_weight(
+    x: NDArray, grad_out: NDArray, grad_weight: NDArray,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+    workspace: NDArray,
+) -> None: ...
+def conv2d_grad_input(
+    grad_out: NDArray, weight: NDArray, grad_input: NDArray,
+    sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+    workspace: NDArray,
+) -> None: ...

@@ -12,6 +12,7 @@ matrix product ``out[Kg x P] = weight[Kg x Q] @ cols[Q x P]`` with
 block of output pixels at a time into a workspace the caller allocates, so
 memory stays under a cap whatever the image size.
 """
+from cython cimport floating
 from libc.string cimport memcpy
 
 from cyconv._fused cimport blas_t
@@ -146,4 +147,173 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                             start, count, cols)
                     gemm(False, False, kg, count, q_len, 1, w_p + g * kg * q_len, q_len,
                          cols, count, beta, out_group + start, n_pos)
+                    start += count
+
+
+# Backward pass: col2im (the adjoint of _unroll) and the gradient GEMMs
+# dW = dY @ cols.T and dcols = W.T @ dY (Caffe base_conv_layer.cpp).
+
+cdef void _fold(const floating *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pos_start, Py_ssize_t pos_count,
+                floating *x) noexcept nogil:
+    """x[c, y, x] += cols[r, t] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
+
+    The walk of _unroll with += instead of =; entries that fall in the
+    padding are dropped. cols is (channels*kh*kw, pos_count), C-ordered;
+    x is (channels, h, w).
+    """
+    cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
+    cdef const floating *row
+    cdef floating *x_row
+    for c in range(channels):
+        for p in range(kh):
+            for q in range(kw):
+                row = cols + ((c * kh + p) * kw + q) * pos_count
+                offset = q * dw - pw
+                t = 0
+                pos = pos_start
+                while t < pos_count:
+                    i = pos // wo
+                    j = pos - i * wo
+                    seg = wo - j
+                    if seg > pos_count - t:
+                        seg = pos_count - t
+                    y = i * sh - ph + p * dh
+                    if 0 <= y < h:
+                        x_row = x + (c * h + y) * w
+                        j_lo = first_inside(offset, sw)
+                        if j_lo < j:
+                            j_lo = j
+                        j_hi = end_inside(offset, sw, w, j + seg)
+                        if sw == 1:
+                            for jj in range(j_lo, j_hi):
+                                x_row[jj + offset] += row[t + jj - j]
+                        else:
+                            for jj in range(j_lo, j_hi):
+                                x_row[jj * sw + offset] += row[t + jj - j]
+                    t += seg
+                    pos += seg
+
+
+def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
+           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+           Py_ssize_t dh, Py_ssize_t dw):
+    """x[n, c, i*sh-ph+p*dh, j*sw-pw+q*dw] += cols[n, (c*kh+p)*kw+q, i*wo+j] (padding dropped).
+
+    Invariants: cols (N, C*kh*kw, ho*wo) and x (N, C, H, W) C-contiguous and
+    non-empty, x zero-filled, ho and wo the output size for these parameters.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t rows = cols.shape[1], n_pos = cols.shape[2], n
+    cdef const floating *cols_p = &cols[0, 0, 0]
+    cdef floating *x_p = &x[0, 0, 0, 0]
+    with nogil:
+        for n in range(n_batch):
+            _fold(cols_p + n * rows * n_pos, channels, h, w, kh, kw, wo,
+                  sh, sw, ph, pw, dh, dw, 0, n_pos, x_p + n * channels * h * w)
+
+
+def conv2d_grad_weight(const floating[:, :, :, ::1] x,
+                       const floating[:, :, :, ::1] grad_out,
+                       floating[:, :, :, ::1] grad_weight,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                       floating[::1] workspace):
+    """grad_weight[g-block] += sum_n grad_out[n, g-block] @ im2col(x[n, g-channels]).T.
+
+    One GEMM per (image, group, block of output pixels), accumulated with
+    beta = 1. The block holds ``workspace.size // Q`` pixels (Q =
+    Cg*kh*kw; the caller makes it >= 1). A 1x1 kernel at stride 1 without
+    padding multiplies by the input planes directly.
+
+    Invariants: as conv2d_grad_weight in _direct, plus grad_weight
+    zero-filled and Kg, Q and ho*wo fit in a C int (checked in Python).
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t n_out = grad_out.shape[1], wo = grad_out.shape[3]
+    cdef Py_ssize_t n_pos = grad_out.shape[2] * wo
+    cdef Py_ssize_t cg = grad_weight.shape[1], kh = grad_weight.shape[2]
+    cdef Py_ssize_t kw = grad_weight.shape[3], kg = n_out // groups, q_len = cg * kh * kw
+    cdef Py_ssize_t block = workspace.shape[0] // q_len
+    cdef bint pointwise = (kh == 1 and kw == 1 and sh == 1 and sw == 1
+                           and ph == 0 and pw == 0)
+    cdef Py_ssize_t n, g, start, count
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
+    cdef floating *gw_p = &grad_weight[0, 0, 0, 0]
+    cdef floating *cols = &workspace[0]
+    cdef const floating *x_group
+    cdef const floating *gy_group
+    with nogil:
+        for n in range(n_batch):
+            for g in range(groups):
+                x_group = x_p + (n * n_in + g * cg) * h * w
+                gy_group = gy_p + (n * n_out + g * kg) * n_pos
+                if pointwise:
+                    gemm(False, True, kg, q_len, n_pos, 1, gy_group, n_pos,
+                         x_group, n_pos, 1, gw_p + g * kg * q_len, q_len)
+                    continue
+                start = 0
+                while start < n_pos:
+                    count = block if block < n_pos - start else n_pos - start
+                    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+                            start, count, cols)
+                    gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
+                         cols, count, 1, gw_p + g * kg * q_len, q_len)
+                    start += count
+
+
+def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
+                      const floating[:, :, :, ::1] weight,
+                      floating[:, :, :, ::1] grad_input,
+                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                      floating[::1] workspace):
+    """grad_input[n, g-channels] = col2im(weight[g-block].T @ grad_out[n, g-block]).
+
+    One GEMM per (image, group, block of output pixels) into the workspace,
+    folded into the input planes at once; the block holds
+    ``workspace.size // Q`` pixels (Q = Cg*kh*kw; the caller makes it >= 1).
+    A 1x1 kernel at stride 1 without padding writes the product directly.
+
+    Invariants: as conv2d_grad_input in _direct, plus Kg, Q and ho*wo fit in
+    a C int (checked in Python).
+    """
+    cdef Py_ssize_t n_batch = grad_input.shape[0], n_in = grad_input.shape[1]
+    cdef Py_ssize_t h = grad_input.shape[2], w = grad_input.shape[3]
+    cdef Py_ssize_t n_out = grad_out.shape[1], wo = grad_out.shape[3]
+    cdef Py_ssize_t n_pos = grad_out.shape[2] * wo
+    cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw
+    cdef Py_ssize_t block = workspace.shape[0] // q_len
+    cdef bint pointwise = (kh == 1 and kw == 1 and sh == 1 and sw == 1
+                           and ph == 0 and pw == 0)
+    cdef Py_ssize_t n, g, start, count
+    cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
+    cdef const floating *w_p = &weight[0, 0, 0, 0]
+    cdef floating *gx_p = &grad_input[0, 0, 0, 0]
+    cdef floating *cols = &workspace[0]
+    cdef floating *gx_group
+    cdef const floating *gy_group
+    with nogil:
+        for n in range(n_batch):
+            for g in range(groups):
+                gx_group = gx_p + (n * n_in + g * cg) * h * w
+                gy_group = gy_p + (n * n_out + g * kg) * n_pos
+                if pointwise:
+                    gemm(True, False, q_len, n_pos, kg, 1, w_p + g * kg * q_len, q_len,
+                         gy_group, n_pos, 0, gx_group, n_pos)
+                    continue
+                start = 0
+                while start < n_pos:
+                    count = block if block < n_pos - start else n_pos - start
+                    gemm(True, False, q_len, count, kg, 1, w_p + g * kg * q_len, q_len,
+                         gy_group + start, n_pos, 0, cols, count)
+                    _fold(cols, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+                          start, count, gx_group)
                     start += count

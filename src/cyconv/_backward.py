@@ -1,0 +1,218 @@
+"""Convolution backward: conv2d_backward, the gradients of conv2d."""
+import numpy as np
+
+from cyconv import _direct, _im2col
+from cyconv._conv import METHODS, choose_method, geometry, prepare_input
+from cyconv._validate import (
+    PAD_MODES,
+    WORKSPACE_BYTES,
+    as_array,
+    check_choice,
+    check_int_sizes,
+    float_dtype,
+)
+
+
+def _output_mask(func, output_mask):
+    """``output_mask`` as three Python bools (grad_input, grad_weight, grad_bias)."""
+    if isinstance(output_mask, (str, bytes)) or not hasattr(output_mask, "__len__"):
+        raise TypeError(
+            f"{func}: output_mask must be a sequence of 3 bools, got {output_mask!r}"
+        )
+    if len(output_mask) != 3:
+        raise ValueError(
+            f"{func}: output_mask must have 3 entries (input, weight, bias), "
+            f"got {len(output_mask)}"
+        )
+    for flag in output_mask:
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(
+                f"{func}: output_mask entries must be bools, got {output_mask!r}"
+            )
+    return tuple(bool(flag) for flag in output_mask)
+
+
+def _workspace(func, geom, q_len, dtype):
+    """Scratch for one block of unrolled columns, at most WORKSPACE_BYTES (>= one column)."""
+    n_pos = geom.ho * geom.wo
+    check_int_sizes(func, kernels_per_group=geom.kernels // geom.groups,
+                    patch_size=q_len, output_pixels=n_pos)
+    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
+    return np.empty(q_len * block, dtype)
+
+
+def _fold_padding(grad, pads, padding_mode):
+    """Adjoint of ``np.pad`` on the last two axes: padding gradients go home.
+
+    ``grad`` is the gradient with respect to the padded input; each padded
+    cell's gradient is added to the input cell ``np.pad`` copied it from.
+    The copy is separable, so each axis is folded on its own, through the
+    index map that ``np.pad`` itself builds from ``arange``.
+    """
+    mode = PAD_MODES[padding_mode]
+    top, bottom, left, right = pads
+    for axis, before, after in ((2, top, bottom), (3, left, right)):
+        size = grad.shape[axis] - before - after
+        source = np.pad(np.arange(size), (before, after), mode=mode)
+        inner = [slice(None)] * 4
+        inner[axis] = slice(before, before + size)
+        folded = grad[tuple(inner)].copy()
+        for u in [*range(before), *range(before + size, before + size + after)]:
+            to, frm = [slice(None)] * 4, [slice(None)] * 4
+            to[axis], frm[axis] = source[u], u
+            folded[tuple(to)] += grad[tuple(frm)]
+        grad = folded
+    return grad
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
+                    groups=1, *, padding_mode="zeros", method="auto",
+                    output_mask=(True, True, True)):
+    """Gradients of a loss with respect to the input, weight and bias of `conv2d`.
+
+    Parameters
+    ----------
+    grad_output : array_like, shape (N, K, Ho, Wo), (K, Ho, Wo) or (Ho, Wo)
+        ``dL/d(output)``; its shape must be what `conv2d` returns for
+        ``input`` and ``weight`` with these parameters.
+    input : array_like, shape (N, C, H, W), (C, H, W) or (H, W)
+        The images the forward pass saw. Any memory layout.
+    weight : array_like, shape (K, C // groups, kh, kw), or (kh, kw) with a 2-D input
+        The kernels the forward pass used.
+    stride : int or tuple of 2 ints, default 1
+    padding : int, tuple of 2 ints, 'valid' or 'same', default 0
+        As in `conv2d`; ``'same'`` (stride 1 only) puts the odd pixel at the
+        bottom/right.
+    dilation : int or tuple of 2 ints, default 1
+    groups : int, default 1
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        As in `conv2d`. With a mode other than zeros, the gradient that falls
+        on a padded cell is added to the input cell that cell was copied from.
+    method : {'auto', 'direct', 'im2col'}, default 'auto'
+        ``'direct'`` runs the gradient sums as C loops; ``'im2col'`` runs
+        ``dW = dY @ cols.T`` and ``grad_input = col2im(W.T @ dY)`` as BLAS
+        GEMMs in bounded blocks; ``'auto'`` picks one from the shapes.
+    output_mask : sequence of 3 bools, default (True, True, True)
+        Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
+
+    Returns
+    -------
+    grad_input : ndarray or None
+        ``dL/d(input)``, shape of ``input``; None if ``output_mask[0]`` is False.
+    grad_weight : ndarray or None
+        ``dL/d(weight)``, shape of ``weight``; None if ``output_mask[1]`` is False.
+    grad_bias : ndarray or None
+        ``dL/d(bias)``, shape (K,), or (1,) with a 2-D input; None if
+        ``output_mask[2]`` is False. All three are new C-contiguous arrays,
+        float32 if every input is float32, else float64.
+
+    Raises
+    ------
+    ValueError
+        If ``grad_output`` does not have conv2d's output shape, for shapes
+        that do not fit together, or bad stride/padding/dilation/groups/
+        padding_mode/method/output_mask values.
+    TypeError
+        For complex, object or string inputs, non-integer parameters or a
+        non-bool ``output_mask``.
+
+    See Also
+    --------
+    conv2d, col2im
+
+    Notes
+    -----
+    With ``y = i*sh - ph + p*dh``, ``x = j*sw - pw + q*dw`` and
+    ``g = k // (K/groups)``, ``Cg = C/groups``:
+
+    - ``grad_weight[k, c, p, q] = sum_{n, i, j} dY[n, k, i, j] * input[n, g*Cg + c, y, x]``
+    - ``grad_input[n, g*Cg + c, y, x] = sum_{k in g,p,q,i,j} dY[n, k, i, j] * weight[k, c, p, q]``
+    - ``grad_bias[k] = sum_{n, i, j} dY[n, k, i, j]``
+
+    where ``dY`` is ``grad_output``; input pixels ``(y, x)`` in the padding are
+    dropped (zeros) or added to the pixel they copy (other modes).
+
+    As matrices, per image and group: ``grad_weight = dY @ im2col(x).T`` and
+    ``grad_input = col2im(W.T @ dY)``.
+
+    Examples
+    --------
+    The course exercise: the gradient of ``I * K`` (stride 2) with respect to
+    ``K``. With ``grad_output`` all ones it is the sum of the four input
+    patches, equation (2):
+
+    >>> import numpy as np
+    >>> import cyconv
+    >>> I = np.array([[1, 1, -2, 0, 1], [1, 0, 0, 2, 1], [0, 1, 0, 5, -1],
+    ...               [-2, 1, 0, -1, 1], [0, 1, 0, 5, -1]])
+    >>> K = np.array([[0, 1, 1], [1, 0, 0], [0, 1, 0]])
+    >>> grad_out = np.ones((2, 2))
+    >>> grad_I, grad_K, grad_b = cyconv.conv2d_backward(grad_out, I, K, stride=2)
+    >>> grad_K
+    array([[-1.,  7., -2.],
+           [-1.,  2.,  2.],
+           [ 0., 12., -2.]])
+
+    The same as one matrix multiplication with the unrolled image:
+
+    >>> (cyconv.im2col(I, 3, stride=2) @ grad_out.ravel()).reshape(3, 3)
+    array([[-1.,  7., -2.],
+           [-1.,  2.,  2.],
+           [ 0., 12., -2.]])
+
+    The gradient with respect to the image adds ``K`` at every patch
+    position, and a bias would get one per output pixel:
+
+    >>> grad_I
+    array([[0., 1., 1., 1., 1.],
+           [1., 0., 1., 0., 0.],
+           [0., 2., 1., 2., 1.],
+           [1., 0., 1., 0., 0.],
+           [0., 1., 0., 1., 0.]])
+    >>> grad_b
+    array([4.])
+    """
+    func = "conv2d_backward"
+    gy = as_array(func, "grad_output", grad_output)
+    x = as_array(func, "input", input)
+    w = as_array(func, "weight", weight)
+    dtype = float_dtype(gy, x, w)
+    geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
+    check_choice(func, "method", method, METHODS)
+    want_input, want_weight, want_bias = _output_mask(func, output_mask)
+    expected = geom.output_shape()
+    if gy.shape != expected:
+        raise ValueError(
+            f"{func}: grad_output has shape {gy.shape}, but conv2d of input shape "
+            f"{x.shape} and weight shape {w.shape} gives shape {expected}"
+        )
+    gy = np.ascontiguousarray(gy.reshape(geom.batch, geom.kernels, geom.ho, geom.wo),
+                              dtype=dtype)
+    w4 = np.ascontiguousarray(
+        w.reshape(geom.kernels, geom.channels // geom.groups, geom.kh, geom.kw), dtype=dtype)
+    # The kernels see the padded input for modes other than zeros.
+    xp, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
+    if method == "auto":
+        method = choose_method(geom)
+    kernels = _direct if method == "direct" else _im2col
+    args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
+    run = bool(gy.size and xp.size and w4.size)  # else every sum is empty
+    if run and method == "im2col":
+        args += (_workspace(func, geom, w4[0].size, dtype),)
+
+    grad_input = grad_weight = grad_bias = None
+    if want_input:
+        grad_input = np.zeros(xp.shape, dtype)
+        if run:
+            kernels.conv2d_grad_input(gy, w4, grad_input, *args)
+        if xp.shape[2:] != (geom.height, geom.width):
+            grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
+        grad_input = grad_input.reshape(x.shape)
+    if want_weight:
+        grad_weight = np.zeros(w4.shape, dtype)
+        if run:
+            kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
+        grad_weight = grad_weight.reshape(w.shape)
+    if want_bias:
+        grad_bias = gy.sum(axis=(0, 2, 3))
+    return grad_input, grad_weight, grad_bias

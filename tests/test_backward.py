@@ -1,0 +1,365 @@
+"""conv2d_backward against finite differences of the NumPy reference conv2d.
+
+The loss ``L = sum(conv2d(x, w, b) * g)`` is linear in each of x, w and b,
+so central differences of tests/_reference.py's conv2d_ref are exact up to
+rounding: they are an independent reference for every gradient, padding
+mode included. The course exercise's kernel and image gradients are checked
+by its own formulas, written out here.
+"""
+import itertools
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import cyconv
+import cyconv._backward
+
+# --import-mode=importlib puts no test directory on sys.path.
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _reference import TOL, conv2d_ref  # noqa: E402
+
+METHODS = ("direct", "im2col")
+MODES = ("zeros", "reflect", "replicate", "circular")
+NP_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+           "circular": "wrap"}
+
+# The exercise: a 5x5 image, a 3x3 kernel, stride 2 (a 2x2 output).
+I_EX = np.array([[1, 1, -2, 0, 1], [1, 0, 0, 2, 1], [0, 1, 0, 5, -1],
+                 [-2, 1, 0, -1, 1], [0, 1, 0, 5, -1]])
+K_EX = np.array([[0, 1, 1], [1, 0, 0], [0, 1, 0]])
+S_EX = 2
+
+
+def _pairs(v):
+    return (v, v) if np.ndim(v) == 0 else tuple(v)
+
+
+def _ref_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros"):
+    """conv2d_ref with conv2d's conventions: 2-D/3-D/4-D, 'same', mode names."""
+    ndim = x.ndim
+    x4 = x.reshape((1,) * (4 - ndim) + x.shape)
+    w4 = w.reshape((1, 1) + w.shape) if ndim == 2 else w
+    (kh, kw), (dh, dw) = w4.shape[2:], _pairs(dilation)
+    if padding == "same":  # d*(k-1) in total, the odd pixel bottom/right
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    else:
+        ph, pw = _pairs(padding)
+        pads = (ph, ph, pw, pw)
+    b = None if b is None else np.reshape(b, -1)
+    out = conv2d_ref(x4, w4, b, _pairs(stride), pads, (dh, dw), groups,
+                     NP_MODE[padding_mode])
+    return out.reshape(out.shape[4 - ndim:] if ndim > 2 else out.shape[2:])
+
+
+def _central_differences(loss, a):
+    """d loss / d a by central differences, one entry at a time.
+
+    The loss is linear in ``a``, so a unit step is exact up to rounding.
+    """
+    grad = np.zeros(a.shape)
+    step = np.zeros(a.shape)
+    for idx in np.ndindex(a.shape):
+        step[idx] = 1.0
+        grad[idx] = (loss(a + step) - loss(a - step)) / 2
+        step[idx] = 0.0
+    return grad
+
+
+def _assert_close_fd(got, expected):
+    """Relative error below 1e-6, measured against the largest entry."""
+    scale = max(np.abs(expected).max(initial=0.0), 1.0)
+    assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * scale)
+
+
+# (id, input shape, weight shape, parameters): every feature at least once.
+CASES = [
+    ("plain", (2, 3, 6, 5), (4, 3, 3, 3), {}),
+    ("stride", (1, 2, 7, 6), (3, 2, 3, 2), dict(stride=(2, 3))),
+    ("padding", (2, 2, 5, 5), (2, 2, 3, 3), dict(padding=(1, 2))),
+    ("dilation", (1, 2, 8, 7), (2, 2, 3, 2), dict(dilation=(2, 3), padding=1)),
+    ("groups", (2, 4, 5, 6), (6, 2, 2, 3), dict(groups=2, stride=(1, 2), padding=1)),
+    ("depthwise", (1, 3, 5, 5), (3, 1, 3, 3), dict(groups=3, padding=1)),
+    ("same-even", (1, 2, 5, 6), (3, 2, 2, 4), dict(padding="same")),
+    ("same-even-dilated", (1, 2, 7, 6), (2, 2, 2, 3), dict(padding="same", dilation=(3, 2))),
+    ("pointwise", (2, 4, 3, 4), (6, 2, 1, 1), dict(groups=2)),
+    ("pointwise-reflect", (1, 2, 4, 3), (5, 2, 1, 1), dict(padding=1, padding_mode="reflect")),
+    ("reflect-same-even", (2, 2, 5, 6), (3, 2, 2, 4),
+     dict(padding="same", padding_mode="reflect")),
+    ("replicate", (1, 2, 5, 4), (3, 2, 3, 3),
+     dict(padding=(2, 1), stride=2, padding_mode="replicate")),
+    ("circular-groups", (1, 3, 4, 5), (3, 1, 3, 2),
+     dict(padding=(1, 2), groups=3, padding_mode="circular")),
+    ("circular-pad-equals-size", (1, 1, 3, 3), (2, 1, 3, 3),
+     dict(padding=3, dilation=2, padding_mode="circular")),
+    ("2d", (6, 7), (3, 2), dict(stride=2, padding=1)),
+    ("2d-reflect-same", (5, 5), (2, 2), dict(padding="same", padding_mode="reflect")),
+    ("3d", (2, 5, 6), (4, 2, 3, 3), dict(padding=1, dilation=(1, 2))),
+    ("3d-replicate-same", (2, 5, 6), (2, 1, 3, 3),
+     dict(padding="same", groups=2, padding_mode="replicate")),
+    ("padding-over-kernel", (1, 2, 3, 4), (2, 2, 2, 2), dict(padding=3, stride=2)),
+    ("output-1x1", (2, 1, 5, 5), (2, 1, 3, 3), dict(stride=4)),
+]
+
+
+def _random_case(seed):
+    """A random valid combination of shapes and parameters."""
+    rng = np.random.default_rng(seed)
+    ndim = int(rng.integers(2, 5))
+    groups = 1 if ndim == 2 else int(rng.choice([1, 2, 3]))
+    cg, kg = (int(v) for v in rng.integers(1, 3, size=2))
+    kh, kw = (int(v) for v in rng.integers(1, 4, size=2))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, size=2))
+    mode = str(rng.choice(MODES))
+    if rng.random() < 0.3:
+        stride, padding = 1, "same"
+    else:
+        stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        padding = tuple(int(v) for v in rng.integers(0, 3, size=2))
+    # >= 5 keeps every pad (<= 2) below the size, as reflect needs, and the
+    # dilated kernel (<= 5) inside the input.
+    h, w = (int(v) for v in rng.integers(5, 8, size=2))
+    n = int(rng.integers(1, 3))
+    x_shape = {2: (h, w), 3: (groups * cg, h, w), 4: (n, groups * cg, h, w)}[ndim]
+    w_shape = (kh, kw) if ndim == 2 else (groups * kg, cg, kh, kw)
+    params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                  padding_mode=mode)
+    return (f"random{seed}", x_shape, w_shape, params)
+
+
+ALL_CASES = [pytest.param(*case[1:], id=case[0])
+             for case in CASES + [_random_case(seed) for seed in range(12)]]
+
+
+def _data(x_shape, w_shape, params, seed=0):
+    """Random x, w and grad_output of the right shape, in float64."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    out_shape = cyconv.output_shape(x_shape, w_shape, **{
+        k: v for k, v in params.items() if k != "padding_mode"})
+    g = rng.standard_normal(out_shape)
+    return x, w, g
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "params"), ALL_CASES)
+def test_gradients_match_finite_differences(x_shape, w_shape, params):
+    x, w, g = _data(x_shape, w_shape, params)
+    k = 1 if len(x_shape) == 2 else w_shape[0]
+    b = np.random.default_rng(1).standard_normal(k)
+    fd_input = _central_differences(lambda a: np.sum(_ref_forward(a, w, b, **params) * g), x)
+    fd_weight = _central_differences(lambda a: np.sum(_ref_forward(x, a, b, **params) * g), w)
+    fd_bias = _central_differences(lambda a: np.sum(_ref_forward(x, w, a, **params) * g), b)
+    for method in METHODS:
+        grads = cyconv.conv2d_backward(g, x, w, **params, method=method)
+        for got, expected in zip(grads, (fd_input, fd_weight, fd_bias)):
+            assert got.shape == expected.shape
+            assert got.dtype == np.float64
+            assert got.flags.c_contiguous
+            _assert_close_fd(got, expected)
+
+
+def _combinations():
+    for stride, padding, dilation, groups, mode in itertools.product(
+            (1, (2, 3)), (0, (1, 2), "same"), (1, (2, 1)), (1, 2), MODES):
+        if padding == "same" and stride != 1:
+            continue
+        yield pytest.param(dict(stride=stride, padding=padding, dilation=dilation,
+                                groups=groups, padding_mode=mode),
+                           id=f"s{stride}-p{padding}-d{dilation}-g{groups}-{mode}")
+
+
+@pytest.mark.parametrize("params", list(_combinations()))
+def test_direct_and_im2col_agree(params):
+    # kh = 2 makes 'same' uneven (the extra row at the bottom).
+    x, w, g = _data((2, 4, 7, 6), (4, 4 // params["groups"], 2, 3), params)
+    direct = cyconv.conv2d_backward(g, x, w, **params, method="direct")
+    for method in ("im2col", "auto"):
+        other = cyconv.conv2d_backward(g, x, w, **params, method=method)
+        for a, b in zip(direct, other):
+            assert_allclose(b, a, **TOL[np.dtype(np.float64)])
+
+
+@pytest.mark.parametrize("params", [dict(padding=1, stride=(1, 2)), dict(groups=2)],
+                         ids=["3x3", "pointwise"])
+def test_im2col_blocks_smaller_than_a_row(monkeypatch, params):
+    """A tiny workspace cap splits the GEMMs into blocks of 3 output pixels."""
+    k_shape = (3, 3) if "padding" in params else (1, 1)
+    x, w, g = _data((2, 4, 5, 7), (4, 4 // params.get("groups", 1)) + k_shape, params)
+    direct = cyconv.conv2d_backward(g, x, w, **params, method="direct")
+    q_len = w[0].size
+    monkeypatch.setattr(cyconv._backward, "WORKSPACE_BYTES", 3 * q_len * 8)
+    blocked = cyconv.conv2d_backward(g, x, w, **params, method="im2col")
+    for a, b in zip(direct, blocked):
+        assert_allclose(b, a, **TOL[np.dtype(np.float64)])
+
+
+@pytest.mark.parametrize("mask", list(itertools.product((False, True), repeat=3)))
+@pytest.mark.parametrize("method", METHODS)
+def test_output_mask(mask, method):
+    params = dict(padding=1, groups=2, padding_mode="circular")
+    x, w, g = _data((2, 4, 5, 5), (4, 2, 3, 3), params)
+    full = cyconv.conv2d_backward(g, x, w, **params, method=method)
+    some = cyconv.conv2d_backward(g, x, w, **params, method=method,
+                                  output_mask=[np.bool_(m) for m in mask])
+    for wanted, a, b in zip(mask, full, some):
+        if wanted:
+            assert_array_equal(b, a)
+        else:
+            assert b is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "params"), [
+    pytest.param((2, 4, 6, 5), (6, 2, 3, 3), dict(groups=2, padding=1, stride=2), id="4d"),
+    pytest.param((3, 6, 6), (2, 3, 2, 2), dict(padding="same", padding_mode="reflect"),
+                 id="3d-reflect"),
+    pytest.param((6, 6), (3, 3), dict(dilation=2, padding=2, padding_mode="replicate"),
+                 id="2d-replicate"),
+])
+def test_float32_stays_float32(x_shape, w_shape, params, method):
+    x, w, g = _data(x_shape, w_shape, params)
+    ref = cyconv.conv2d_backward(g, x, w, **params, method=method)
+    args = (g.astype(np.float32), x.astype(np.float32), w.astype(np.float32))
+    got = cyconv.conv2d_backward(*args, **params, method=method)
+    for a, b in zip(ref, got):
+        assert b.dtype == np.float32
+        assert b.flags.c_contiguous
+        assert_allclose(b, a, **TOL[np.dtype(np.float32)])
+    # Any float64 or integer argument makes it float64, as in conv2d.
+    for i, other in enumerate((g, x.round().astype(np.int64), w)):
+        mixed = list(args)
+        mixed[i] = other
+        for grad in cyconv.conv2d_backward(*mixed, **params, method=method):
+            assert grad.dtype == np.float64
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["grad_output", "input", "weight"])
+def test_memory_layouts(layout, which, method):
+    params = dict(padding=(1, 2), groups=2, padding_mode="reflect", stride=(2, 1))
+    x, w, g = _data((2, 4, 5, 6), (4, 2, 3, 2), params)
+    args = [g, x, w]
+    expected = cyconv.conv2d_backward(*args, **params, method=method)
+    arg = layout(args[which])
+    before = arg.copy()
+    args[which] = arg
+    got = cyconv.conv2d_backward(*args, **params, method=method)
+    assert_array_equal(arg, before)
+    for a, b in zip(expected, got):
+        assert b.flags.c_contiguous
+        assert_array_equal(b, a)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "params"), [
+    pytest.param((0, 2, 5, 5), (3, 2, 3, 3), dict(padding=1), id="N0"),
+    pytest.param((1, 2, 0, 3), (2, 2, 1, 1), dict(padding=1), id="H0-all-padding"),
+    pytest.param((1, 2, 4, 4), (0, 2, 3, 3), {}, id="K0"),
+])
+def test_empty_sums_are_zero(x_shape, w_shape, params, method):
+    x, w, g = _data(x_shape, w_shape, params)
+    grad_input, grad_weight, grad_bias = cyconv.conv2d_backward(
+        g, x, w, **params, method=method)
+    assert_array_equal(grad_input, np.zeros(x_shape))
+    # No image, or every tap in the zero padding: nothing reaches the weights.
+    assert_array_equal(grad_weight, np.zeros(w_shape))
+    assert_array_equal(grad_bias, g.sum(axis=(0, 2, 3)))
+
+
+def test_errors():
+    x, w, g = _data((1, 2, 5, 5), (3, 2, 3, 3), {})
+    bwd = cyconv.conv2d_backward
+    with pytest.raises(ValueError, match=r"grad_output has shape \(1, 3, 2, 3\).*\(1, 3, 3, 3\)"):
+        bwd(g[:, :, :2], x, w)
+    with pytest.raises(ValueError, match=r"grad_output has shape \(3, 3, 3\)"):
+        bwd(g[0], x, w)
+    with pytest.raises(ValueError, match="method"):
+        bwd(g, x, w, method="fft")
+    with pytest.raises(ValueError, match="padding_mode"):
+        bwd(g, x, w, padding_mode="mirror")
+    with pytest.raises(ValueError, match="padding_mode='reflect' needs padding"):
+        bwd(np.ones((1, 3, 13, 13)), x, w, padding=5, padding_mode="reflect")
+    with pytest.raises(ValueError, match="'same' needs stride 1"):
+        bwd(g, x, w, padding="same", stride=2)
+    with pytest.raises(ValueError, match="groups=2"):
+        bwd(g, x, w, groups=2)
+    with pytest.raises(ValueError, match="stride"):
+        bwd(g, x, w, stride=0)
+    with pytest.raises(ValueError, match="output_mask"):
+        bwd(g, x, w, output_mask=(True, False))
+    with pytest.raises(TypeError, match="output_mask"):
+        bwd(g, x, w, output_mask=(1, 0, 1))
+    with pytest.raises(TypeError, match="output_mask"):
+        bwd(g, x, w, output_mask=True)
+    with pytest.raises(TypeError, match="grad_output"):
+        bwd(g.astype(complex), x, w)
+    with pytest.raises(TypeError, match="input"):
+        bwd(g, x.astype(object), w)
+
+
+# The course exercise, by its own formulas (1-based indices as in the sheet).
+
+def test_exercise_kernel_gradient_by_the_sum():
+    """Equation (2): dO/dK[m', n'] = sum_{i,j} I[s(i-1)+m', s(j-1)+n'] (grad_output = 1)."""
+    c1 = c2 = (5 + 2 * 0 - 3) // S_EX + 1
+    expected = np.zeros((3, 3))
+    for m in range(1, 4):
+        for n in range(1, 4):
+            expected[m - 1, n - 1] = sum(I_EX[S_EX * (i - 1) + m - 1, S_EX * (j - 1) + n - 1]
+                                         for i in range(1, c1 + 1) for j in range(1, c2 + 1))
+    for method in METHODS:
+        _, grad_k, _ = cyconv.conv2d_backward(np.ones((c1, c2)), I_EX, K_EX, stride=S_EX,
+                                              method=method)
+        assert_array_equal(grad_k, expected)
+    # The answer by hand: the four 3x3 patches of I, added up.
+    assert_array_equal(expected, [[-1, 7, -2], [-1, 2, 2], [0, 12, -2]])
+
+
+def test_exercise_kernel_gradient_by_matrix_multiplication():
+    """dL/dk = I^T dL/dO with I the unrolled image: cols @ grad_out.ravel()."""
+    cols = cyconv.im2col(I_EX, 3, stride=S_EX)  # (9, 4): one patch per column
+    rng = np.random.default_rng(0)
+    for grad_out in (np.ones((2, 2)), rng.integers(-3, 4, size=(2, 2)).astype(float)):
+        expected = (cols @ grad_out.ravel()).reshape(3, 3)
+        for method in METHODS:
+            _, grad_k, _ = cyconv.conv2d_backward(grad_out, I_EX, K_EX, stride=S_EX,
+                                                  method=method)
+            assert_array_equal(grad_k, expected)
+
+
+def test_exercise_image_gradient():
+    """The closing note: dO/dI[m', n'] = sum_{i,j} K[m'-s(i-1), n'-s(j-1)] (grad_output = 1)."""
+    expected = np.zeros((5, 5))
+    for m in range(1, 6):
+        for n in range(1, 6):
+            expected[m - 1, n - 1] = sum(
+                K_EX[m - S_EX * (i - 1) - 1, n - S_EX * (j - 1) - 1]
+                for i in range(1, 3) for j in range(1, 3)
+                if 1 <= m - S_EX * (i - 1) <= 3 and 1 <= n - S_EX * (j - 1) <= 3)
+    grad_out = np.ones((2, 2))
+    for method in METHODS:
+        grad_i, _, _ = cyconv.conv2d_backward(grad_out, I_EX, K_EX, stride=S_EX,
+                                              method=method)
+        assert_array_equal(grad_i, expected)
+    # As a matrix multiplication: d(I.k)/dI = k^T per patch, folded back.
+    patches = np.outer(K_EX.ravel(), grad_out.ravel())
+    assert_array_equal(cyconv.col2im(patches, (5, 5), 3, stride=S_EX)[0], expected)
+
+
+def test_exercise_bias():
+    """A bias b shifts every output by b; dO/db counts the output pixels; dO/dK is unchanged."""
+    b = 3.0
+    assert_array_equal(cyconv.conv2d(I_EX, K_EX, b, stride=S_EX)
+                       - cyconv.conv2d(I_EX, K_EX, stride=S_EX), np.full((2, 2), b))
+    grad_out = np.ones((2, 2))
+    _, grad_k, grad_b = cyconv.conv2d_backward(grad_out, I_EX, K_EX, stride=S_EX)
+    assert_array_equal(grad_b, [2 * 2])
+    kk = K_EX.astype(float)
+    fd = _central_differences(
+        lambda a: np.sum(_ref_forward(I_EX.astype(float), a, b, stride=S_EX)), kk)
+    assert_array_equal(grad_k, fd)

@@ -1,5 +1,6 @@
 """The course exercise worked through with cyconv (``python -m cyconv demo``)."""
 import statistics
+import textwrap
 import time
 
 import numpy as np
@@ -18,7 +19,7 @@ EXERCISE_KERNEL = np.array([[0, 1, 1],
 
 
 def _show(title, value):
-    print(f"{title}\n{np.array2string(np.asarray(value), prefix='  ')}\n")
+    print(f"{title}\n{textwrap.indent(np.array2string(np.asarray(value)), '    ')}\n")
 
 
 def _median_ms(fn, repeats=7):

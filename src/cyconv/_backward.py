@@ -7,6 +7,7 @@ from cyconv._validate import (
     PAD_MODES,
     WORKSPACE_BYTES,
     as_array,
+    check_alloc,
     check_choice,
     check_int_sizes,
     float_dtype,
@@ -186,6 +187,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
             f"{func}: grad_output has shape {gy.shape}, but conv2d of input shape "
             f"{x.shape} and weight shape {w.shape} gives shape {expected}"
         )
+    check_alloc(func, dtype.itemsize, grad_output=gy.shape, weight=w.shape)
     gy = np.ascontiguousarray(gy.reshape(geom.batch, geom.kernels, geom.ho, geom.wo),
                               dtype=dtype)
     w4 = np.ascontiguousarray(

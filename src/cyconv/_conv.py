@@ -9,6 +9,7 @@ from cyconv._validate import (
     WORKSPACE_BYTES,
     as_array,
     as_int,
+    check_alloc,
     check_choice,
     check_int_sizes,
     fits_int,
@@ -170,6 +171,7 @@ def prepare_input(func, x, geom, padding_mode, dtype):
     Returns the array and the zero-padding (top, left) left to the kernel.
     """
     mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, tuple(PAD_MODES))]
+    check_alloc(func, dtype.itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
     x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
                              dtype=dtype)
     if mode is None or not any(geom.pads):
@@ -193,6 +195,9 @@ def prepare_input(func, x, geom, padding_mode, dtype):
                 f"{'<' if padding_mode == 'reflect' else '<='} the input {axis} "
                 f"{size}, got padding {(before, after)}"
             )
+    check_alloc(func, dtype.itemsize, padded_input=(geom.batch, geom.channels,
+                                                    geom.height + top + bottom,
+                                                    geom.width + left + right))
     x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
     return x, 0, 0
 
@@ -220,6 +225,7 @@ def choose_method(geom):
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     """Run one forward kernel on prepared NCHW arrays; returns (N, K, ho, wo)."""
     dtype = x.dtype
+    check_alloc(func, dtype.itemsize, output=(geom.batch, geom.kernels, geom.ho, geom.wo))
     out = np.empty((geom.batch, geom.kernels, geom.ho, geom.wo), dtype=dtype)
     if out.size == 0:
         return out
@@ -320,6 +326,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
             raise ValueError(f"{func}: bias must have shape {expected}, got {b.shape}")
         b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
+    check_alloc(func, dtype.itemsize, weight=w.shape)
     w = np.ascontiguousarray(w.reshape(geom.kernels, -1, geom.kh, geom.kw), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":

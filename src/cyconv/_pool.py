@@ -4,7 +4,16 @@ from typing import NamedTuple
 import numpy as np
 
 from cyconv import _pooling
-from cyconv._validate import as_array, as_int, float_dtype, out_size, pair
+from cyconv._validate import (
+    INDEX_MAX,
+    as_array,
+    as_int,
+    check_alloc,
+    check_extent,
+    float_dtype,
+    out_size,
+    pair,
+)
 
 
 class PoolGeometry(NamedTuple):
@@ -64,6 +73,7 @@ def _pool_size(func, axis, size, kernel, stride, pad, dilation, ceil_mode, shape
     """
     if not ceil_mode:
         return out_size(func, axis, size, kernel, stride, 2 * pad, dilation, shapes)
+    check_extent(func, axis, size, 2 * pad, stride, dilation)
     span = dilation * (kernel - 1) + 1
     # Python's // floors like torch's div_rtn; -(-a // s) is the ceiling.
     n_out = -(-(size + 2 * pad - span) // stride) + 1
@@ -125,6 +135,8 @@ def pool_geometry(func, shape, kernel_size, stride, padding, dilation, ceil_mode
     wo = _pool_size(func, "width", w, kw, sw, pw, dw, ceil_mode, shapes)
     _check_windows(func, "height", h, kh, sh, ph, dh, ho, shapes)
     _check_windows(func, "width", w, kw, sw, pw, dw, wo, shapes)
+    # The input (or its gradient) and the output, at 8 bytes (float64, int64 indices).
+    check_alloc(func, 8, input=shape, output=(*lead, ho, wo))
     return PoolGeometry(tuple(lead), int(np.prod(lead, dtype=np.int64)), h, w,
                         kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
 
@@ -291,6 +303,7 @@ def max_pool2d_backward(grad_output, indices, input_shape):
             f"{func}: grad_output shape {g.shape} does not fit input_shape {shape} "
             "(need the same rank and the same leading axes)"
         )
+    check_alloc(func, 8, grad_input=shape, grad_output=g.shape)
     if idx.size and (idx.min() < 0 or idx.max() >= h * w):
         raise ValueError(
             f"{func}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape "
@@ -316,8 +329,11 @@ def _avg_geometry(func, shape, kernel_size, stride, padding, ceil_mode,
     if divisor_override is not None:
         # Like torch, any nonzero int, negative ones included.
         divisor = as_int(func, "divisor_override", divisor_override, -np.inf)
-        if divisor == 0:
-            raise ValueError(f"{func}: divisor_override must be nonzero, got 0")
+        if divisor == 0 or abs(divisor) > INDEX_MAX:
+            raise ValueError(
+                f"{func}: divisor_override must be nonzero and at most 2**62 in size, "
+                f"got {divisor}"
+            )
     return geom, count_include_pad, divisor
 
 

@@ -8,7 +8,7 @@ the output size, the 'same' offsets and the boundary padding.
 import numpy as np
 
 from cyconv._conv import Geometry, run_forward
-from cyconv._validate import check_choice
+from cyconv._validate import check_alloc, check_choice
 
 MODES = ("full", "same", "valid")
 
@@ -156,6 +156,9 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
             f"{func}: mode='full' with in1 shape {in1.shape} and in2 shape {in2.shape} "
             f"gives negative output dimensions {(ho, wo)}"
         )
+    # Copies of both inputs (in 64 bits at least), the padded in1 and the output.
+    check_alloc(func, max(dtype.itemsize, 8), in1=in1.shape, in2=in2.shape,
+                padded_in1=(ho + kh - 1, wo + kw - 1), output=(ho, wo))
     if ho * wo == 0 or kh * kw == 0:
         # Nothing to compute, or an empty sum: zeros, as SciPy gives.
         return np.zeros((ho, wo), dtype)

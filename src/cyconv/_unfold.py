@@ -2,7 +2,7 @@
 import numpy as np
 
 from cyconv import _im2col
-from cyconv._validate import as_array, float_dtype, out_size, pair
+from cyconv._validate import as_array, check_alloc, float_dtype, out_size, pair
 
 
 def _window(func, kernel_size, stride, padding, dilation):
@@ -71,6 +71,7 @@ def im2col(input, kernel_size, stride=1, padding=0, dilation=1):
     ho = out_size(func, "height", h, kh, sh, 2 * ph, dh, shapes)
     wo = out_size(func, "width", w, kw, sw, 2 * pw, dw, shapes)
     dtype = float_dtype(x)
+    check_alloc(func, dtype.itemsize, input=x.shape, output=(n, c * kh * kw, ho * wo))
     cols = np.empty((n, c * kh * kw, ho * wo), dtype=dtype)
     if x.size == 0 or cols.size == 0:
         cols[...] = 0  # only padding was unrolled
@@ -157,6 +158,7 @@ def col2im(cols, input_size, kernel_size, stride=1, padding=0, dilation=1):
             f"{ho}x{wo}={ho * wo} output positions ({shapes})"
         )
     dtype = float_dtype(c)
+    check_alloc(func, dtype.itemsize, cols=c.shape, output=(n, rows // (kh * kw), h, w))
     x = np.zeros((n, rows // (kh * kw), h, w), dtype=dtype)
     if c.size and x.size:
         c3 = np.ascontiguousarray(c.reshape(n, rows, n_pos), dtype=dtype)

@@ -4,12 +4,32 @@ Everything that touches Python objects happens here, before a kernel runs:
 the kernels trust what they are given (bounds checks are off), so every
 invariant they list is established by these helpers.
 """
+import math
 import operator
+import os
+import sys
 
 import numpy as np
 
 # Largest value of a C int: BLAS sizes and leading dimensions must fit in one.
 INT_MAX = 2**31 - 1
+
+# Largest padded extent, stride or dilation along one axis. The kernels form
+# indices such as i*sh - ph + p*dh and ph + sw - 1 in Py_ssize_t: with every
+# extent at most 2**62 none of them can overflow a 64-bit signed integer.
+INDEX_MAX = 2**62
+
+
+def _physical_memory():
+    """This machine's RAM in bytes (sys.maxsize where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
+
+
+# No array a call allocates may be larger than this (see check_alloc).
+MEMORY_BYTES = _physical_memory()
 
 # Cap on the im2col workspace of one call, in bytes: the GEMM path unrolls
 # this much of the input at a time, whatever the batch or image size.
@@ -91,10 +111,26 @@ def float_dtype(*arrays):
     return np.dtype(np.float32)
 
 
+def check_extent(func, axis, size, pad_total, stride, dilation):
+    """Raise ValueError if the padded size, stride or dilation of an axis exceeds INDEX_MAX."""
+    if size + pad_total > INDEX_MAX:
+        raise ValueError(
+            f"{func}: the {axis} of the padded input, {size} + {pad_total} = "
+            f"{size + pad_total}, exceeds the largest supported extent 2**62"
+        )
+    for name, value in (("stride", stride), ("dilation", dilation)):
+        if value > INDEX_MAX:
+            raise ValueError(
+                f"{func}: the {name} along the {axis}, {value}, exceeds the largest "
+                "supported extent 2**62"
+            )
+
+
 def out_size(func, axis, size, kernel, stride, pad_total, dilation, shapes):
     """Output length along one axis, floor((size + pad - d*(k-1) - 1)/s) + 1, at least 1."""
     span = dilation * (kernel - 1) + 1
     padded = size + pad_total
+    check_extent(func, axis, size, pad_total, stride, dilation)
     if padded < span:
         raise ValueError(
             f"{func}: the {axis} of the (padded) input, {size} + {pad_total} = {padded}, "
@@ -115,4 +151,32 @@ def check_int_sizes(func, **sizes):
             raise ValueError(
                 f"{func}: {name}={value} exceeds the BLAS integer limit {INT_MAX}; "
                 "use method='direct'"
+            )
+
+
+def _bytes(nbytes):
+    """A byte count for a message: '35184372088832 bytes (32 TiB)'."""
+    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
+        if nbytes >= scale:
+            return f"{nbytes} bytes ({nbytes / scale:.3g} {unit})"
+    return f"{nbytes} bytes"
+
+
+def check_alloc(func, itemsize, **shapes):
+    """Raise before allocating an array of one of ``shapes`` that cannot exist.
+
+    ValueError if its byte size overflows a 64-bit size, MemoryError if it
+    exceeds this machine's memory (MEMORY_BYTES). NumPy would attempt such an
+    allocation (with overcommit, a few TiB may even succeed until touched);
+    shapes come from parameters or from broadcast views whose copies are made.
+    """
+    for name, shape in shapes.items():
+        nbytes = math.prod(shape) * itemsize
+        what = f"{func}: the {name.replace('_', ' ')} would have shape {tuple(shape)}"
+        if nbytes > sys.maxsize:
+            raise ValueError(f"{what}: {_bytes(nbytes)}, more than a 64-bit size can hold")
+        if nbytes > MEMORY_BYTES:
+            raise MemoryError(
+                f"{what}: {_bytes(nbytes)}, more than this machine's memory "
+                f"({_bytes(MEMORY_BYTES)})"
             )

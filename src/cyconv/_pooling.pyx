@@ -135,7 +135,8 @@ cdef inline Window _avg_window(const AvgPool *pool, Py_ssize_t i, Py_ssize_t j) 
     if pool.divisor != 0:
         win.divisor = <double>pool.divisor
     elif pool.count_include_pad:
-        win.divisor = <double>(span_h * span_w)
+        # In double: for kernels of 2**32 cells a side the Py_ssize_t product wraps.
+        win.divisor = <double>span_h * <double>span_w
     else:
         win.divisor = <double>((win.y_hi - win.y_lo) * (win.x_hi - win.x_lo))
     return win

@@ -1,9 +1,12 @@
-"""Shared fixtures: memory layouts that every function must accept."""
+"""Shared fixtures: memory layouts that every function must accept; hypothesis profiles."""
+import os
 import pathlib
 import sys
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 # --import-mode=importlib puts no test directory on sys.path: put this one
 # there so the test modules can `from _reference import ...`.
@@ -34,7 +37,7 @@ def _broadcast(a):
     An array with no constant axis comes back as a read-only broadcast view
     with ordinary strides.
     """
-    for axis in range(a.ndim):
+    for axis in range(a.ndim if a.size else 0):  # np.take cannot index an empty axis
         view = np.broadcast_to(np.take(a, [0], axis=axis), a.shape)
         if np.array_equal(view, a):
             return view
@@ -45,3 +48,37 @@ def _broadcast(a):
 def layout(request):
     """A function mapping an array to the same values in one memory layout."""
     return lambda a: _layouts(a)[request.param]
+
+
+# Hypothesis profiles (tests/test_properties.py). 'ci', the default, is
+# derandomized and small so every run tries the same cases quickly;
+# CYCONV_HYPOTHESIS_PROFILE=thorough searches far more widely on a workstation.
+settings.register_profile("ci", derandomize=True, max_examples=150, deadline=None,
+                          database=None, print_blob=True)
+settings.register_profile("thorough", max_examples=2000, deadline=None,
+                          print_blob=True)
+settings.load_profile(os.environ.get("CYCONV_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def layouts():
+    """``_layouts`` for hypothesis tests, which cannot take the function-scoped ``layout``."""
+    return _layouts
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Import Hypothesis's patch writer quietly before its plugin does, after a failure.
+
+    On a falsifying example the plugin imports libcst (where installed), which
+    imports mypy_extensions, which warns; under filterwarnings = error that
+    turns the report of the example into an INTERNALERROR.
+    """
+    if getattr(item, "_hypothesis_failing_examples", None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                import hypothesis.extra._patching  # noqa: F401
+            except ImportError:
+                pass
+    yield

@@ -1,0 +1,172 @@
+"""Memory: the im2col path stays under its workspace cap, and no call leaks.
+
+NumPy reports its data allocations to tracemalloc, so the traced peak of a
+call covers its output, its copies and its im2col workspace.
+"""
+import gc
+import os
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import cyconv
+from cyconv._validate import WORKSPACE_BYTES
+
+# Small NumPy temporaries (reduction buffers, the bias, index arrays) beside
+# the workspace and the outputs.
+MARGIN = 2**20
+
+
+def _traced_peak(func, *args, **kwargs):
+    """(result, peak bytes traced during the call above what was traced before it)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = func(*args, **kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, peak - start
+
+
+def _big_batch():
+    """A batch whose unrolled images (29.5 MB each, 236 MB in all) exceed the cap."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 16, 160, 160))
+    w = rng.standard_normal((8, 16, 3, 3))
+    unrolled = 16 * 9 * 160 * 160 * 8  # one image, padding 1: Q x P doubles
+    assert unrolled > WORKSPACE_BYTES and x.shape[0] * unrolled > 10 * WORKSPACE_BYTES
+    return x, w
+
+
+def test_im2col_forward_workspace_is_bounded():
+    x, w = _big_batch()
+    out, peak = _traced_peak(cyconv.conv2d, x, w, padding=1, method="im2col")
+    assert out.shape == (8, 8, 160, 160)
+    # Spot-check the result: one output pixel by its definition.
+    assert np.isclose(out[3, 5, 7, 9], np.sum(w[5] * x[3, :, 6:9, 8:11]))
+    assert peak - out.nbytes <= WORKSPACE_BYTES + MARGIN, (peak, out.nbytes)
+
+
+def test_im2col_backward_workspace_is_bounded():
+    x, w = _big_batch()
+    gy = np.random.default_rng(1).standard_normal((8, 8, 160, 160))
+    grads, peak = _traced_peak(cyconv.conv2d_backward, gy, x, w, padding=1, method="im2col")
+    outputs = sum(g.nbytes for g in grads)
+    # grad_weight[k, c, 1, 1] is the unshifted correlation of dY with the input.
+    assert np.isclose(grads[1][5, 7, 1, 1], np.sum(gy[:, 5] * x[:, 7]))
+    assert peak - outputs <= WORKSPACE_BYTES + MARGIN, (peak, outputs)
+
+
+# ---------------------------------------------------------------- leaks
+
+def _rss():
+    """Resident set size in bytes, from /proc/self/statm (None where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def _calls():
+    """(label, arrays passed, call) for every public function; some calls raise."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 4, 9, 9))
+    x32 = x.astype(np.float32)[:, :, ::-1]  # float32, negative strides: a converted copy
+    w = rng.standard_normal((6, 2, 3, 3))
+    b = rng.standard_normal(6)
+    gy = rng.standard_normal((2, 6, 9, 9))
+    cols = rng.standard_normal((2, 36, 45))
+    image, kernel = rng.integers(-5, 5, (12, 12)), rng.standard_normal((3, 4))
+    pooled, indices = cyconv.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
+    bad = np.array([[1, None]], dtype=object)
+
+    def raises(func, *args, **kwargs):
+        try:
+            func(*args, **kwargs)
+        except (TypeError, ValueError):
+            return
+        raise AssertionError(f"{func.__name__} did not raise")
+
+    return [
+        ("conv2d direct", (x, w, b), lambda: cyconv.conv2d(
+            x, w, b, padding=1, groups=2, method="direct")),
+        ("conv2d im2col", (x32, w), lambda: cyconv.conv2d(
+            x32, w, padding="same", groups=2, padding_mode="reflect", method="im2col")),
+        ("conv2d error", (x, w), lambda: raises(cyconv.conv2d, x, w, groups=3)),
+        ("conv2d late error", (x, w), lambda: raises(
+            cyconv.conv2d, x, w, padding=9, groups=2, padding_mode="reflect")),
+        ("output_shape", (), lambda: cyconv.output_shape(x.shape, w.shape, groups=2)),
+        ("conv2d_backward direct", (gy, x, w), lambda: cyconv.conv2d_backward(
+            gy, x, w, padding=1, groups=2, method="direct")),
+        ("conv2d_backward im2col", (gy, x32, w), lambda: cyconv.conv2d_backward(
+            gy, x32, w, padding=1, groups=2, padding_mode="circular", method="im2col")),
+        ("conv2d_backward error", (gy, x, w), lambda: raises(
+            cyconv.conv2d_backward, gy, x, w, groups=2)),
+        ("im2col", (x32,), lambda: cyconv.im2col(x32, 3, stride=2, padding=1)),
+        ("im2col error", (x,), lambda: raises(cyconv.im2col, x, 3, stride=0)),
+        ("col2im", (cols,), lambda: cyconv.col2im(cols, (9, 9), 3, padding=1, stride=(1, 2),
+                                                   dilation=(1, 1))),
+        ("col2im error", (cols,), lambda: raises(cyconv.col2im, cols, (8, 9), 3)),
+        ("max_pool2d", (x32,), lambda: cyconv.max_pool2d(x32, 3, stride=2, padding=1,
+                                                         return_indices=True)),
+        ("max_pool2d error", (bad,), lambda: raises(cyconv.max_pool2d, bad, 1)),
+        ("max_pool2d_backward", (pooled, indices), lambda: cyconv.max_pool2d_backward(
+            pooled, indices, x.shape)),
+        ("max_pool2d_backward error", (pooled, indices), lambda: raises(
+            cyconv.max_pool2d_backward, pooled, indices + 81, x.shape)),
+        ("avg_pool2d", (x,), lambda: cyconv.avg_pool2d(x, 3, stride=2, padding=1,
+                                                       count_include_pad=False)),
+        ("avg_pool2d_backward", (pooled,), lambda: cyconv.avg_pool2d_backward(
+            pooled, x.shape, 3, stride=2, padding=1)),
+        ("avg_pool2d_backward error", (pooled,), lambda: raises(
+            cyconv.avg_pool2d_backward, pooled, x.shape, 3)),
+        ("correlate2d", (image, kernel), lambda: cyconv.correlate2d(
+            image, kernel, boundary="symm")),
+        ("convolve2d", (image, kernel), lambda: cyconv.convolve2d(
+            image, kernel, mode="same", method="im2col")),
+        ("convolve2d error", (image, bad), lambda: raises(cyconv.convolve2d, image, bad)),
+    ]
+
+
+CALLS_EACH = 1000
+
+
+def test_no_leaks():
+    calls = _calls()
+    assert {label.split()[0] for label, _, _ in calls} <= set(cyconv.__all__)
+    for _, _, call in calls:  # warm up: lazy imports, caches, free lists
+        for _ in range(200):
+            call()
+    gc.collect()
+    arrays = [array for _, args, _ in calls for array in args]
+    refcounts = [sys.getrefcount(array) for array in arrays]
+    rss_before = _rss()
+    tracemalloc.start()
+    growth = {}
+    try:
+        for label, _, call in calls:
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(CALLS_EACH):
+                call()
+            gc.collect()
+            growth[label] = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    rss_after = _rss()
+    # Every Python object is at least 16 bytes: a leak of one per call would grow
+    # the traced memory by 16 * CALLS_EACH bytes or more (the noise is ~2 KB).
+    leaking = {label: size for label, size in growth.items() if size > 8 * CALLS_EACH}
+    assert not leaking, f"traced memory grew over {CALLS_EACH} calls each: {leaking}"
+    assert [sys.getrefcount(array) for array in arrays] == refcounts
+    # ASan's quarantine holds on to freed memory, which RSS then counts.
+    if rss_before is not None and "asan" not in os.environ.get("LD_PRELOAD", ""):
+        # Untraced (C-level) leaks: 2 MB is a leak of about 2 KB per call of any
+        # one function, or 100 bytes per call of all of them (the noise is ~0.2 MB).
+        assert rss_after - rss_before < 2 * 2**20, (rss_before, rss_after)

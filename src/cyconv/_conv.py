@@ -164,6 +164,11 @@ def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, gro
     return geom.output_shape()
 
 
+def weight4(w, geom):
+    """The weight as (K, C/groups, kh, kw); -1 cannot be used, K may be 0."""
+    return w.reshape(geom.kernels, geom.channels // geom.groups, geom.kh, geom.kw)
+
+
 def prepare_input(func, x, geom, padding_mode, dtype):
     """C-contiguous NCHW input of ``dtype``; modes other than zeros are padded here.
 
@@ -204,6 +209,19 @@ def gemm_sizes(geom):
                 output_pixels=geom.ho * geom.wo)
 
 
+def gemm_workspace(func, geom, dtype):
+    """Scratch for one block of unrolled columns: at most WORKSPACE_BYTES, >= one column.
+
+    The im2col drivers unroll ``workspace.size // patch_size`` output pixels
+    at a time. Raises ValueError if a GEMM dimension does not fit a C int.
+    """
+    sizes = gemm_sizes(geom)
+    check_int_sizes(func, **sizes)
+    q_len, n_pos = sizes["patch_size"], sizes["output_pixels"]
+    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
+    return np.empty(q_len * block, dtype)
+
+
 def choose_method(geom):
     """The method 'auto' runs: im2col+GEMM once there are several kernels per group.
 
@@ -232,12 +250,8 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     if method == "direct":
         _direct.conv2d_forward(x, w, bias, out, *args)
         return out
-    sizes = gemm_sizes(geom)
-    check_int_sizes(func, **sizes)
-    q_len, n_pos = sizes["patch_size"], sizes["output_pixels"]
-    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
-    workspace = np.empty(q_len * block, dtype)
-    _im2col.conv2d_forward(x, w, bias, b is not None, out, *args, workspace)
+    _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
+                           gemm_workspace(func, geom, dtype))
     return out
 
 
@@ -320,7 +334,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
             raise ValueError(f"{func}: bias must have shape {expected}, got {b.shape}")
         b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
-    w = np.ascontiguousarray(w.reshape(geom.kernels, -1, geom.kh, geom.kw), dtype=dtype)
+    w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
         method = choose_method(geom)

@@ -20,25 +20,28 @@ from cyconv._blas cimport gemm
 from cyconv._bounds cimport first_inside, end_inside
 
 
-cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
-                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
-                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                  Py_ssize_t dh, Py_ssize_t dw,
-                  Py_ssize_t pos_start, Py_ssize_t pos_count,
-                  blas_t *cols) noexcept nogil:
-    """cols[r, t] = x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
+cdef void _walk(blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pos_start, Py_ssize_t pos_count,
+                blas_t *cols, bint fold) noexcept nogil:
+    """Pair cols[r, t] with x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
 
+    fold False (im2col): cols[r, t] = x[c, y, x], 0 where (y, x) is padding.
+    fold True (col2im, the adjoint): x[c, y, x] += cols[r, t], padding dropped.
     cols is (channels*kh*kw, pos_count), C-ordered; x is (channels, h, w).
     """
     cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
     cdef blas_t *row
-    cdef const blas_t *x_row
+    cdef blas_t *x_row
     for c in range(channels):
         for p in range(kh):
             for q in range(kw):
                 row = cols + ((c * kh + p) * kw + q) * pos_count
                 offset = q * dw - pw
-                # Walk the block one output-row segment at a time.
+                # Walk the block one output-row segment at a time: output
+                # columns j..j+seg-1 of output row i sit at row[t..t+seg-1].
                 t = 0
                 pos = pos_start
                 while t < pos_count:
@@ -49,16 +52,23 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
                         seg = pos_count - t
                     y = i * sh - ph + p * dh
                     if y < 0 or y >= h:
-                        for jj in range(seg):
-                            row[t + jj] = 0
+                        if not fold:
+                            for jj in range(seg):
+                                row[t + jj] = 0
+                        t += seg
+                        pos += seg
+                        continue
+                    x_row = x + (c * h + y) * w
+                    # The in-bounds columns (0 <= jj*sw + offset < w) form
+                    # one range [j_lo, j_hi): computed once, no test per pixel.
+                    j_lo = first_inside(offset, sw)
+                    j_lo = j if j_lo < j else (j_lo if j_lo < j + seg else j + seg)
+                    j_hi = end_inside(offset, sw, w, j + seg)
+                    j_hi = j_lo if j_hi < j_lo else j_hi
+                    if fold:
+                        for jj in range(j_lo, j_hi):
+                            x_row[jj * sw + offset] += row[t + jj - j]
                     else:
-                        x_row = x + (c * h + y) * w
-                        # In-bounds output columns j..j+seg-1 are those with
-                        # 0 <= jj*sw + offset < w; compute that range once.
-                        j_lo = first_inside(offset, sw)
-                        j_lo = j if j_lo < j else (j_lo if j_lo < j + seg else j + seg)
-                        j_hi = end_inside(offset, sw, w, j + seg)
-                        j_hi = j_lo if j_hi < j_lo else j_hi
                         for jj in range(j, j_lo):
                             row[t + jj - j] = 0
                         if sw == 1:
@@ -71,6 +81,30 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
                             row[t + jj - j] = 0
                     t += seg
                     pos += seg
+
+
+cdef inline void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                         Py_ssize_t dh, Py_ssize_t dw,
+                         Py_ssize_t pos_start, Py_ssize_t pos_count,
+                         blas_t *cols) noexcept nogil:
+    """im2col of one image's block of output pixels (see _walk)."""
+    # With fold False, _walk only reads x: dropping const is safe.
+    _walk(<blas_t *> x, channels, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+          pos_start, pos_count, cols, False)
+
+
+cdef inline void _fold(const blas_t *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw,
+                       Py_ssize_t pos_start, Py_ssize_t pos_count,
+                       blas_t *x) noexcept nogil:
+    """col2im of one image's block, x += fold(cols) (see _walk)."""
+    # With fold True, _walk only reads cols: dropping const is safe.
+    _walk(x, channels, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+          pos_start, pos_count, <blas_t *> cols, True)
 
 
 def im2col(const blas_t[:, :, :, ::1] x, blas_t[:, :, ::1] cols,
@@ -152,51 +186,6 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
 
 # Backward pass: col2im (the adjoint of _unroll) and the gradient GEMMs
 # dW = dY @ cols.T and dcols = W.T @ dY (Caffe base_conv_layer.cpp).
-
-cdef void _fold(const floating *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
-                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
-                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                Py_ssize_t dh, Py_ssize_t dw,
-                Py_ssize_t pos_start, Py_ssize_t pos_count,
-                floating *x) noexcept nogil:
-    """x[c, y, x] += cols[r, t] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
-
-    The walk of _unroll with += instead of =; entries that fall in the
-    padding are dropped. cols is (channels*kh*kw, pos_count), C-ordered;
-    x is (channels, h, w).
-    """
-    cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
-    cdef const floating *row
-    cdef floating *x_row
-    for c in range(channels):
-        for p in range(kh):
-            for q in range(kw):
-                row = cols + ((c * kh + p) * kw + q) * pos_count
-                offset = q * dw - pw
-                t = 0
-                pos = pos_start
-                while t < pos_count:
-                    i = pos // wo
-                    j = pos - i * wo
-                    seg = wo - j
-                    if seg > pos_count - t:
-                        seg = pos_count - t
-                    y = i * sh - ph + p * dh
-                    if 0 <= y < h:
-                        x_row = x + (c * h + y) * w
-                        j_lo = first_inside(offset, sw)
-                        if j_lo < j:
-                            j_lo = j
-                        j_hi = end_inside(offset, sw, w, j + seg)
-                        if sw == 1:
-                            for jj in range(j_lo, j_hi):
-                                x_row[jj + offset] += row[t + jj - j]
-                        else:
-                            for jj in range(j_lo, j_hi):
-                                x_row[jj * sw + offset] += row[t + jj - j]
-                    t += seg
-                    pos += seg
-
 
 def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,

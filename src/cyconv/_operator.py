@@ -39,6 +39,39 @@ def _by_parts(apply, x):
     return apply(x)
 
 
+# The parameters and errors both functions share, filled into their docstrings.
+_DOC = {
+    "params": """    input_shape : tuple of ints
+        ``(N, C, H, W)``, ``(C, H, W)`` or ``(H, W)``, as `conv2d`'s input.
+    stride : int or tuple of 2 ints, default 1
+    padding : int, tuple of 2 ints, 'valid' or 'same', default 0
+        As in `conv2d`; ``'same'`` (stride 1 only) puts the odd pixel at the
+        bottom/right.
+    dilation : int or tuple of 2 ints, default 1
+    groups : int, default 1
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        As in `conv2d`: what the padding holds (zeros; the mirror image
+        without the edge pixel; the edge pixel repeated; the opposite edge).
+""",
+    "raises": """    Raises
+    ------
+    ValueError
+        For shapes that do not fit together, an empty output, or bad
+        stride/padding/dilation/groups/padding_mode values (as `conv2d`).
+    TypeError
+        For a complex, object or string weight, or non-integer parameters.
+""",
+}
+
+
+def _fill_doc(func):
+    """Fill ``%(params)s`` and ``%(raises)s`` in ``func.__doc__`` (scipy's doccer idea)."""
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__ % _DOC
+    return func
+
+
+@_fill_doc
 def conv_operator(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,
                   padding_mode="zeros"):
     """`conv2d` with a fixed weight as a ``scipy.sparse.linalg.LinearOperator``.
@@ -53,18 +86,7 @@ def conv_operator(weight, input_shape, stride=1, padding=0, dilation=1, groups=1
     ----------
     weight : array_like, shape (K, C // groups, kh, kw), or (kh, kw) with a 2-D input
         Kernels, not flipped; read once, when the operator is made.
-    input_shape : tuple of ints
-        ``(N, C, H, W)``, ``(C, H, W)`` or ``(H, W)``, as `conv2d`'s input.
-    stride : int or tuple of 2 ints, default 1
-    padding : int, tuple of 2 ints, 'valid' or 'same', default 0
-        As in `conv2d`; ``'same'`` (stride 1 only) puts the odd pixel at the
-        bottom/right.
-    dilation : int or tuple of 2 ints, default 1
-    groups : int, default 1
-    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
-        As in `conv2d`: what the padding holds (zeros; the mirror image
-        without the edge pixel; the edge pixel repeated; the opposite edge).
-
+%(params)s
     Returns
     -------
     scipy.sparse.linalg.LinearOperator, shape (prod(output_shape), prod(input_shape))
@@ -75,14 +97,7 @@ def conv_operator(weight, input_shape, stride=1, padding=0, dilation=1, groups=1
         result. ``matmat``/``rmatmat`` run all columns as one batch.
         The bias is not part of the operator (it would make it affine).
 
-    Raises
-    ------
-    ValueError
-        For shapes that do not fit together, an empty output, or bad
-        stride/padding/dilation/groups/padding_mode values (as `conv2d`).
-    TypeError
-        For a complex, object or string weight, or non-integer parameters.
-
+%(raises)s
     See Also
     --------
     conv_matrix : the same map as an explicit sparse matrix.
@@ -157,6 +172,7 @@ def conv_operator(weight, input_shape, stride=1, padding=0, dilation=1, groups=1
                           matmat=matmat, rmatmat=rmatmat)
 
 
+@_fill_doc
 def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,
                 padding_mode="zeros"):
     """`conv2d` with a fixed weight as a sparse CSR matrix.
@@ -169,18 +185,8 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, 
     ----------
     weight : array_like, shape (K, C // groups, kh, kw), or (kh, kw) with a 2-D input
         Kernels, not flipped.
-    input_shape : tuple of ints
-        ``(N, C, H, W)``, ``(C, H, W)`` or ``(H, W)``, as `conv2d`'s input.
-    stride : int or tuple of 2 ints, default 1
-    padding : int, tuple of 2 ints, 'valid' or 'same', default 0
-        As in `conv2d`; ``'same'`` (stride 1 only) puts the odd pixel at the
-        bottom/right.
-    dilation : int or tuple of 2 ints, default 1
-    groups : int, default 1
-    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
-        As in `conv2d`. With a mode other than zeros, a tap that reads a
-        padded cell is added to the entry of the input cell it copies, so an
-        entry may hold the sum of several weights.
+%(params)s        In the matrix, a tap that reads a padded cell is added to the entry of
+        the input cell that cell copies, so an entry may hold several weights.
 
     Returns
     -------
@@ -190,14 +196,7 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, 
         float64. Taps whose weight is zero are not stored. The bias is not
         part of the matrix.
 
-    Raises
-    ------
-    ValueError
-        For shapes that do not fit together, an empty output, or bad
-        stride/padding/dilation/groups/padding_mode values (as `conv2d`).
-    TypeError
-        For a complex, object or string weight, or non-integer parameters.
-
+%(raises)s
     See Also
     --------
     conv_operator : the same map, applied by `conv2d` without a matrix.
@@ -226,6 +225,15 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, 
     >>> M = cyconv.conv_matrix(K, (5, 5), stride=2)
     >>> M.shape
     (4, 25)
+    >>> for row in M.toarray():
+    ...     print("".join(str(int(v)) for v in row))
+    0110010000010000000000000
+    0001100100000100000000000
+    0000000000011001000001000
+    0000000000000110010000010
+
+    Row 1 as an image: ``K`` on the patch at rows 0-2, columns 2-4.
+
     >>> M.toarray()[1].reshape(5, 5)
     array([[0., 0., 0., 1., 1.],
            [0., 0., 1., 0., 0.],

@@ -12,31 +12,44 @@ import cyconv
 
 
 def kernel_threads():
-    """Threads a cyconv kernel runs on: 1, the kernels have no OpenMP loops yet.
+    """Threads a parallel kernel loop runs on now: OpenMP's count, or 1 without OpenMP.
 
     The BLAS GEMM that ``method='im2col'`` calls threads itself (see `blas`).
-    A change that adds ``prange`` loops reports its thread count here.
     """
-    return 1
+    from cyconv import _openmp
+
+    return _openmp.max_threads() if _openmp.openmp_enabled() else 1
+
+
+def kernel_threading():
+    """`kernel_threads` in words, saying where the count comes from."""
+    from cyconv import _openmp
+
+    if not _openmp.openmp_enabled():
+        return "single-threaded (built without OpenMP)"
+    n = kernel_threads()
+    return (f"{n} thread{'s' if n != 1 else ''} (OpenMP: set by OMP_NUM_THREADS "
+            "or threadpoolctl)")
 
 
 def build_flags():
-    """How the compiled kernels were built, as the build files say.
+    """How the compiled kernels were built, as meson recorded it in ``_build_info``.
 
-    meson's ``buildtype=release`` gives ``-O3`` and ``-DNDEBUG``; no
-    ``-march``/``-mcpu`` flag is passed, so the compiler targets its generic
-    baseline for the machine (SSE2 on x86-64). A change to the build flags
-    updates this function.
+    The optimization level is the project's default build type (meson's
+    ``buildtype=release``: ``-O3 -DNDEBUG``), which meson does not record.
     """
-    machine = platform.machine() or "unknown"
-    baseline = {"x86_64": "x86-64 baseline: SSE2", "AMD64": "x86-64 baseline: SSE2",
-                "aarch64": "ARMv8-A baseline: NEON", "arm64": "ARMv8-A baseline: NEON"}
-    simd = baseline.get(machine, "the compiler's default for this machine")
+    from cyconv import _build_info
+
+    simd = _build_info.SIMD_FLAGS
+    if simd == "compiler baseline":  # -Dsimd=portable: no -march flag
+        machine = platform.machine()
+        baselines = {"x86_64": "SSE2", "AMD64": "SSE2", "aarch64": "NEON", "arm64": "NEON"}
+        simd += f" for {machine}" + (f" ({baselines[machine]})" if machine in baselines else "")
     return {
-        "optimization": "-O3 -DNDEBUG (meson buildtype=release)",
-        "simd": f"generic {machine}, no -march flag ({simd})",
-        "openmp": "no",
-        "cython": "boundscheck/wraparound/initializedcheck off, cdivision on",
+        "compiler": _build_info.C_COMPILER,
+        "optimization": "-O3 -DNDEBUG (meson buildtype=release, the project default)",
+        "simd": simd,
+        "openmp": "yes" if _build_info.OPENMP else "no (kernels run single-threaded)",
     }
 
 
@@ -106,14 +119,13 @@ def collect():
                     ("platform", platform.platform()),
                     ("numpy", np.__version__), ("scipy", scipy.__version__),
                     ("cpu count", str(os.cpu_count()))],
-        "threads": [("kernels", "single-threaded" if kernel_threads() == 1
-                     else f"{kernel_threads()} threads"),
+        "threads": [("kernels", kernel_threading()),
                     ("im2col GEMM", "threaded by the BLAS below")],
         "BLAS": blas_rows,
-        "build": [("optimization", flags["optimization"]),
-                  ("SIMD target", flags["simd"]),
-                  ("OpenMP", flags["openmp"]),
-                  ("Cython", flags["cython"])],
+        "build": [("compiler", flags["compiler"]),
+                  ("optimization", flags["optimization"]),
+                  ("SIMD flags", flags["simd"]),
+                  ("OpenMP", flags["openmp"])],
         "CPU (as NumPy detects it)": [
             ("NumPy baseline", " ".join(baseline) or "unknown"),
             ("NumPy dispatch", " ".join(dispatch) or "unknown"),

@@ -210,6 +210,11 @@ def test_empty_shapes():
     assert_array_equal(op @ np.zeros(0), np.zeros(32))
     assert cyconv.conv_matrix(np.ones((2, 0, 3, 3)), (1, 0, 4, 4), padding=1).shape == (32, 0)
     assert cyconv.conv_operator(np.ones((2, 1, 3, 3)), (0, 1, 4, 4)).shape == (0, 0)
+    # No kernels: an empty output, and an adjoint that is all zeros.
+    for func in (cyconv.conv_operator, cyconv.conv_matrix):
+        op = func(np.ones((0, 2, 3, 3)), (2, 4, 4))
+        assert op.shape == (0, 32)
+        assert_array_equal(op.T @ np.zeros(0), np.zeros(32))
 
 
 # ---------------------------------------------------------------- errors

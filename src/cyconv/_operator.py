@@ -6,13 +6,13 @@ import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
 from cyconv._backward import conv2d_backward
-from cyconv._conv import conv2d, geometry, prepare_input
+from cyconv._conv import conv2d, geometry, prepare_input, weight4
 from cyconv._unfold import im2col
 from cyconv._validate import as_array, fits_int, float_dtype
 
 
 def _setup(func, weight, input_shape, stride, padding, dilation, groups, padding_mode):
-    """Check everything as conv2d does; return (weight4, geometry, padded index image).
+    """Check everything as conv2d does; return (4-D weight, geometry, padded index image).
 
     The index image numbers the input cells 1..prod(input_shape) in C order;
     padded as conv2d pads the input (0 for zeros), it tells which input cell
@@ -21,8 +21,7 @@ def _setup(func, weight, input_shape, stride, padding, dilation, groups, padding
     w = as_array(func, "weight", weight)
     geom = geometry(func, input_shape, w.shape, stride, padding, dilation, groups)
     # A private copy: the operator must not change when the caller's array does.
-    w4 = np.array(w.reshape(geom.kernels, -1, geom.kh, geom.kw), dtype=float_dtype(w),
-                  order="C", copy=True)
+    w4 = np.array(weight4(w, geom), dtype=float_dtype(w), order="C", copy=True)
     size = geom.batch * geom.channels * geom.height * geom.width
     index = np.arange(1, size + 1, dtype=np.int64)
     padded, _, _ = prepare_input(func, index, geom, padding_mode, np.int64)
@@ -251,7 +250,7 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, 
     n_in = n * geom.channels * geom.height * geom.width
     # source[n, g, t, l]: the input cell (1-based, 0 for zero padding) that tap
     # t = (c, p, q) of group g reads for output pixel l = (i, j).
-    n_pos, taps = geom.ho * geom.wo, w4[0].size
+    n_pos, taps = geom.ho * geom.wo, w4.shape[1] * geom.kh * geom.kw
     source = im2col(padded, (geom.kh, geom.kw), (geom.sh, geom.sw), 0,
                     (geom.dh, geom.dw)).astype(np.int64)
     source = source.reshape(n, g, 1, taps, n_pos)

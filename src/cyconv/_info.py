@@ -33,11 +33,7 @@ def kernel_threading():
 
 
 def build_flags():
-    """How the compiled kernels were built, as meson recorded it in ``_build_info``.
-
-    The optimization level is the project's default build type (meson's
-    ``buildtype=release``: ``-O3 -DNDEBUG``), which meson does not record.
-    """
+    """How the compiled kernels were built, as meson recorded it in ``_build_info``."""
     from cyconv import _build_info
 
     simd = _build_info.SIMD_FLAGS
@@ -47,7 +43,7 @@ def build_flags():
         simd += f" for {machine}" + (f" ({baselines[machine]})" if machine in baselines else "")
     return {
         "compiler": _build_info.C_COMPILER,
-        "optimization": "-O3 -DNDEBUG (meson buildtype=release, the project default)",
+        "buildtype": _build_info.BUILDTYPE,
         "simd": simd,
         "openmp": "yes" if _build_info.OPENMP else "no (kernels run single-threaded)",
     }
@@ -123,7 +119,7 @@ def collect():
                     ("im2col GEMM", "threaded by the BLAS below")],
         "BLAS": blas_rows,
         "build": [("compiler", flags["compiler"]),
-                  ("optimization", flags["optimization"]),
+                  ("buildtype", flags["buildtype"]),
                   ("SIMD flags", flags["simd"]),
                   ("OpenMP", flags["openmp"])],
         "CPU (as NumPy detects it)": [

@@ -3,7 +3,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cyconv import _direct, _im2col
+from cyconv import _direct, _fft, _im2col
 from cyconv._validate import (
     PAD_MODES,
     WORKSPACE_BYTES,
@@ -18,6 +18,8 @@ from cyconv._validate import (
 )
 
 METHODS = ("auto", "direct", "im2col")
+# conv2d also runs single-channel, single-kernel convolutions by FFT.
+FORWARD_METHODS = (*METHODS, "fft")
 
 
 class Geometry(NamedTuple):
@@ -249,9 +251,11 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if method == "direct":
         _direct.conv2d_forward(x, w, bias, out, *args)
-        return out
-    _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
-                           gemm_workspace(func, geom, dtype))
+    elif method == "fft":
+        _fft.conv2d_forward(x, w, bias, out, *args)
+    else:
+        _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
+                               gemm_workspace(func, geom, dtype))
     return out
 
 
@@ -281,10 +285,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
         What the padding holds: zeros; the mirror image without repeating the
         edge pixel; the edge pixel repeated; or the opposite edge (wrap).
-    method : {'auto', 'direct', 'im2col'}, default 'auto'
+    method : {'auto', 'direct', 'im2col', 'fft'}, default 'auto'
         ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls the
         input and runs one BLAS GEMM per image and group (in bounded blocks);
-        ``'auto'`` picks one from the shapes.
+        ``'fft'`` (one input channel and one kernel only) multiplies spectra
+        through ``scipy.fft``; ``'auto'`` picks direct or im2col from the
+        shapes.
 
     Returns
     -------
@@ -294,8 +300,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     Raises
     ------
     ValueError
-        For shapes that do not fit together, an empty output, or bad
-        stride/padding/dilation/groups/padding_mode/method values.
+        For shapes that do not fit together, an empty output, bad
+        stride/padding/dilation/groups/padding_mode/method values, or
+        ``method='fft'`` with several input channels or kernels.
     TypeError
         For complex, object or string inputs, or non-integer parameters.
 
@@ -305,6 +312,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x[n, g*C/groups + c, i*sh - ph + p*dh, j*sw - pw + q*dw]``
     with ``g = k // (K/groups)``, and the output size
     ``Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1`` (likewise ``Wo``).
+
+    ``method='fft'`` computes the stride-1 correlation of the padded input
+    with the dilated kernel (zeros between the taps) from the product of the
+    two spectra, keeps every ``sh``-th row and ``sw``-th column, and adds the
+    bias. It agrees with the direct sum to rounding; where it could not, the
+    direct loops run instead: integer or bool input and weight (the result
+    stays exact) and inputs holding NaN or inf (a transform would spread them
+    over the whole output).
 
     Examples
     --------
@@ -328,7 +343,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     weak_bias = type(bias) in (int, float)
     dtype = float_dtype(x, w, None if weak_bias else b)
     geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
-    check_choice(func, "method", method, METHODS)
+    check_choice(func, "method", method, FORWARD_METHODS)
+    if method == "fft" and (geom.channels, geom.kernels) != (1, 1):
+        raise ValueError(
+            f"{func}: method='fft' needs a single input channel and a single kernel, "
+            f"got input shape {x.shape} and weight shape {w.shape}"
+        )
+    # Integer data stays exact on the direct loops, as in the SciPy drop-ins.
+    exact = x.dtype.kind in "biu" and w.dtype.kind in "biu"
     if b is not None:
         expected = (geom.kernels,)
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
@@ -338,5 +360,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
         method = choose_method(geom)
+    elif method == "fft" and (exact or not _fft.fft_applies(x, w)):
+        method = "direct"
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
     return out.reshape(geom.output_shape())

@@ -341,3 +341,37 @@ def test_backward_has_no_fft():
     x, w = np.ones((5, 5)), np.ones((3, 3))
     with pytest.raises(ValueError, match="method"):
         cyconv.conv2d_backward(np.ones((3, 3)), x, w, method="fft")
+
+
+# ------------------------------------------------- small calls: the short paths
+# The common arguments skip parts of the checks (exact strings, plain ints,
+# ndarray shapes, a cached conv2d geometry); everything else must still be
+# checked as before, also right after the same values passed as plain ints.
+
+def test_cached_geometry_still_rejects_look_alikes():
+    x, w = np.ones((6, 6)), np.ones((2, 2))
+    expected = conv2d_api_ref(x, w, stride=2, padding=1)
+    assert_array_equal(cyconv.conv2d(x, w, stride=2, padding=1), expected)
+    # Equal-hashing look-alikes of the cached 2 and 1 are still refused...
+    for kwargs in (dict(stride=2.0, padding=1), dict(stride=2, padding=True),
+                   dict(stride=2, padding=1.0), dict(stride=2, padding=1, groups=True)):
+        with pytest.raises(TypeError, match="must be an int"):
+            cyconv.conv2d(x, w, **kwargs)
+    # ... and accepted integer types give the same result.
+    for kwargs in (dict(stride=np.int64(2), padding=1), dict(stride=(2, 2), padding=[1, 1]),
+                   dict(stride=2, padding=np.array(1))):
+        assert_array_equal(cyconv.conv2d(x, w, **kwargs), expected)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        cyconv.conv2d(x, w, stride=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_string_subclasses_still_accepted(name):
+    """SciPy looks the names up in a dict: numpy string scalars work there too."""
+    image, kernel = np.arange(12.0).reshape(3, 4), np.array([[1.0, -2.0], [0.5, 3.0]])
+    func = getattr(cyconv, name)
+    expected = getattr(scipy.signal, name)(image, kernel, "same", "wrap")
+    got = func(image, kernel, np.str_("same"), np.str_("wrap"), method=np.str_("direct"))
+    assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="boundary"):
+        func(image, kernel, boundary="Fill")

@@ -1,4 +1,5 @@
 """Convolution forward: output_shape and conv2d (torch.nn.functional naming)."""
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -52,6 +53,8 @@ class Geometry(NamedTuple):
 
 def _shape(func, name, shape):
     """A shape as a tuple of ints >= 0 (output_shape takes them from the caller)."""
+    if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
+        return shape  # already one, as an ndarray's shape is: the usual case
     try:
         entries = tuple(shape)
     except TypeError:
@@ -84,12 +87,26 @@ def _batched_shapes(func, input_shape, weight_shape):
     )
 
 
+class _Shapes(tuple):
+    """(input_shape, weight_shape) for messages, formatted only if one is raised."""
+
+    def __str__(self):
+        return f"input shape {tuple(self[0])}, weight shape {tuple(self[1])}"
+
+
+def _pair(func, name, value, minimum):
+    """`pair`, taking a plain int (the usual argument) on a short path."""
+    if type(value) is int and value >= minimum:
+        return value, value
+    return pair(func, name, value, minimum)
+
+
 def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups):
     """Check a convolution's shapes and parameters; return its Geometry."""
     x4, w4, ndim = _batched_shapes(func, input_shape, weight_shape)
-    n, c, h, w = (int(s) for s in x4)
-    k, cg, kh, kw = (int(s) for s in w4)
-    shapes = f"input shape {tuple(input_shape)}, weight shape {tuple(weight_shape)}"
+    n, c, h, w = x4  # ints, from _shape
+    k, cg, kh, kw = w4
+    shapes = _Shapes((input_shape, weight_shape))
     groups = as_int(func, "groups", groups, 1)
     if c % groups or k % groups:
         raise ValueError(
@@ -103,8 +120,8 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
         )
     if kh < 1 or kw < 1:
         raise ValueError(f"{func}: the kernel must be at least 1x1 ({shapes})")
-    sh, sw = pair(func, "stride", stride, 1)
-    dh, dw = pair(func, "dilation", dilation, 1)
+    sh, sw = _pair(func, "stride", stride, 1)
+    dh, dw = _pair(func, "dilation", dilation, 1)
     if isinstance(padding, str):
         check_choice(func, "padding", padding, ("valid", "same"))
         if padding == "valid":
@@ -118,11 +135,28 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
             th, tw = dh * (kh - 1), dw * (kw - 1)
             pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
     else:
-        ph, pw = pair(func, "padding", padding, 0)
+        ph, pw = _pair(func, "padding", padding, 0)
         pads = (ph, ph, pw, pw)
     ho = out_size(func, "height", h, kh, sh, pads[0] + pads[1], dh, shapes)
     wo = out_size(func, "width", w, kw, sw, pads[2] + pads[3], dw, shapes)
     return Geometry(n, c, h, w, k, kh, kw, groups, sh, sw, dh, dw, pads, ho, wo, ndim)
+
+
+# geometry() costs microseconds, and conv2d sees the same arguments again and
+# again (one layer, many batches). Its shapes come from ndarrays (tuples of
+# ints) and its parameters are usually plain ints or strings: those calls keep
+# their checked Geometry. typed=True keeps 2, 2.0 and True apart; a call that
+# fails its checks raises every time (exceptions are not cached).
+_cached_geometry = functools.lru_cache(maxsize=256, typed=True)(geometry)
+
+
+def array_geometry(func, input_shape, weight_shape, stride, padding, dilation, groups):
+    """``geometry`` for an ndarray's shapes, cached when the parameters are plain ints."""
+    if (type(stride) is int and type(dilation) is int and type(groups) is int
+            and type(padding) in (int, str)):
+        return _cached_geometry(func, input_shape, weight_shape, stride, padding, dilation,
+                                groups)
+    return geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
 
 
 def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -176,7 +210,7 @@ def prepare_input(func, x, geom, padding_mode, dtype):
 
     Returns the array and the zero-padding (top, left) left to the kernel.
     """
-    mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, tuple(PAD_MODES))]
+    mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, PAD_MODES)]
     x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
                              dtype=dtype)
     if mode is None or not any(geom.pads):
@@ -231,10 +265,9 @@ def choose_method(geom):
     product and unrolling costs more than it saves, so the direct loops win.
     Sizes that do not fit BLAS's C int leave only the direct loops.
     """
-    sizes = gemm_sizes(geom)
-    if not fits_int(*sizes.values()):
+    if geom.kernels // geom.groups < 4:
         return "direct"
-    return "im2col" if sizes["kernels_per_group"] >= 4 else "direct"
+    return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
 
 
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
@@ -342,7 +375,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # scalar is not (np.float64 subclasses float, so test the exact type).
     weak_bias = type(bias) in (int, float)
     dtype = float_dtype(x, w, None if weak_bias else b)
-    geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
+    geom = array_geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, FORWARD_METHODS)
     if method == "fft" and (geom.channels, geom.kernels) != (1, 1):
         raise ValueError(

@@ -189,9 +189,10 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
     pads = (top, ho + kh - 1 - top - h, left, wo + kw - 1 - left - w)
     # The kernels read zero outside the image; SciPy multiplies every tap by
     # the fill value there, which differs when a tap is inf or NaN (0*inf).
-    implicit_zeros = (pad_mode == "constant" and (fill is None or fill == 0)
-                      and (compute.kind not in "fc" or all_finite(kernel)))
-    if not implicit_zeros and any(pads):
+    implicit_zeros = not any(pads) or (
+        pad_mode == "constant" and (fill is None or fill == 0)
+        and (compute.kind not in "fc" or all_finite(kernel)))
+    if not implicit_zeros:
         if image.size == 0 and pad_mode != "constant":
             # SciPy divides by the zero image size here and crashes.
             raise ValueError(

@@ -377,13 +377,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     dtype = float_dtype(x, w, None if weak_bias else b)
     geom = array_geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, FORWARD_METHODS)
-    if method == "fft" and (geom.channels, geom.kernels) != (1, 1):
-        raise ValueError(
-            f"{func}: method='fft' needs a single input channel and a single kernel, "
-            f"got input shape {x.shape} and weight shape {w.shape}"
-        )
-    # Integer data stays exact on the direct loops, as in the SciPy drop-ins.
-    exact = x.dtype.kind in "biu" and w.dtype.kind in "biu"
+    if method == "fft":
+        if (geom.channels, geom.kernels) != (1, 1):
+            raise ValueError(
+                f"{func}: method='fft' needs a single input channel and a single kernel, "
+                f"got input shape {x.shape} and weight shape {w.shape}"
+            )
+        if x.dtype.kind in "biu" and w.dtype.kind in "biu":
+            method = "direct"  # integer data stays exact, as in the SciPy drop-ins
     if b is not None:
         expected = (geom.kernels,)
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
@@ -393,7 +394,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
         method = choose_method(geom)
-    elif method == "fft" and (exact or not _fft.fft_applies(x, w)):
-        method = "direct"
+    elif method == "fft" and not _fft.fft_applies(x, w):
+        method = "direct"  # NaN or inf: a transform would spread them everywhere
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
     return out.reshape(geom.output_shape())

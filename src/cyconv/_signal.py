@@ -253,9 +253,9 @@ _SHARED_DOC = """
         ``scipy.fft``. Both need float32, float64, complex64 or complex128;
         integer and long double inputs use the direct loops (so integer
         results stay exact), as do inputs holding NaN or inf with ``'fft'``.
-        ``'auto'`` runs ``'fft'`` when the kernel has at least 100 taps
-        (11x11 and up) and the output at least 100 pixels, else the direct
-        loops.
+        ``'auto'`` runs ``'fft'`` (where it applies) when the kernel has at
+        least 100 taps (11x11 and up) and the output at least 100 pixels,
+        else the direct loops.
 
     Returns
     -------

@@ -96,6 +96,10 @@ def test_fft_is_not_the_direct_sum(name):
     got = _check_fft(name, image, kernel, "same")
     direct = getattr(cyconv, name)(image, kernel, "same", method="direct")
     assert not np.array_equal(got, direct)
+    # Huge but finite values (their squares overflow) still take the FFT.
+    got = _check_fft(name, image, 1e200 * kernel, "same")
+    assert not np.array_equal(got, getattr(cyconv, name)(image, 1e200 * kernel, "same",
+                                                         method="direct"))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -138,12 +142,13 @@ def test_integers_stay_exact(name, dtype):
     """Integers never go through the FFT: SciPy's exact, wrapping results and dtype."""
     rng = np.random.default_rng(4)
     info = np.iinfo(dtype)
-    image = rng.integers(info.min, info.max, (20, 18), dtype=dtype, endpoint=True)
+    image = rng.integers(info.min, info.max, (70, 68), dtype=dtype, endpoint=True)
     kernel = rng.integers(info.min, info.max, (12, 11), dtype=dtype, endpoint=True)
     for mode in MODES:
         for boundary, fillvalue in (("fill", 0), ("fill", 3), ("wrap", 0)):
             expected = getattr(scipy.signal, name)(image, kernel, mode, boundary, fillvalue)
-            for method in ("fft", "auto"):  # 12x11 is large enough for 'auto' to pick fft
+            # 'full' and 'same' are large enough for 'auto' to pick fft for floats.
+            for method in ("fft", "auto"):
                 got = getattr(cyconv, name)(image, kernel, mode, boundary, fillvalue,
                                             method=method)
                 assert got.dtype == expected.dtype == np.dtype(dtype)
@@ -166,7 +171,8 @@ def test_long_double_runs_direct(name):
 def test_non_finite_inputs_fall_back_to_direct(name):
     """NaN and inf stay where the direct sum (and SciPy) put them."""
     rng = np.random.default_rng(6)
-    image, kernel = _random(rng, (40, 30), np.float64), _random(rng, (10, 11), np.float64)
+    # Large enough for 'auto' to pick fft in 'full' and 'same' mode if all were finite.
+    image, kernel = _random(rng, (80, 70), np.float64), _random(rng, (10, 11), np.float64)
     bad_image, bad_kernel = image.copy(), kernel.copy()
     bad_image[3, 4] = np.nan
     bad_image[30, 2] = np.inf
@@ -190,13 +196,15 @@ def test_non_finite_inputs_fall_back_to_direct(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_auto_chooses_by_kernel_and_output_size(name):
-    """'auto' is 'fft' from 100 kernel taps and 100 output pixels on, else 'direct'."""
+    """'auto' is 'fft' from 100 taps and 2**19 multiply-adds on, else 'direct'."""
     rng = np.random.default_rng(7)
     func = getattr(cyconv, name)
-    image = _random(rng, (30, 30), np.float64)
+    image = _random(rng, (80, 80), np.float64)
+    # (kernel, mode, output pixels * taps): 6400*100, 90*89*110, 6400*99, 6400*9,
+    # 60*60*441, 6*6*5625 (a large kernel, but few outputs).
     for shape, mode, chosen in (((10, 10), "same", "fft"), ((11, 10), "full", "fft"),
-                                ((9, 11), "same", "direct"), ((3, 3), "full", "direct"),
-                                ((21, 21), "valid", "fft"), ((22, 22), "valid", "direct")):
+                                ((9, 11), "same", "direct"), ((3, 3), "same", "direct"),
+                                ((21, 21), "valid", "fft"), ((75, 75), "valid", "direct")):
         kernel = _random(rng, shape, np.float64)
         other = "direct" if chosen == "fft" else "fft"
         auto = func(image, kernel, mode, method="auto")

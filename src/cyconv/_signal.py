@@ -35,11 +35,13 @@ _GEMM_DTYPES = frozenset(np.dtype(c) for c in "fdFD")
 # Integers are summed in uint64 (see _filter2d).
 _UINT64 = np.dtype(np.uint64)
 
-# method='auto' runs the FFT from an 11x11 kernel (area 100) on, when the
-# output has at least 100 pixels too; the direct loops below. A placeholder
-# rule until a fitted cost model replaces it.
+# method='auto' runs the FFT from an 11x11 kernel (area 100) on, once the
+# direct sum would take 2**19 (about half a million) multiply-adds: near
+# where the two cost the same here (float64, 'same' mode, 16..256 pixel
+# squares, 7..31 pixel kernels). A placeholder rule until a fitted cost
+# model replaces it.
 FFT_MIN_KERNEL_AREA = 100
-FFT_MIN_OUTPUT_AREA = 100
+FFT_MIN_MACS = 2**19
 
 
 def _check_name(func, name, value, choices):
@@ -207,7 +209,7 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         pads = (0, 0, 0, 0)
 
     if method == "auto":
-        large = kh * kw >= FFT_MIN_KERNEL_AREA and ho * wo >= FFT_MIN_OUTPUT_AREA
+        large = kh * kw >= FFT_MIN_KERNEL_AREA and ho * wo * kh * kw >= FFT_MIN_MACS
         method = "fft" if large else "direct"
     if method == "fft":
         if not fft_applies(image, kernel):
@@ -254,8 +256,8 @@ _SHARED_DOC = """
         integer and long double inputs use the direct loops (so integer
         results stay exact), as do inputs holding NaN or inf with ``'fft'``.
         ``'auto'`` runs ``'fft'`` (where it applies) when the kernel has at
-        least 100 taps (11x11 and up) and the output at least 100 pixels,
-        else the direct loops.
+        least 100 taps (11x11 and up) and the direct sum at least 2**19
+        multiply-adds (output pixels times taps), else the direct loops.
 
     Returns
     -------

@@ -81,3 +81,22 @@ def ref_pads(padding, kernel, dilation):
         return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
     ph, pw = (padding, padding) if np.ndim(padding) == 0 else padding
     return (ph, ph, pw, pw)
+
+
+def _pair(v):
+    return (v, v) if np.ndim(v) == 0 else tuple(v)
+
+
+def conv2d_api_ref(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros"):
+    """conv2d_ref with cyconv.conv2d's conventions: 2-D/3-D/4-D, 'same', mode names."""
+    x, w = np.asarray(x), np.asarray(w)
+    ndim = x.ndim
+    x4 = x.reshape((1,) * (4 - ndim) + x.shape)
+    w4 = w.reshape((1, 1) + w.shape) if ndim == 2 else w
+    dilation = _pair(dilation)
+    pads = ref_pads(padding, w4.shape[2:], dilation)
+    b = None if b is None else np.reshape(b, -1)
+    out = conv2d_ref(x4, w4, b, _pair(stride), pads, dilation, groups,
+                     NP_PAD_MODE[padding_mode])
+    return out.reshape(out.shape[4 - ndim:] if ndim > 2 else out.shape[2:])

@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import cyconv
 import cyconv._conv
 
-from _reference import NP_PAD_MODE, TOL, conv2d_ref, ref_pads
+from _reference import TOL, conv2d_api_ref, ref_pads
 
 METHODS = ("direct", "im2col", "auto")
 FLOATS = (np.float32, np.float64)
@@ -44,6 +44,7 @@ CASES = [
     pytest.param((1, 2, 3, 4), (2, 2, 2, 2), dict(padding=3, stride=2), id="pad-over-kernel"),
     pytest.param((1, 2, 5, 5), (7, 2, 3, 3), dict(padding=(0, 2), stride=(1, 2)), id="pad-pair"),
     pytest.param((0, 2, 5, 5), (3, 2, 3, 3), dict(padding=1), id="N0"),
+    pytest.param((1, 2, 4, 4), (0, 2, 3, 3), dict(padding=1), id="K0"),
     pytest.param((1, 2, 0, 3), (2, 2, 1, 1), dict(padding=1), id="H0-all-padding"),
     pytest.param((1, 16, 4, 5), (4, 16, 3, 3), dict(padding=1), id="C16"),
     pytest.param((2, 2, 6, 1), (3, 2, 3, 1), dict(padding=(1, 0)), id="W1"),
@@ -54,13 +55,7 @@ def _shape_kwargs(kwargs):
     return {key: value for key, value in kwargs.items() if key in SHAPE_KEYS}
 
 
-def _ref(x, w, b, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """conv2d_ref with conv2d's keyword conventions (4-D arrays)."""
-    pair = lambda v: (v, v) if np.ndim(v) == 0 else tuple(v)  # noqa: E731
-    w = np.asarray(w)
-    pads = ref_pads(padding, w.shape[2:], pair(dilation))
-    return conv2d_ref(x, w, b, pair(stride), pads, pair(dilation), groups,
-                      NP_PAD_MODE[padding_mode])
+_ref = conv2d_api_ref
 
 
 def run_conv2d(x, w, b=None, **kwargs):

@@ -6,6 +6,7 @@ Direct (nested-sum) and im2col + BLAS GEMM kernels written in Cython, under a
 """
 from cyconv._backward import conv2d_backward
 from cyconv._conv import conv2d, output_shape
+from cyconv._operator import conv_matrix, conv_operator
 from cyconv._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from cyconv._signal import convolve2d, correlate2d
 from cyconv._unfold import col2im, im2col
@@ -18,6 +19,8 @@ __all__ = [
     "col2im",
     "conv2d",
     "conv2d_backward",
+    "conv_matrix",
+    "conv_operator",
     "convolve2d",
     "correlate2d",
     "im2col",

@@ -2,14 +2,19 @@
 import numpy as np
 
 from cyconv import _direct, _im2col
-from cyconv._conv import METHODS, choose_method, geometry, prepare_input
+from cyconv._conv import (
+    METHODS,
+    choose_method,
+    gemm_workspace,
+    geometry,
+    prepare_input,
+    weight4,
+)
 from cyconv._validate import (
     PAD_MODES,
-    WORKSPACE_BYTES,
     as_array,
     check_alloc,
     check_choice,
-    check_int_sizes,
     float_dtype,
 )
 
@@ -31,15 +36,6 @@ def _output_mask(func, output_mask):
                 f"{func}: output_mask entries must be bools, got {output_mask!r}"
             )
     return tuple(bool(flag) for flag in output_mask)
-
-
-def _workspace(func, geom, q_len, dtype):
-    """Scratch for one block of unrolled columns, at most WORKSPACE_BYTES (>= one column)."""
-    n_pos = geom.ho * geom.wo
-    check_int_sizes(func, kernels_per_group=geom.kernels // geom.groups,
-                    patch_size=q_len, output_pixels=n_pos)
-    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
-    return np.empty(q_len * block, dtype)
 
 
 def _fold_padding(grad, pads, padding_mode):
@@ -190,8 +186,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     check_alloc(func, dtype.itemsize, grad_output=gy.shape, weight=w.shape)
     gy = np.ascontiguousarray(gy.reshape(geom.batch, geom.kernels, geom.ho, geom.wo),
                               dtype=dtype)
-    w4 = np.ascontiguousarray(
-        w.reshape(geom.kernels, geom.channels // geom.groups, geom.kh, geom.kw), dtype=dtype)
+    w4 = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     # The kernels see the padded input for modes other than zeros.
     xp, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
@@ -200,7 +195,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     run = bool(gy.size and xp.size and w4.size)  # else every sum is empty
     if run and method == "im2col":
-        args += (_workspace(func, geom, w4[0].size, dtype),)
+        args += (gemm_workspace(func, geom, dtype),)
 
     grad_input = grad_weight = grad_bias = None
     if want_input:

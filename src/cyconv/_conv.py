@@ -1,9 +1,10 @@
 """Convolution forward: output_shape and conv2d (torch.nn.functional naming)."""
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
-from cyconv import _direct, _im2col
+from cyconv import _direct, _fft, _im2col
 from cyconv._validate import (
     PAD_MODES,
     WORKSPACE_BYTES,
@@ -19,6 +20,8 @@ from cyconv._validate import (
 )
 
 METHODS = ("auto", "direct", "im2col")
+# conv2d also runs single-channel, single-kernel convolutions by FFT.
+FORWARD_METHODS = (*METHODS, "fft")
 
 
 class Geometry(NamedTuple):
@@ -51,6 +54,8 @@ class Geometry(NamedTuple):
 
 def _shape(func, name, shape):
     """A shape as a tuple of ints >= 0 (output_shape takes them from the caller)."""
+    if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
+        return shape  # already one, as an ndarray's shape is: the usual case
     try:
         entries = tuple(shape)
     except TypeError:
@@ -83,12 +88,26 @@ def _batched_shapes(func, input_shape, weight_shape):
     )
 
 
+class _Shapes(tuple):
+    """(input_shape, weight_shape) for messages, formatted only if one is raised."""
+
+    def __str__(self):
+        return f"input shape {tuple(self[0])}, weight shape {tuple(self[1])}"
+
+
+def _pair(func, name, value, minimum):
+    """`pair`, taking a plain int (the usual argument) on a short path."""
+    if type(value) is int and value >= minimum:
+        return value, value
+    return pair(func, name, value, minimum)
+
+
 def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups):
     """Check a convolution's shapes and parameters; return its Geometry."""
     x4, w4, ndim = _batched_shapes(func, input_shape, weight_shape)
-    n, c, h, w = (int(s) for s in x4)
-    k, cg, kh, kw = (int(s) for s in w4)
-    shapes = f"input shape {tuple(input_shape)}, weight shape {tuple(weight_shape)}"
+    n, c, h, w = x4  # ints, from _shape
+    k, cg, kh, kw = w4
+    shapes = _Shapes((input_shape, weight_shape))
     groups = as_int(func, "groups", groups, 1)
     if c % groups or k % groups:
         raise ValueError(
@@ -102,8 +121,8 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
         )
     if kh < 1 or kw < 1:
         raise ValueError(f"{func}: the kernel must be at least 1x1 ({shapes})")
-    sh, sw = pair(func, "stride", stride, 1)
-    dh, dw = pair(func, "dilation", dilation, 1)
+    sh, sw = _pair(func, "stride", stride, 1)
+    dh, dw = _pair(func, "dilation", dilation, 1)
     if isinstance(padding, str):
         check_choice(func, "padding", padding, ("valid", "same"))
         if padding == "valid":
@@ -117,11 +136,28 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
             th, tw = dh * (kh - 1), dw * (kw - 1)
             pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
     else:
-        ph, pw = pair(func, "padding", padding, 0)
+        ph, pw = _pair(func, "padding", padding, 0)
         pads = (ph, ph, pw, pw)
     ho = out_size(func, "height", h, kh, sh, pads[0] + pads[1], dh, shapes)
     wo = out_size(func, "width", w, kw, sw, pads[2] + pads[3], dw, shapes)
     return Geometry(n, c, h, w, k, kh, kw, groups, sh, sw, dh, dw, pads, ho, wo, ndim)
+
+
+# geometry() costs microseconds, and conv2d sees the same arguments again and
+# again (one layer, many batches). Its shapes come from ndarrays (tuples of
+# ints) and its parameters are usually plain ints or strings: those calls keep
+# their checked Geometry. typed=True keeps 2, 2.0 and True apart; a call that
+# fails its checks raises every time (exceptions are not cached).
+_cached_geometry = functools.lru_cache(maxsize=256, typed=True)(geometry)
+
+
+def array_geometry(func, input_shape, weight_shape, stride, padding, dilation, groups):
+    """``geometry`` for an ndarray's shapes, cached when the parameters are plain ints."""
+    if (type(stride) is int and type(dilation) is int and type(groups) is int
+            and type(padding) in (int, str)):
+        return _cached_geometry(func, input_shape, weight_shape, stride, padding, dilation,
+                                groups)
+    return geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
 
 
 def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -165,12 +201,17 @@ def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, gro
     return geom.output_shape()
 
 
+def weight4(w, geom):
+    """The weight as (K, C/groups, kh, kw); -1 cannot be used, K may be 0."""
+    return w.reshape(geom.kernels, geom.channels // geom.groups, geom.kh, geom.kw)
+
+
 def prepare_input(func, x, geom, padding_mode, dtype):
     """C-contiguous NCHW input of ``dtype``; modes other than zeros are padded here.
 
     Returns the array and the zero-padding (top, left) left to the kernel.
     """
-    mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, tuple(PAD_MODES))]
+    mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, PAD_MODES)]
     check_alloc(func, dtype.itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
     x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
                              dtype=dtype)
@@ -209,6 +250,19 @@ def gemm_sizes(geom):
                 output_pixels=geom.ho * geom.wo)
 
 
+def gemm_workspace(func, geom, dtype):
+    """Scratch for one block of unrolled columns: at most WORKSPACE_BYTES, >= one column.
+
+    The im2col drivers unroll ``workspace.size // patch_size`` output pixels
+    at a time. Raises ValueError if a GEMM dimension does not fit a C int.
+    """
+    sizes = gemm_sizes(geom)
+    check_int_sizes(func, **sizes)
+    q_len, n_pos = sizes["patch_size"], sizes["output_pixels"]
+    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
+    return np.empty(q_len * block, dtype)
+
+
 def choose_method(geom):
     """The method 'auto' runs: im2col+GEMM once there are several kernels per group.
 
@@ -216,10 +270,9 @@ def choose_method(geom):
     product and unrolling costs more than it saves, so the direct loops win.
     Sizes that do not fit BLAS's C int leave only the direct loops.
     """
-    sizes = gemm_sizes(geom)
-    if not fits_int(*sizes.values()):
+    if geom.kernels // geom.groups < 4:
         return "direct"
-    return "im2col" if sizes["kernels_per_group"] >= 4 else "direct"
+    return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
 
 
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
@@ -237,13 +290,11 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if method == "direct":
         _direct.conv2d_forward(x, w, bias, out, *args)
-        return out
-    sizes = gemm_sizes(geom)
-    check_int_sizes(func, **sizes)
-    q_len, n_pos = sizes["patch_size"], sizes["output_pixels"]
-    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
-    workspace = np.empty(q_len * block, dtype)
-    _im2col.conv2d_forward(x, w, bias, b is not None, out, *args, workspace)
+    elif method == "fft":
+        _fft.conv2d_forward(x, w, bias, out, *args)
+    else:
+        _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
+                               gemm_workspace(func, geom, dtype))
     return out
 
 
@@ -273,10 +324,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
         What the padding holds: zeros; the mirror image without repeating the
         edge pixel; the edge pixel repeated; or the opposite edge (wrap).
-    method : {'auto', 'direct', 'im2col'}, default 'auto'
+    method : {'auto', 'direct', 'im2col', 'fft'}, default 'auto'
         ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls the
         input and runs one BLAS GEMM per image and group (in bounded blocks);
-        ``'auto'`` picks one from the shapes.
+        ``'fft'`` (one input channel and one kernel only) multiplies spectra
+        through ``scipy.fft``; ``'auto'`` picks direct or im2col from the
+        shapes.
 
     Returns
     -------
@@ -286,8 +339,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     Raises
     ------
     ValueError
-        For shapes that do not fit together, an empty output, or bad
-        stride/padding/dilation/groups/padding_mode/method values.
+        For shapes that do not fit together, an empty output, bad
+        stride/padding/dilation/groups/padding_mode/method values, or
+        ``method='fft'`` with several input channels or kernels.
     TypeError
         For complex, object or string inputs, or non-integer parameters.
 
@@ -297,6 +351,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x[n, g*C/groups + c, i*sh - ph + p*dh, j*sw - pw + q*dw]``
     with ``g = k // (K/groups)``, and the output size
     ``Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1`` (likewise ``Wo``).
+
+    ``method='fft'`` computes the stride-1 correlation of the padded input
+    with the dilated kernel (zeros between the taps) from the product of the
+    two spectra, keeps every ``sh``-th row and ``sw``-th column, and adds the
+    bias. It agrees with the direct sum to rounding; where it could not, the
+    direct loops run instead: integer or bool input and weight (the result
+    stays exact) and inputs holding NaN or inf (a transform would spread them
+    over the whole output).
 
     Examples
     --------
@@ -319,17 +381,27 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # scalar is not (np.float64 subclasses float, so test the exact type).
     weak_bias = type(bias) in (int, float)
     dtype = float_dtype(x, w, None if weak_bias else b)
-    geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
-    check_choice(func, "method", method, METHODS)
+    geom = array_geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
+    check_choice(func, "method", method, FORWARD_METHODS)
+    if method == "fft":
+        if (geom.channels, geom.kernels) != (1, 1):
+            raise ValueError(
+                f"{func}: method='fft' needs a single input channel and a single kernel, "
+                f"got input shape {x.shape} and weight shape {w.shape}"
+            )
+        if x.dtype.kind in "biu" and w.dtype.kind in "biu":
+            method = "direct"  # integer data stays exact, as in the SciPy drop-ins
     if b is not None:
         expected = (geom.kernels,)
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
             raise ValueError(f"{func}: bias must have shape {expected}, got {b.shape}")
         b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
     check_alloc(func, dtype.itemsize, weight=w.shape)
-    w = np.ascontiguousarray(w.reshape(geom.kernels, -1, geom.kh, geom.kw), dtype=dtype)
+    w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
         method = choose_method(geom)
+    elif method == "fft" and not _fft.fft_applies(x, w):
+        method = "direct"  # NaN or inf: a transform would spread them everywhere
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
     return out.reshape(geom.output_shape())

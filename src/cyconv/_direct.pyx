@@ -13,7 +13,10 @@ stride is 1.
 """
 from cython cimport floating
 
+from cython.parallel cimport prange
+
 from cyconv._fused cimport direct_t
+from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
 from cyconv._bounds cimport first_inside, end_inside
 
 
@@ -67,20 +70,26 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
     cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups
-    cdef Py_ssize_t n, k, i, g
+    cdef Py_ssize_t row, n, k, i, g
+    cdef Py_ssize_t n_rows = n_batch * n_out * ho
     cdef const direct_t *x_p = &x[0, 0, 0, 0]
     cdef const direct_t *w_p = &weight[0, 0, 0, 0]
     cdef direct_t *out_p = &out[0, 0, 0, 0]
+    cdef bint parallel = n_rows > 1 and n_rows * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
-        for n in range(n_batch):
-            for k in range(n_out):
-                g = k // kg
-                for i in range(ho):
-                    _conv_row(x_p + (n * n_in + g * cg) * h * w,
-                              w_p + k * cg * kh * kw,
-                              out_p + ((n * n_out + k) * ho + i) * wo,
-                              bias[k], i, cg, h, w, kh, kw, wo,
-                              sh, sw, ph, pw, dh, dw)
+        # Output rows are independent: threads split them, so one image with
+        # one kernel still uses every core.
+        for row in prange(n_rows, schedule='static', num_threads=omp_get_max_threads(),
+                          use_threads_if=parallel):
+            i = row % ho
+            k = (row // ho) % n_out
+            n = row // (ho * n_out)
+            g = k // kg
+            _conv_row(x_p + (n * n_in + g * cg) * h * w,
+                      w_p + k * cg * kh * kw,
+                      out_p + row * wo,
+                      bias[k], i, cg, h, w, kh, kw, wo,
+                      sh, sw, ph, pw, dh, dw)
 
 
 # Backward pass: the two adjoints of the sum above, on float32/float64.
@@ -176,8 +185,11 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
     cdef floating *gw_p = &grad_weight[0, 0, 0, 0]
+    cdef bint parallel = n_out > 1 and n_batch * n_out * ho * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
-        for k in range(n_out):
+        # Each kernel's gradient is written by one thread.
+        for k in prange(n_out, schedule='static', num_threads=omp_get_max_threads(),
+                        use_threads_if=parallel):
             g = k // kg
             for c in range(cg):
                 for p in range(kh):
@@ -209,16 +221,21 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef Py_ssize_t n_out = grad_out.shape[1], ho = grad_out.shape[2], wo = grad_out.shape[3]
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups, w_step = cg * kh * kw
-    cdef Py_ssize_t n, ci, g
+    cdef Py_ssize_t plane, n, ci, g
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
     cdef const floating *w_p = &weight[0, 0, 0, 0]
     cdef floating *gx_p = &grad_input[0, 0, 0, 0]
+    cdef Py_ssize_t n_planes = n_batch * n_in
+    cdef bint parallel = n_planes > 1 and n_batch * n_out * ho * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
-        for n in range(n_batch):
-            for ci in range(n_in):
-                g = ci // cg
-                _input_plane(gy_p + (n * n_out + g * kg) * ho * wo,
-                             w_p + g * kg * w_step + (ci - g * cg) * kh * kw,
-                             gx_p + (n * n_in + ci) * h * w,
-                             kg, w_step, h, w, kh, kw, ho, wo,
-                             sh, sw, ph, pw, dh, dw)
+        # Each (n, c) input plane is written by one thread.
+        for plane in prange(n_planes, schedule='static', num_threads=omp_get_max_threads(),
+                            use_threads_if=parallel):
+            n = plane // n_in
+            ci = plane % n_in
+            g = ci // cg
+            _input_plane(gy_p + (n * n_out + g * kg) * ho * wo,
+                         w_p + g * kg * w_step + (ci - g * cg) * kh * kw,
+                         gx_p + plane * h * w,
+                         kg, w_step, h, w, kh, kw, ho, wo,
+                         sh, sw, ph, pw, dh, dw)

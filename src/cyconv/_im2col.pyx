@@ -20,6 +20,60 @@ from cyconv._blas cimport gemm
 from cyconv._bounds cimport first_inside, end_inside
 
 
+cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
+                    Py_ssize_t row_offset, Py_ssize_t col_offset,
+                    Py_ssize_t sh, Py_ssize_t sw,
+                    Py_ssize_t pos_start, Py_ssize_t pos_count,
+                    blas_t *row, bint fold) noexcept nogil:
+    """Pair row[t] with x_plane[y, x] for output pixel pos_start + t = i*wo + j.
+
+    y = i*sh + row_offset, x = j*sw + col_offset (one kernel tap of one channel).
+    fold False (im2col): row[t] = x_plane[y, x], 0 where (y, x) is padding.
+    fold True (col2im, the adjoint): x_plane[y, x] += row[t], padding dropped.
+    """
+    cdef Py_ssize_t t = 0, pos = pos_start, i, j, seg, y, jj, j_lo, j_hi
+    cdef blas_t *x_row
+    # Walk the block one output-row segment at a time: output columns
+    # j..j+seg-1 of output row i sit at row[t..t+seg-1].
+    while t < pos_count:
+        i = pos // wo
+        j = pos - i * wo
+        seg = wo - j
+        if seg > pos_count - t:
+            seg = pos_count - t
+        y = i * sh + row_offset
+        if y < 0 or y >= h:
+            if not fold:
+                for jj in range(seg):
+                    row[t + jj] = 0
+            t += seg
+            pos += seg
+            continue
+        x_row = x_plane + y * w
+        # The in-bounds columns (0 <= jj*sw + col_offset < w) form one range
+        # [j_lo, j_hi): computed once, no test per pixel.
+        j_lo = first_inside(col_offset, sw)
+        j_lo = j if j_lo < j else (j_lo if j_lo < j + seg else j + seg)
+        j_hi = end_inside(col_offset, sw, w, j + seg)
+        j_hi = j_lo if j_hi < j_lo else j_hi
+        if fold:
+            for jj in range(j_lo, j_hi):
+                x_row[jj * sw + col_offset] += row[t + jj - j]
+        else:
+            for jj in range(j, j_lo):
+                row[t + jj - j] = 0
+            if sw == 1:
+                memcpy(row + t + j_lo - j, x_row + j_lo + col_offset,
+                       (j_hi - j_lo) * sizeof(blas_t))
+            else:
+                for jj in range(j_lo, j_hi):
+                    row[t + jj - j] = x_row[jj * sw + col_offset]
+            for jj in range(j_hi, j + seg):
+                row[t + jj - j] = 0
+        t += seg
+        pos += seg
+
+
 cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
@@ -29,48 +83,37 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
     """cols[r, t] = x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
 
     cols is (channels*kh*kw, pos_count), C-ordered; x is (channels, h, w).
+    Serial on purpose: a GEMM follows every block, and OpenMP threads left
+    spinning after a parallel copy would take the cores from BLAS's threads.
     """
-    cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
-    cdef blas_t *row
-    cdef const blas_t *x_row
+    cdef Py_ssize_t r, c, p, q, n_rows = channels * kh * kw
+    for r in range(n_rows):
+        c = r // (kh * kw)
+        p = (r // kw) % kh
+        q = r % kw
+        # fold False only reads the plane: dropping const is safe.
+        _walk_row(<blas_t *> x + c * h * w, h, w, wo, p * dh - ph, q * dw - pw,
+                  sh, sw, pos_start, pos_count, cols + r * pos_count, False)
+
+
+cdef void _fold(const blas_t *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pos_start, Py_ssize_t pos_count,
+                blas_t *x) noexcept nogil:
+    """x[c, y, x] += cols[r, t] (the adjoint of _unroll; padding entries dropped).
+
+    Serial for the reason given in _unroll.
+    """
+    cdef Py_ssize_t c, p, q, r
     for c in range(channels):
         for p in range(kh):
             for q in range(kw):
-                row = cols + ((c * kh + p) * kw + q) * pos_count
-                offset = q * dw - pw
-                # Walk the block one output-row segment at a time.
-                t = 0
-                pos = pos_start
-                while t < pos_count:
-                    i = pos // wo
-                    j = pos - i * wo
-                    seg = wo - j
-                    if seg > pos_count - t:
-                        seg = pos_count - t
-                    y = i * sh - ph + p * dh
-                    if y < 0 or y >= h:
-                        for jj in range(seg):
-                            row[t + jj] = 0
-                    else:
-                        x_row = x + (c * h + y) * w
-                        # In-bounds output columns j..j+seg-1 are those with
-                        # 0 <= jj*sw + offset < w; compute that range once.
-                        j_lo = first_inside(offset, sw)
-                        j_lo = j if j_lo < j else (j_lo if j_lo < j + seg else j + seg)
-                        j_hi = end_inside(offset, sw, w, j + seg)
-                        j_hi = j_lo if j_hi < j_lo else j_hi
-                        for jj in range(j, j_lo):
-                            row[t + jj - j] = 0
-                        if sw == 1:
-                            memcpy(row + t + j_lo - j, x_row + j_lo + offset,
-                                   (j_hi - j_lo) * sizeof(blas_t))
-                        else:
-                            for jj in range(j_lo, j_hi):
-                                row[t + jj - j] = x_row[jj * sw + offset]
-                        for jj in range(j_hi, j + seg):
-                            row[t + jj - j] = 0
-                    t += seg
-                    pos += seg
+                r = (c * kh + p) * kw + q
+                # fold True only reads cols: dropping const is safe.
+                _walk_row(x + c * h * w, h, w, wo, p * dh - ph, q * dw - pw,
+                          sh, sw, pos_start, pos_count, <blas_t *> cols + r * pos_count, True)
 
 
 def im2col(const blas_t[:, :, :, ::1] x, blas_t[:, :, ::1] cols,
@@ -152,51 +195,6 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
 
 # Backward pass: col2im (the adjoint of _unroll) and the gradient GEMMs
 # dW = dY @ cols.T and dcols = W.T @ dY (Caffe base_conv_layer.cpp).
-
-cdef void _fold(const floating *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
-                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
-                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                Py_ssize_t dh, Py_ssize_t dw,
-                Py_ssize_t pos_start, Py_ssize_t pos_count,
-                floating *x) noexcept nogil:
-    """x[c, y, x] += cols[r, t] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
-
-    The walk of _unroll with += instead of =; entries that fall in the
-    padding are dropped. cols is (channels*kh*kw, pos_count), C-ordered;
-    x is (channels, h, w).
-    """
-    cdef Py_ssize_t c, p, q, t, pos, i, j, seg, y, offset, jj, j_lo, j_hi
-    cdef const floating *row
-    cdef floating *x_row
-    for c in range(channels):
-        for p in range(kh):
-            for q in range(kw):
-                row = cols + ((c * kh + p) * kw + q) * pos_count
-                offset = q * dw - pw
-                t = 0
-                pos = pos_start
-                while t < pos_count:
-                    i = pos // wo
-                    j = pos - i * wo
-                    seg = wo - j
-                    if seg > pos_count - t:
-                        seg = pos_count - t
-                    y = i * sh - ph + p * dh
-                    if 0 <= y < h:
-                        x_row = x + (c * h + y) * w
-                        j_lo = first_inside(offset, sw)
-                        if j_lo < j:
-                            j_lo = j
-                        j_hi = end_inside(offset, sw, w, j + seg)
-                        if sw == 1:
-                            for jj in range(j_lo, j_hi):
-                                x_row[jj + offset] += row[t + jj - j]
-                        else:
-                            for jj in range(j_lo, j_hi):
-                                x_row[jj * sw + offset] += row[t + jj - j]
-                    t += seg
-                    pos += seg
-
 
 def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,

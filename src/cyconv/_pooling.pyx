@@ -22,7 +22,10 @@ from libc.math cimport INFINITY, isnan
 from libc.stdint cimport int64_t
 from cython cimport floating
 
+from cython.parallel cimport prange
+
 from cyconv._bounds cimport first_inside, end_inside
+from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
 
 
 cdef inline void _max_window(const floating *plane, Py_ssize_t w,
@@ -68,7 +71,9 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef floating *out_p = &out[0, 0, 0]
     cdef int64_t *idx_p = &indices[0, 0, 0]
     with nogil:
-        for c in range(planes):
+        # Planes are independent: threads split them.
+        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+                        use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             for i in range(ho):
                 y0 = i * sh - ph
                 p_lo = first_inside(y0, dh)
@@ -95,7 +100,9 @@ def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] i
     cdef const int64_t *idx_p = &indices[0, 0]
     cdef floating *gi_p = &grad_in[0, 0]
     with nogil:
-        for c in range(planes):
+        # Planes are independent: threads split them.
+        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+                        use_threads_if=planes > 1 and planes * n_out >= PARALLEL_WORK):
             for t in range(n_out):
                 gi_p[c * n_in + idx_p[c * n_out + t]] += g_p[c * n_out + t]
 
@@ -142,6 +149,17 @@ cdef inline Window _avg_window(const AvgPool *pool, Py_ssize_t i, Py_ssize_t j) 
     return win
 
 
+cdef inline double _window_sum(const floating *plane, Py_ssize_t w,
+                               const Window *win) noexcept nogil:
+    """Sum of plane[y, x] over the window's cells, in double so float32 loses nothing."""
+    cdef double total = 0
+    cdef Py_ssize_t y, x
+    for y in range(win.y_lo, win.y_hi):
+        for x in range(win.x_lo, win.x_hi):
+            total += plane[y * w + x]
+    return total
+
+
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
@@ -158,23 +176,20 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
     cdef Window win
-    cdef Py_ssize_t c, i, j, y, xx
-    cdef double total
+    cdef Py_ssize_t c, i, j
     cdef const floating *x_p = &x[0, 0, 0]
     cdef const floating *plane
     cdef floating *out_p = &out[0, 0, 0]
     with nogil:
-        for c in range(planes):
+        # Planes are independent: threads split them.
+        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+                        use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             plane = x_p + c * h * w
             for i in range(ho):
                 for j in range(wo):
                     win = _avg_window(&pool, i, j)
-                    # Sum in double: float32 windows lose no precision.
-                    total = 0
-                    for y in range(win.y_lo, win.y_hi):
-                        for xx in range(win.x_lo, win.x_hi):
-                            total += plane[y * w + xx]
-                    out_p[(c * ho + i) * wo + j] = <floating>(total / win.divisor)
+                    out_p[(c * ho + i) * wo + j] = <floating>(
+                        _window_sum(plane, w, &win) / win.divisor)
 
 
 def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in,
@@ -197,7 +212,9 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
     cdef floating *plane
     cdef floating *gi_p = &grad_in[0, 0, 0]
     with nogil:
-        for c in range(planes):
+        # Planes are independent: threads split them.
+        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+                        use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             plane = gi_p + c * h * w
             for i in range(ho):
                 for j in range(wo):

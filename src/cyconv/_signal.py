@@ -1,13 +1,16 @@
 """SciPy drop-ins: correlate2d and convolve2d (``scipy.signal`` names, arguments and results).
 
 Everything SciPy decides in Python or in its C wrapper (``_sigtools._convolve2d``)
-is reproduced here before one forward kernel of ``_direct`` or ``_im2col`` runs:
-the input swap in 'valid' mode, the common dtype, the cast of ``fillvalue``,
-the output size, the 'same' offsets and the boundary padding.
+is reproduced here before one forward kernel of ``_direct``, ``_im2col`` or
+``_fft`` runs: the input swap in 'valid' mode, the common dtype, the cast of
+``fillvalue``, the output size, the 'same' offsets and the boundary padding.
+Small calls are common (SciPy's own are cheap), so the usual arguments take
+short paths: exact strings, the default ``fillvalue=0``, no padding copy.
 """
 import numpy as np
 
 from cyconv._conv import Geometry, run_forward
+from cyconv._fft import all_finite, fft_applies
 from cyconv._validate import check_alloc, check_choice
 
 MODES = ("full", "same", "valid")
@@ -23,15 +26,28 @@ MODES = ("full", "same", "valid")
 BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
               "symm": "symmetric", "symmetric": "symmetric"}
 
-METHODS = ("auto", "direct", "im2col")
+METHODS = ("auto", "direct", "im2col", "fft")
 
 # The dtypes a BLAS GEMM exists for (sgemm, dgemm, cgemm, zgemm): the others,
 # long double and the integers, always run the direct kernel.
 _GEMM_DTYPES = frozenset(np.dtype(c) for c in "fdFD")
 
+# Integers are summed in uint64 (see _filter2d).
+_UINT64 = np.dtype(np.uint64)
+
+# method='auto' runs the FFT from an 11x11 kernel (area 100) on, once the
+# direct sum would take 2**19 (about half a million) multiply-adds: near
+# where the two cost the same here (float64, 'same' mode, 16..256 pixel
+# squares, 7..31 pixel kernels). A placeholder rule until a fitted cost
+# model replaces it.
+FFT_MIN_KERNEL_AREA = 100
+FFT_MIN_MACS = 2**19
+
 
 def _check_name(func, name, value, choices):
     """SciPy looks mode and boundary up in a dict: unhashable values raise TypeError."""
+    if type(value) is str and value in choices:  # the usual case, checked first
+        return value
     try:
         hash(value)
     except TypeError:
@@ -105,7 +121,7 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         in2 = np.asarray(in2)
     except (TypeError, ValueError) as exc:  # ragged nested lists and the like
         raise type(exc)(f"{func}: in1 or in2 cannot be converted to an array: {exc}") from None
-    if not in1.ndim == in2.ndim == 2:
+    if in1.ndim != 2 or in2.ndim != 2:
         raise ValueError(
             f"{func}: in1 and in2 must both be 2-D arrays, got shapes {in1.shape} "
             f"and {in2.shape}"
@@ -114,9 +130,10 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
     if swapped:
         in1, in2 = in2, in1
     _check_name(func, "mode", mode, MODES)
-    pad_mode = BOUNDARIES[_check_name(func, "boundary", boundary, tuple(BOUNDARIES))]
+    pad_mode = BOUNDARIES[_check_name(func, "boundary", boundary, BOUNDARIES)]
     check_choice(func, "method", method, METHODS)
-    if not flip and in2.dtype.kind not in "biufc":
+    kind1, kind2 = in1.dtype.kind, in2.dtype.kind
+    if not flip and kind2 not in "biufc":
         try:  # SciPy conjugates in2 before anything else looks at the dtypes
             in2.conj()
         except TypeError as exc:
@@ -124,14 +141,14 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
                 f"{func}: in2 of dtype {in2.dtype} cannot be conjugated: {exc}"
             ) from None
 
-    numeric = in1.dtype.kind in "biufc" and in2.dtype.kind in "biufc"
+    numeric = kind1 in "biufc" and kind2 in "biufc"
     dtype = np.promote_types(in1.dtype, in2.dtype).newbyteorder("=") if numeric else None
-    # SciPy casts fillvalue (and may fail) before it rejects the dtype.
-    if numeric and pad_mode == "constant":
+    # SciPy casts fillvalue (and may fail) before it rejects the dtype. The
+    # default 0 casts to every numeric dtype: None stands for a zero fill.
+    fill = None
+    if numeric and pad_mode == "constant" and not (type(fillvalue) is int and fillvalue == 0):
         fill = _fill_scalar(func, fillvalue, dtype)
-    else:
-        fill = np.zeros((), dtype)
-    if not numeric or dtype.kind == "b" or dtype == np.float16:
+    if not numeric or dtype.kind == "b" or dtype.char == "e":
         raise ValueError(
             f"{func}: the common dtype of in1 ({in1.dtype}) and in2 ({in2.dtype}) is "
             f"{dtype if numeric else 'not numeric'}; bool, float16 and object are not "
@@ -141,16 +158,16 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
     (h, w), (kh, kw) = in1.shape, in2.shape
     if mode == "full":
         ho, wo = h + kh - 1, w + kw - 1
-        tops = (kh - 1, kw - 1)
+        top, left = kh - 1, kw - 1
     elif mode == "same":
         ho, wo = h, w
         # Output pixel i reads from input row i - top on: top = (k-1)//2 in
         # SciPy's correlation, k//2 in its convolution (with the kernel
         # flipped); for even k the two differ by one.
-        tops = (kh // 2, kw // 2) if flip else ((kh - 1) // 2, (kw - 1) // 2)
+        top, left = (kh // 2, kw // 2) if flip else ((kh - 1) // 2, (kw - 1) // 2)
     else:
         ho, wo = h - kh + 1, w - kw + 1
-        tops = (0, 0)
+        top, left = 0, 0
     if ho < 0 or wo < 0:
         raise ValueError(
             f"{func}: mode='full' with in1 shape {in1.shape} and in2 shape {in2.shape} "
@@ -167,40 +184,49 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
     # complement and arithmetic wraps modulo 2**64 (no undefined behaviour);
     # the final cast reduces modulo 2**bits, which is what SciPy's wrapping
     # arithmetic in the integer dtype gives.
-    compute = np.dtype(np.uint64) if dtype.kind in "iu" else dtype
-    kernel = in2.conj() if (not flip and in2.dtype.kind == "c") else in2
+    compute = _UINT64 if dtype.kind in "iu" else dtype
+    kernel = in2.conj() if (not flip and kind2 == "c") else in2
     kernel = np.ascontiguousarray(kernel[::-1, ::-1] if flip else kernel, dtype=compute)
     image = np.ascontiguousarray(in1, dtype=compute)
-    fill = fill.astype(compute)
 
     # (top, bottom, left, right): the last output row reads input row
     # ho - 1 - top + kh - 1, which is bottom rows past the last one, h - 1.
-    pads = (tops[0], ho + kh - 1 - tops[0] - h, tops[1], wo + kw - 1 - tops[1] - w)
+    pads = (top, ho + kh - 1 - top - h, left, wo + kw - 1 - left - w)
     # The kernels read zero outside the image; SciPy multiplies every tap by
     # the fill value there, which differs when a tap is inf or NaN (0*inf).
-    implicit_zeros = (pad_mode == "constant" and fill == 0
-                      and (compute.kind not in "fc" or np.isfinite(kernel).all()))
-    if any(pads) and not implicit_zeros:
+    implicit_zeros = not any(pads) or (
+        pad_mode == "constant" and (fill is None or fill == 0)
+        and (compute.kind not in "fc" or all_finite(kernel)))
+    if not implicit_zeros:
         if image.size == 0 and pad_mode != "constant":
             # SciPy divides by the zero image size here and crashes.
             raise ValueError(
                 f"{func}: boundary={boundary!r} needs a non-empty in1 when the output "
                 f"{(ho, wo)} is not empty, got in1 shape {in1.shape}"
             )
-        extra = {"constant_values": fill} if pad_mode == "constant" else {}
+        extra = {}
+        if pad_mode == "constant":
+            extra["constant_values"] = 0 if fill is None else fill.astype(compute)
         image = np.pad(image, ((pads[0], pads[1]), (pads[2], pads[3])), mode=pad_mode,
                        **extra)
         pads = (0, 0, 0, 0)
 
-    if method == "auto" or compute not in _GEMM_DTYPES:
+    if method == "auto":
+        large = kh * kw >= FFT_MIN_KERNEL_AREA and ho * wo * kh * kw >= FFT_MIN_MACS
+        method = "fft" if large else "direct"
+    if method == "fft":
+        if not fft_applies(image, kernel):
+            method = "direct"
+    elif compute not in _GEMM_DTYPES:
         method = "direct"
     geom = Geometry(1, 1, image.shape[0], image.shape[1], 1, kh, kw, 1, 1, 1, 1, 1,
                     pads, ho, wo, 2)
-    out = run_forward(func, image.reshape(1, 1, *image.shape), kernel.reshape(1, 1, kh, kw),
-                      None, geom, pads[0], pads[2], method)
-    out = out.reshape(ho, wo)
+    out = run_forward(func, image[None, None], kernel[None, None], None, geom,
+                      pads[0], pads[2], method)[0, 0]
     if swapped and not flip:
         out = out[::-1, ::-1]  # SciPy reverses the swapped correlation (no conjugate)
+    elif out.dtype.itemsize == dtype.itemsize:
+        return out.view(dtype)  # the same bits: uint64 sums read as int64, or no change
     return np.ascontiguousarray(out, dtype=dtype)
 
 
@@ -226,11 +252,15 @@ _SHARED_DOC = """
     fillvalue : scalar, default 0
         The value outside ``in1`` with ``boundary='fill'``, cast to the output
         dtype as SciPy casts it (2.7 becomes 2 for an integer output).
-    method : {'auto', 'direct', 'im2col'}, default 'auto'
+    method : {'auto', 'direct', 'im2col', 'fft'}, default 'auto'
         ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls
-        ``in1`` and runs one BLAS GEMM (float32, float64, complex64 and
-        complex128 only: integer and long double inputs use the direct loops);
-        ``'auto'`` currently always runs the direct loops.
+        ``in1`` and runs one BLAS GEMM; ``'fft'`` multiplies spectra through
+        ``scipy.fft``. Both need float32, float64, complex64 or complex128;
+        integer and long double inputs use the direct loops (so integer
+        results stay exact), as do inputs holding NaN or inf with ``'fft'``.
+        ``'auto'`` runs ``'fft'`` (where it applies) when the kernel has at
+        least 100 taps (11x11 and up) and the direct sum at least 2**19
+        multiply-adds (output pixels times taps), else the direct loops.
 
     Returns
     -------
@@ -264,6 +294,18 @@ _SHARED_NOTES = """
     modulo ``2**bits``, which equals the sum wrapped in ``bits``-bit
     arithmetic. Floating and complex inputs run in their own precision
     (long double and its complex included) and agree with SciPy to rounding.
+
+    ``method='fft'`` computes the same sum as the product of the spectra of
+    ``x`` (``in1`` extended by ``boundary``, explicitly unless the extension
+    is zeros) and of the kernel, with ``scipy.fft.rfft2``/``irfft2`` for real
+    and ``fft2``/``ifft2`` for complex inputs, at lengths from
+    ``scipy.fft.next_fast_len`` just long enough that the requested output
+    is not aliased. Its rounding error grows with ``sum |x| * max |in2|``
+    rather than with each output's own terms, so small outputs next to large
+    ones carry a larger relative error than with the direct loops. Inputs
+    holding NaN or inf run the direct loops, since a transform would spread
+    them over the whole output; so do integer inputs (exact results) and long
+    double ones (no long-double FFT here).
 """
 
 

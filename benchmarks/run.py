@@ -1,0 +1,295 @@
+"""cyconv's benchmark runner: every case against every installed peer.
+
+Run it on an idle machine, with OpenBLAS's slow-path variables unset for this
+one command:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick]
+
+Peers: SciPy always (``scipy.signal.correlate2d``, ``scipy.signal.correlate``
+with its automatic method, and a NumPy im2col + matmul layer); OpenCV
+(``cv2.filter2D``) with the ``bench`` extra; PyTorch's CPU convolution and
+pooling when torch is installed. Each result is checked against a reference
+before it is timed; times are medians over repeats; ratios are
+peer time / cyconv time (above 1: cyconv is faster). The sgemm rate of the
+BLAS SciPy uses is measured in the same run, and the layers report the
+percentage of it they reach.
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import scipy
+import scipy.signal
+
+import cyconv
+
+
+def median_time(fn, repeats, budget=2.0):
+    """Median wall time of fn() over `repeats` runs (fewer if they exceed `budget` s)."""
+    fn()  # warm-up: page faults, thread start-up, caches
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times) >= 3:
+            break
+    return statistics.median(times)
+
+
+def try_import(name):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def environment():
+    """Versions, thread counts and the BLAS core type this run used."""
+    info = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "cyconv": cyconv.__version__,
+    }
+    from cyconv import _build_info, _openmp
+
+    info["cyconv_simd"] = _build_info.SIMD_FLAGS
+    info["cyconv_threads"] = _openmp.max_threads()
+    for name in ("cv2", "torch"):
+        module = try_import(name)
+        if module is not None:
+            info[name] = module.__version__
+    torch = try_import("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+    threadpoolctl = try_import("threadpoolctl")
+    if threadpoolctl is not None:
+        info["blas"] = [
+            {key: pool.get(key) for key in ("internal_api", "version", "num_threads",
+                                             "architecture", "filepath")}
+            for pool in threadpoolctl.threadpool_info()
+        ]
+    return info
+
+
+def sgemm_rate(repeats):
+    """GFLOP/s of a float32 2048x2048 matrix product through NumPy's BLAS."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 2048), dtype=np.float32)
+    b = rng.standard_normal((2048, 2048), dtype=np.float32)
+    t = median_time(lambda: a @ b, repeats)
+    return 2 * 2048**3 / t / 1e9
+
+
+# ---- image filtering -----------------------------------------------------
+
+def filtering_cases(quick):
+    sizes = (3, 9, 31) if quick else (3, 5, 9, 15, 31)
+    for dtype in (np.float32, np.float64):
+        for mode in ("same", "valid"):
+            for k in sizes:
+                yield dtype, mode, k
+
+
+def bench_filtering(rows, repeats, quick, size, cv2):
+    rng = np.random.default_rng(1)
+    for dtype, mode, k in filtering_cases(quick):
+        image = rng.standard_normal((size, size)).astype(dtype)
+        kernel = rng.standard_normal((k, k)).astype(dtype)
+        ref = scipy.signal.correlate2d(image.astype(np.float64), kernel.astype(np.float64), mode)
+        tol = 1e-3 * np.abs(ref).max() if dtype == np.float32 else 1e-9 * np.abs(ref).max()
+        peers = {
+            "scipy.correlate": lambda: scipy.signal.correlate(image, kernel, mode),
+        }
+        if k <= 9 or not quick:  # correlate2d takes seconds on large kernels
+            peers["scipy.correlate2d"] = lambda: scipy.signal.correlate2d(image, kernel, mode)
+        if cv2 is not None:
+            half = k // 2
+
+            def filter2d():
+                out = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+                return out if mode == "same" else out[half:size - half, half:size - half]
+            peers["cv2.filter2D"] = filter2d
+        ours = {m: (lambda m=m: cyconv.correlate2d(image, kernel, mode, method=m))
+                for m in ("auto", "direct", "im2col", "fft")}
+        case = f"filter {size}^2 {k}x{k} {np.dtype(dtype).name} {mode}"
+        rows.append(compare(case, ours, peers, ref, tol, repeats))
+
+
+# ---- layers ----------------------------------------------------------------
+
+# name, N, C, H, K, kernel, stride, padding, groups
+LAYERS = [
+    ("N8-C3-224-K64-7x7/2", 8, 3, 224, 64, 7, 2, 3, 1),
+    ("N8-C64-56-K64-3x3", 8, 64, 56, 64, 3, 1, 1, 1),
+    ("N8-C256-14-K256-3x3", 8, 256, 14, 256, 3, 1, 1, 1),
+    ("N8-C256-28-K512-1x1", 8, 256, 28, 512, 1, 1, 0, 1),
+    ("N8-C128-28-K256-3x3/2", 8, 128, 28, 256, 3, 2, 1, 1),
+    ("N8-C128-56-dw3x3", 8, 128, 56, 128, 3, 1, 1, 128),
+]
+
+
+def numpy_conv2d(x, w, stride, padding):
+    """Reference layer (groups=1): im2col by sliding_window_view, then one matmul."""
+    n, c, _, _ = x.shape
+    k, _, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride]
+    ho, wo = win.shape[2], win.shape[3]
+    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
+    return (w.reshape(k, -1) @ cols).reshape(n, k, ho, wo)
+
+
+def bench_layers(rows, repeats, quick, torch, gemm_gflops):
+    rng = np.random.default_rng(2)
+    layers = LAYERS[1:3] + LAYERS[5:] if quick else LAYERS
+    for name, n, c, h, k, ks, stride, pad, groups in layers:
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = rng.standard_normal((k, c // groups, ks, ks), dtype=np.float32)
+        args = dict(stride=stride, padding=pad, groups=groups)
+        out = cyconv.conv2d(x, w, **args)
+        gy = rng.standard_normal(out.shape, dtype=np.float32)
+        flops = 2 * out.size * (c // groups) * ks * ks
+        # Forward.
+        ref = cyconv.conv2d(x.astype(np.float64), w.astype(np.float64), **args,
+                            method="direct")
+        tol = 1e-3 * np.abs(ref).max()
+        peers = {}
+        if groups == 1:
+            peers["numpy im2col"] = lambda: numpy_conv2d(x, w, stride, pad)
+        if torch is not None:
+            tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+            peers["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, None, stride, pad, 1,
+                                                                groups).numpy()
+        ours = {m: (lambda m=m: cyconv.conv2d(x, w, **args, method=m))
+                for m in ("auto", "direct", "im2col")}
+        row = compare(f"{name} fwd", ours, peers, ref, tol, repeats)
+        row["gemm_pct"] = 100 * flops / row["cyconv"]["auto"] / 1e9 / gemm_gflops
+        rows.append(row)
+        # Backward: input and weight gradients (2x the forward's flops).
+        ref_b = cyconv.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
+                                       w.astype(np.float64), **args, method="direct")
+        ref_b = np.concatenate([ref_b[0].ravel(), ref_b[1].ravel()])
+        tol = 1e-3 * np.abs(ref_b).max()
+
+        def flat(grads):
+            return np.concatenate([grads[0].ravel(), grads[1].ravel()])
+        peers = {}
+        if torch is not None:
+            tgy = torch.from_numpy(gy)
+
+            def torch_backward():
+                gi, gw, _ = torch.ops.aten.convolution_backward(
+                    tgy, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1], False, [0, 0],
+                    groups, [True, True, False])
+                return flat((gi.numpy(), gw.numpy()))
+            peers["torch"] = torch_backward
+        ours = {m: (lambda m=m: flat(cyconv.conv2d_backward(
+                    gy, x, w, **args, method=m, output_mask=(True, True, False))))
+                for m in ("auto", "direct", "im2col")}
+        row = compare(f"{name} bwd", ours, peers, ref_b, tol, repeats)
+        row["gemm_pct"] = 100 * 2 * flops / row["cyconv"]["auto"] / 1e9 / gemm_gflops
+        rows.append(row)
+
+
+# ---- pooling ---------------------------------------------------------------
+
+def bench_pooling(rows, repeats, torch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 64, 112, 112), dtype=np.float32)
+    out, idx = cyconv.max_pool2d(x, 3, 2, 1, return_indices=True)
+    gy = rng.standard_normal(out.shape, dtype=np.float32)
+    tx = torch.from_numpy(x) if torch is not None else None
+    cases = [
+        ("maxpool 3x3/2 (8,64,112,112) fwd", lambda: cyconv.max_pool2d(x, 3, 2, 1), out,
+         (lambda: torch.nn.functional.max_pool2d(tx, 3, 2, 1).numpy()) if torch else None),
+        ("maxpool 3x3/2 (8,64,112,112) bwd",
+         lambda: cyconv.max_pool2d_backward(gy, idx, x.shape),
+         cyconv.max_pool2d_backward(gy, idx, x.shape),
+         (lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+             torch.from_numpy(gy), tx, [3, 3], [2, 2], [1, 1], [1, 1], False,
+             torch.from_numpy(idx)).numpy()) if torch else None),
+        ("avgpool 3x3/2 (8,64,112,112) fwd", lambda: cyconv.avg_pool2d(x, 3, 2, 1),
+         cyconv.avg_pool2d(x, 3, 2, 1),
+         (lambda: torch.nn.functional.avg_pool2d(tx, 3, 2, 1).numpy()) if torch else None),
+        ("avgpool 3x3/2 (8,64,112,112) bwd",
+         lambda: cyconv.avg_pool2d_backward(gy, x.shape, 3, 2, 1),
+         cyconv.avg_pool2d_backward(gy, x.shape, 3, 2, 1),
+         (lambda: torch.ops.aten.avg_pool2d_backward(
+             torch.from_numpy(gy), tx, [3, 3], [2, 2], [1, 1], False, True, None).numpy())
+         if torch else None),
+    ]
+    for name, ours, ref, peer in cases:
+        peers = {"torch": peer} if peer is not None else {}
+        rows.append(compare(name, {"auto": ours}, peers, ref, 1e-5, repeats))
+
+
+# ---- table -----------------------------------------------------------------
+
+def compare(case, ours, peers, ref, tol, repeats):
+    """Check every callable against ref, then time them all; returns a result row."""
+    for label, fn in {**{"cyconv " + m: f for m, f in ours.items()}, **peers}.items():
+        got = np.asarray(fn(), dtype=np.float64).reshape(np.shape(ref))
+        err = np.abs(got - ref).max(initial=0.0)
+        if not err <= tol:
+            raise AssertionError(f"{case}: {label} differs from the reference by {err:g}")
+    row = {"case": case,
+           "cyconv": {m: median_time(f, repeats) for m, f in ours.items()},
+           "peers": {p: median_time(f, repeats) for p, f in peers.items()}}
+    print_row(row)
+    return row
+
+
+def print_row(row):
+    ours = row["cyconv"]
+    best = min(ours["auto"], *ours.values())
+    text = f"{row['case']:<40} cyconv auto {ours['auto'] * 1e3:9.2f} ms"
+    others = [f"{m} {t * 1e3:.2f}" for m, t in ours.items() if m != "auto"]
+    if others:
+        text += f" ({', '.join(others)})"
+    for peer, t in row["peers"].items():
+        text += f" | {peer} {t * 1e3:.2f} ms x{t / ours['auto']:.2f}"
+    if best < ours["auto"] * 0.9:
+        text += " | auto not the best"
+    print(text, flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per case")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--only", choices=("filter", "layers", "pool"), action="append",
+                        help="run only these groups")
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 9)
+    groups = args.only or ("filter", "layers", "pool")
+    cv2, torch = try_import("cv2"), try_import("torch")
+    env = environment()
+    print(json.dumps(env, indent=1))
+    gemm = sgemm_rate(repeats)
+    print(f"sgemm 2048^2 float32: {gemm:.0f} GFLOP/s (median of {repeats})\n")
+    rows = []
+    if "filter" in groups:
+        bench_filtering(rows, repeats, args.quick, 1024, cv2)
+    if "layers" in groups:
+        bench_layers(rows, repeats, args.quick, torch, gemm)
+        for row in rows:
+            if "gemm_pct" in row:
+                print(f"{row['case']:<40} {row['gemm_pct']:5.1f}% of sgemm")
+    if "pool" in groups:
+        bench_pooling(rows, repeats, torch)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "sgemm_gflops": gemm, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+# OpenMP shim (sklearn utils/_openmp_helpers.pxd): without OpenMP the prange
+# loops run serially and omp_get_max_threads() is 1.
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define CYCONV_OPENMP 1
+    #else
+    #define CYCONV_OPENMP 0
+    static int omp_get_max_threads(void) { return 1; }
+    #endif
+    """
+    bint CYCONV_OPENMP
+    int omp_get_max_threads() noexcept nogil
+
+# Multiply-adds below which a kernel loop stays on the calling thread:
+# starting the team costs microseconds (sklearn's _use_threads_for_workload).
+cdef enum:
+    PARALLEL_WORK = 65536

@@ -182,7 +182,8 @@ def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, gro
     Raises
     ------
     ValueError
-        If the shapes do not fit together or the output would be empty.
+        If the shapes do not fit together, the output would be empty, or a
+        padded size, stride or dilation exceeds 2**62.
 
     Notes
     -----
@@ -212,7 +213,8 @@ def prepare_input(func, x, geom, padding_mode, dtype):
     Returns the array and the zero-padding (top, left) left to the kernel.
     """
     mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, PAD_MODES)]
-    check_alloc(func, dtype.itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
+    itemsize = np.dtype(dtype).itemsize
+    check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
     x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
                              dtype=dtype)
     if mode is None or not any(geom.pads):
@@ -236,9 +238,9 @@ def prepare_input(func, x, geom, padding_mode, dtype):
                 f"{'<' if padding_mode == 'reflect' else '<='} the input {axis} "
                 f"{size}, got padding {(before, after)}"
             )
-    check_alloc(func, dtype.itemsize, padded_input=(geom.batch, geom.channels,
-                                                    geom.height + top + bottom,
-                                                    geom.width + left + right))
+    check_alloc(func, itemsize, padded_input=(geom.batch, geom.channels,
+                                              geom.height + top + bottom,
+                                              geom.width + left + right))
     x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
     return x, 0, 0
 
@@ -344,6 +346,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         ``method='fft'`` with several input channels or kernels.
     TypeError
         For complex, object or string inputs, or non-integer parameters.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     Notes
     -----
@@ -391,6 +398,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
             )
         if x.dtype.kind in "biu" and w.dtype.kind in "biu":
             method = "direct"  # integer data stays exact, as in the SciPy drop-ins
+        else:  # the dilated kernel and the (complex) spectra span the padded input at most
+            check_alloc(func, 16, fft_planes=(geom.batch,
+                                              geom.height + geom.dh * (geom.kh - 1) + 1,
+                                              geom.width + geom.dw * (geom.kw - 1) + 1))
     if b is not None:
         expected = (geom.kernels,)
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):

@@ -8,7 +8,7 @@ from scipy.sparse.linalg import LinearOperator
 from cyconv._backward import conv2d_backward
 from cyconv._conv import conv2d, geometry, prepare_input, weight4
 from cyconv._unfold import im2col
-from cyconv._validate import as_array, fits_int, float_dtype
+from cyconv._validate import as_array, check_alloc, fits_int, float_dtype
 
 
 def _setup(func, weight, input_shape, stride, padding, dilation, groups, padding_mode):
@@ -20,13 +20,15 @@ def _setup(func, weight, input_shape, stride, padding, dilation, groups, padding
     """
     w = as_array(func, "weight", weight)
     geom = geometry(func, input_shape, w.shape, stride, padding, dilation, groups)
+    top, bottom, left, right = geom.pads
+    check_alloc(func, 8, weight=w.shape, padded_input=(
+        geom.batch, geom.channels, geom.height + top + bottom, geom.width + left + right))
     # A private copy: the operator must not change when the caller's array does.
     w4 = np.array(weight4(w, geom), dtype=float_dtype(w), order="C", copy=True)
     size = geom.batch * geom.channels * geom.height * geom.width
     index = np.arange(1, size + 1, dtype=np.int64)
     padded, _, _ = prepare_input(func, index, geom, padding_mode, np.int64)
     if padded.shape[2:] == (geom.height, geom.width):  # zeros: the kernels pad, so pad here
-        top, bottom, left, right = geom.pads
         padded = np.pad(padded, ((0, 0), (0, 0), (top, bottom), (left, right)))
     return w4, geom, padded
 
@@ -59,6 +61,11 @@ _DOC = {
         stride/padding/dilation/groups/padding_mode values (as `conv2d`).
     TypeError
         For a complex, object or string weight, or non-integer parameters.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 """,
 }
 
@@ -251,6 +258,8 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, 
     # source[n, g, t, l]: the input cell (1-based, 0 for zero padding) that tap
     # t = (c, p, q) of group g reads for output pixel l = (i, j).
     n_pos, taps = geom.ho * geom.wo, w4.shape[1] * geom.kh * geom.kw
+    # Each array below holds at most one 8-byte value per possible entry.
+    check_alloc(func, 8, matrix_entries=(n, g, k // g, taps, n_pos))
     source = im2col(padded, (geom.kh, geom.kw), (geom.sh, geom.sw), 0,
                     (geom.dh, geom.dw)).astype(np.int64)
     source = source.reshape(n, g, 1, taps, n_pos)

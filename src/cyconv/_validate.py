@@ -23,7 +23,7 @@ INDEX_MAX = 2**62
 def _physical_memory():
     """This machine's RAM in bytes (sys.maxsize where the OS does not say)."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), sys.maxsize)
     except (AttributeError, ValueError, OSError):
         return sys.maxsize
 
@@ -172,10 +172,10 @@ def check_alloc(func, itemsize, **shapes):
     """
     for name, shape in shapes.items():
         nbytes = math.prod(shape) * itemsize
-        what = f"{func}: the {name.replace('_', ' ')} would have shape {tuple(shape)}"
-        if nbytes > sys.maxsize:
-            raise ValueError(f"{what}: {_bytes(nbytes)}, more than a 64-bit size can hold")
-        if nbytes > MEMORY_BYTES:
+        if nbytes > MEMORY_BYTES:  # the rare case: only now build a message
+            what = f"{func}: the {name.replace('_', ' ')} would have shape {tuple(shape)}"
+            if nbytes > sys.maxsize:
+                raise ValueError(f"{what}: {_bytes(nbytes)}, more than a 64-bit size can hold")
             raise MemoryError(
                 f"{what}: {_bytes(nbytes)}, more than this machine's memory "
                 f"({_bytes(MEMORY_BYTES)})"

@@ -112,6 +112,11 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     TypeError
         For complex, object or string inputs, non-integer parameters or a
         non-bool ``output_mask``.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     See Also
     --------

@@ -182,6 +182,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     TypeError
         For complex, object or string input, non-integer parameters or
         non-bool flags.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     See Also
     --------
@@ -259,6 +264,11 @@ def max_pool2d_backward(grad_output, indices, input_shape):
         If the shapes do not match or an index lies outside its plane.
     TypeError
         For complex, object or string `grad_output`, or non-integer `indices`.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     See Also
     --------
@@ -374,6 +384,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     TypeError
         For complex, object or string input, non-integer parameters or
         non-bool flags.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     See Also
     --------
@@ -447,6 +462,11 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     TypeError
         For complex, object or string `grad_output`, non-integer parameters
         or non-bool flags.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     See Also
     --------

@@ -284,6 +284,10 @@ _SHARED_DOC = """
         For an unhashable ``mode`` or ``boundary``, or a ``fillvalue`` that
         converts neither to the output dtype nor to complex (an arbitrary
         object), as SciPy does.%(typeerror)s
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits.
 """
 
 _SHARED_NOTES = """

@@ -35,6 +35,11 @@ def im2col(input, kernel_size, stride=1, padding=0, dilation=1):
         If the input has the wrong rank or the output would be empty.
     TypeError
         For complex, object or string input, or non-integer parameters.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     Notes
     -----
@@ -115,6 +120,11 @@ def col2im(cols, input_size, kernel_size, stride=1, padding=0, dilation=1):
         ``Ho*Wo`` of these parameters.
     TypeError
         For complex, object or string input, or non-integer parameters.
+    MemoryError
+        If an array the call allocates (the output, or a copy of a broadcast
+        input) would exceed this machine's memory; refused before allocating.
+        ValueError instead if its size does not fit in 64 bits, or a padded
+        size, stride or dilation exceeds 2**62.
 
     Notes
     -----

@@ -167,6 +167,18 @@ def conv2d_cases():
          "ok:r.shape == (2, 3, 4, 4) and (r == np.arange(3.0)[:, None, None]).all()"),
         ("conv2d(X4, W1, stride=np.array(2), padding=np.int8(1))", "ok:r.shape == (2, 6, 3, 3)"),
         ("output_shape((2**70, 4, 5, 5), W1.shape)", "ok:r == (2**70, 6, 3, 3)"),
+        # method='fft': one channel and kernel; the dilated kernel spans the padding
+        ("conv2d(X4, W1, method='fft')", "ValueError"),
+        ("conv2d(X2, W2, dilation=2**40, padding=2**40, stride=2**41, method='fft')",
+         "ValueError"),
+        ("conv2d(X2, W2, dilation=(1, 2**33), padding=(0, 2**33), stride=(1, 2**34), "
+         "method='fft')", "MemoryError"),
+        ("conv2d(X2, W2, padding=2**40, stride=2**40, method='fft')",
+         "ok:r.shape == (3, 3) and r[1, 1] == X2[:3, :3].sum() and np.abs(r).sum() == r[1, 1]"),
+        ("conv2d(INF2, W2, method='fft')", "ok:np.isposinf(r).all()"),
+        ("conv2d(np.full((4, 4), np.nan), W2, method='fft')", "ok:np.isnan(r).all()"),
+        ("conv2d(np.ones((0, 1, 4, 4)), np.ones((1, 1, 2, 2)), method='fft')",
+         "ok:r.shape == (0, 1, 3, 3)"),
     ]
     return cases
 
@@ -376,7 +388,43 @@ def signal_cases():
     return cases
 
 
-GROUPS = {"conv2d": conv2d_cases, "conv2d_backward": backward_cases, "unfold": unfold_cases,
+def operator_cases():
+    """conv_operator and conv_matrix: the forward's checks plus input_shape."""
+    cases = []
+    for func in ("conv_operator", "conv_matrix"):
+        for value, error in BAD_POSITIVE[:8]:
+            cases.append((f"{func}(W1, X4.shape, stride={value})", error))
+        for value in HUGE_POSITIVE:
+            cases.append((f"{func}(W1, X4.shape, padding={value})", "ValueError"))
+        for value, error in BAD_ARRAYS:
+            cases.append((f"{func}({value}, (5, 5))", error))
+        for shape, error in [("'ab'", "TypeError"), ("5", "TypeError"), ("(5,)", "ValueError"),
+                             ("(2, 4, -5, 5)", "ValueError"), ("(2, 4, 5.0, 5)", "TypeError"),
+                             ("(2, 3, 5, 5)", "ValueError"), ("(2**70, 4)", "ValueError"),
+                             ("(2**20, 2**20)", "MemoryError"), ("(2**31, 2**31)", "ValueError"),
+                             ("X4", "TypeError")]:
+            cases.append((f"{func}(W2, {shape})", error))
+        cases += [
+            (f"{func}(W2, (5, 5), padding=2**20)", "MemoryError"),
+            (f"{func}(W2, (5, 5), padding=2**20, stride=2**20)", "MemoryError"),
+            (f"{func}(W2, (5, 5), padding=6, padding_mode='reflect')", "ValueError"),
+            (f"{func}(W2, (5, 5), padding_mode='wrap')", "ValueError"),
+            (f"{func}(big(2**20, 2**20), (2**20, 2**20))", "MemoryError"),
+            (f"{func}(np.full((2, 2), np.nan), (3, 3))", "ok:r.shape == (4, 9)"),
+            (f"{func}(W1, (0, 4, 5, 5))", "ok:r.shape == (0, 0)"),
+            (f"{func}(np.ones((3, 0, 2, 2)), (2, 0, 5, 5))", "ok:r.shape == (96, 0)"),
+        ]
+    cases += [
+        ("conv_matrix(np.ones((4096, 1, 3, 3)), (1, 1, 1024, 1024))", "MemoryError"),
+        ("conv_matrix(big(2**14, 1, 3, 3), (1, 1, 2**12, 2**12))", "MemoryError"),
+        ("conv_operator(W2, (5, 5)) @ np.arange(25.0)",
+         "ok:np.array_equal(r, conv2d(np.arange(25.0).reshape(5, 5), W2).ravel())"),
+        ("conv_operator(W2, (5, 5)).T @ np.full(9, np.nan)", "ok:np.isnan(r).all()"),
+    ]
+    return cases
+
+
+GROUPS = {"conv2d": conv2d_cases, "operator": operator_cases, "conv2d_backward": backward_cases, "unfold": unfold_cases,
           "pooling": pool_cases, "signal": signal_cases}
 
 

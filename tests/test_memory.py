@@ -85,6 +85,8 @@ def _calls():
     image, kernel = rng.integers(-5, 5, (12, 12)), rng.standard_normal((3, 4))
     pooled, indices = cyconv.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
     bad = np.array([[1, None]], dtype=object)
+    operator = cyconv.conv_operator(w, x.shape, padding=1, groups=2)
+    flat_x, flat_y = x.ravel(), gy.ravel()
 
     def raises(func, *args, **kwargs):
         try:
@@ -131,6 +133,12 @@ def _calls():
         ("convolve2d", (image, kernel), lambda: cyconv.convolve2d(
             image, kernel, mode="same", method="im2col")),
         ("convolve2d error", (image, bad), lambda: raises(cyconv.convolve2d, image, bad)),
+        ("conv_operator", (w,), lambda: cyconv.conv_operator(w, x.shape, groups=2)),
+        ("conv_operator matvec", (flat_x,), lambda: operator @ flat_x),
+        ("conv_operator rmatvec", (flat_y,), lambda: operator.T @ flat_y),
+        ("conv_operator error", (w,), lambda: raises(cyconv.conv_operator, w, (5, 5))),
+        ("conv_matrix", (w,), lambda: cyconv.conv_matrix(w, (1, 4, 6, 6), padding=1, groups=2,
+                                                          padding_mode="replicate")),
     ]
 
 
@@ -139,7 +147,7 @@ CALLS_EACH = 1000
 
 def test_no_leaks():
     calls = _calls()
-    assert {label.split()[0] for label, _, _ in calls} <= set(cyconv.__all__)
+    assert {label.split()[0] for label, _, _ in calls} == set(cyconv.__all__)
     for _, _, call in calls:  # warm up: lazy imports, caches, free lists
         for _ in range(200):
             call()

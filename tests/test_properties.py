@@ -121,9 +121,11 @@ def conv_calls(draw):
             modes.append("circular")
     xs = (n, groups * cg, h, w)[4 - ndim:] if ndim > 2 else (h, w)
     ws = (groups * kg, cg) + kernel if ndim > 2 else kernel
+    # method='fft' takes one input channel and one kernel.
+    methods = METHODS + ["fft"] if groups * cg == groups * kg == 1 else METHODS
     kwargs = dict(stride=_as_given(draw, stride), padding=padding,
                   dilation=_as_given(draw, dilation), groups=groups,
-                  padding_mode=draw(st.sampled_from(modes)), method=draw(st.sampled_from(METHODS)))
+                  padding_mode=draw(st.sampled_from(modes)), method=draw(st.sampled_from(methods)))
     return dict(xs=xs, ws=ws, kwargs=kwargs, stride=stride, pads=pads, dilation=dilation,
                 ndim=ndim)
 
@@ -192,7 +194,9 @@ def test_conv2d_backward(call, dtypes, mask, seed, data, layouts):
     args = [_in_layout(data, layouts, a) for a in (gy, x, w)]
     copies = [np.copy(a) for a in args]
 
-    grads = cyconv.conv2d_backward(*args, **call["kwargs"], output_mask=mask)
+    kwargs = dict(call["kwargs"])
+    kwargs["method"] = kwargs["method"].replace("fft", "auto")  # the forward's only
+    grads = cyconv.conv2d_backward(*args, **kwargs, output_mask=mask)
 
     dtype = _result_dtype(*dtypes)
     for grad, wanted, shape in zip(grads, mask, (x.shape, w.shape, None)):
@@ -218,6 +222,26 @@ def test_conv2d_backward(call, dtypes, mask, seed, data, layouts):
         _dot_close(np.vdot(grad_input, dx), np.vdot(gy, _conv_ref(call, dx, w)),
                    np.vdot(np.abs(gy), abs_conv), dtype)
     _unchanged(args, copies)
+
+
+@given(call=conv_calls(), dtype=st.sampled_from(DTYPES), seed=seeds)
+def test_conv_operator_and_matrix(call, dtype, seed):
+    w = _values(seed, call["ws"], dtype)
+    kwargs = {key: value for key, value in call["kwargs"].items() if key != "method"}
+    operator = cyconv.conv_operator(w, call["xs"], **kwargs)
+    matrix = cyconv.conv_matrix(w, call["xs"], **kwargs)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal(call["xs"])
+    ref = _conv_ref(call, x, w)
+    shape = (ref.size, x.size)
+    assert operator.shape == matrix.shape == shape
+    assert operator.dtype == matrix.dtype == _result_dtype(dtype)
+    # The forward map is conv2d's, the adjoint its adjoint: <A.T y, x> = <y, A x>.
+    y = rng.standard_normal(ref.size)
+    abs_scale = np.vdot(np.abs(y), _conv_ref(call, np.abs(x), np.abs(w.astype(np.float64))))
+    for linear_map in (operator, matrix):
+        assert_allclose(linear_map @ x.ravel(), ref.ravel(), **TOL[operator.dtype])
+        _dot_close(np.vdot(linear_map.T @ y, x), np.vdot(y, ref), abs_scale, operator.dtype)
 
 
 # ---------------------------------------------------------------- unfolding
@@ -403,7 +427,7 @@ BOUNDARIES = ["fill", "pad", "wrap", "circular", "symm", "symmetric"]
 @given(shapes=st.tuples(*[st.integers(0, 6)] * 2, *[st.integers(0, 5)] * 2),
        dtypes=st.tuples(st.sampled_from(SIGNAL_DTYPES), st.sampled_from(SIGNAL_DTYPES)),
        mode=st.sampled_from(["full", "same", "valid"]), boundary=st.sampled_from(BOUNDARIES),
-       fillvalue=st.sampled_from([0, 1, 3, -2, 2.5]), method=st.sampled_from(METHODS),
+       fillvalue=st.sampled_from([0, 1, 3, -2, 2.5]), method=st.sampled_from(METHODS + ["fft"]),
        seed=seeds, data=st.data())
 def test_signal_matches_scipy(name, shapes, dtypes, mode, boundary, fillvalue, method, seed,
                               data, layouts):

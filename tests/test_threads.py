@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 import cyconv
 
@@ -31,6 +32,8 @@ def _jobs():
                                     rng.standard_normal((7, 5)))
     pooled, indices = _readonly(*cyconv.max_pool2d(x, 3, stride=2, padding=1,
                                                    return_indices=True))
+    operator = cyconv.conv_operator(w, x.shape, groups=2, padding=1)
+    flat_x, flat_y = _readonly(x.ravel(), rng.standard_normal(operator.shape[0]))
     return {
         "conv2d direct": lambda: cyconv.conv2d(x, w, groups=2, method="direct"),
         "conv2d im2col": lambda: cyconv.conv2d(x32, w.astype(np.float32), groups=2,
@@ -52,6 +55,10 @@ def _jobs():
         "correlate2d": lambda: cyconv.correlate2d(image, kernel, boundary="wrap"),
         "convolve2d": lambda: cyconv.convolve2d(image.astype(float), kernel, mode="same",
                                                 method="im2col"),
+        "conv_operator matvec": lambda: operator @ flat_x,
+        "conv_operator rmatvec": lambda: operator.T @ flat_y,
+        "conv_matrix": lambda: cyconv.conv_matrix(w, (1, 8, 20, 20), groups=2,
+                                                  padding_mode="circular", padding=1),
     }
 
 
@@ -61,12 +68,14 @@ def _same(a, b):
         return isinstance(b, tuple) and len(a) == len(b) and all(map(_same, a, b))
     if isinstance(a, np.ndarray):
         return a.dtype == b.dtype and np.array_equal(a, b)
+    if scipy.sparse.issparse(a):
+        return a.dtype == b.dtype and a.shape == b.shape and (a != b).nnz == 0
     return a == b
 
 
 def test_threads_match_serial():
     jobs = _jobs()
-    assert {label.split()[0] for label in jobs} <= set(cyconv.__all__)
+    assert {label.split()[0] for label in jobs} == set(cyconv.__all__)
     serial = {label: job() for label, job in jobs.items()}
     # Every job 8 times, interleaved, so that different kernels overlap too.
     labels = [label for _ in range(N_THREADS) for label in jobs]

@@ -17,35 +17,14 @@ percentage of it they reach.
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import numpy as np
 import scipy
 import scipy.signal
 
 import cyconv
-
-
-def median_time(fn, repeats, budget=2.0):
-    """Median wall time of fn() over `repeats` runs (fewer if they exceed `budget` s)."""
-    fn()  # warm-up: page faults, thread start-up, caches
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget and len(times) >= 3:
-            break
-    return statistics.median(times)
-
-
-def try_import(name):
-    try:
-        return __import__(name)
-    except ImportError:
-        return None
+# The timing helper, optional imports and NumPy reference layer of `python -m cyconv bench`.
+from cyconv._cli_bench import median_time, numpy_conv2d, optional_import as try_import
 
 
 def environment():
@@ -83,7 +62,7 @@ def sgemm_rate(repeats):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2048, 2048), dtype=np.float32)
     b = rng.standard_normal((2048, 2048), dtype=np.float32)
-    t = median_time(lambda: a @ b, repeats)
+    t = median_time(lambda: a @ b, repeats, 0.2)
     return 2 * 2048**3 / t / 1e9
 
 
@@ -133,18 +112,6 @@ LAYERS = [
     ("N8-C128-28-K256-3x3/2", 8, 128, 28, 256, 3, 2, 1, 1),
     ("N8-C128-56-dw3x3", 8, 128, 56, 128, 3, 1, 1, 128),
 ]
-
-
-def numpy_conv2d(x, w, stride, padding):
-    """Reference layer (groups=1): im2col by sliding_window_view, then one matmul."""
-    n, c, _, _ = x.shape
-    k, _, kh, kw = w.shape
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
-    win = win[:, :, ::stride, ::stride]
-    ho, wo = win.shape[2], win.shape[3]
-    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
-    return (w.reshape(k, -1) @ cols).reshape(n, k, ho, wo)
 
 
 def bench_layers(rows, repeats, quick, torch, gemm_gflops):
@@ -241,8 +208,8 @@ def compare(case, ours, peers, ref, tol, repeats):
         if not err <= tol:
             raise AssertionError(f"{case}: {label} differs from the reference by {err:g}")
     row = {"case": case,
-           "cyconv": {m: median_time(f, repeats) for m, f in ours.items()},
-           "peers": {p: median_time(f, repeats) for p, f in peers.items()}}
+           "cyconv": {m: median_time(f, repeats, 0.2) for m, f in ours.items()},
+           "peers": {p: median_time(f, repeats, 0.2) for p, f in peers.items()}}
     print_row(row)
     return row
 

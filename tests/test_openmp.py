@@ -55,3 +55,14 @@ def test_results_do_not_depend_on_the_thread_count(threads):
         grads = cyconv.conv2d_backward(serial["direct"], x, w, padding=1, method="direct")
         for got, want in zip(grads, serial["grad"]):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("user_value", [None, "ACTIVE"])
+def test_omp_wait_policy_defaults_to_passive_but_the_user_wins(user_value):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_value:
+        env["OMP_WAIT_POLICY"] = user_value
+    code = "import os, cyconv; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == (user_value or "PASSIVE")

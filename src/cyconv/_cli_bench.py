@@ -52,7 +52,7 @@ def median_time(fn, repeats, min_seconds):
     return statistics.median(times)
 
 
-def _optional(name):
+def optional_import(name):
     """The module if it is installed, else None."""
     try:
         return importlib.import_module(name)
@@ -60,7 +60,7 @@ def _optional(name):
         return None
 
 
-def _numpy_conv2d(x, w, stride, padding):
+def numpy_conv2d(x, w, stride, padding):
     """Reference layer in plain NumPy: sliding windows, then one tensordot (a GEMM)."""
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     win = np.lib.stride_tricks.sliding_window_view(xp, w.shape[2:], axis=(2, 3))
@@ -97,7 +97,7 @@ def layer_case(layer, dtype, torch):
     name, xs, ws, stride, padding = layer
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
-    others = {"numpy sliding-window GEMM": lambda: _numpy_conv2d(x, w, stride, padding)}
+    others = {"numpy sliding-window GEMM": lambda: numpy_conv2d(x, w, stride, padding)}
     if torch is not None:
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
         others["torch conv2d"] = lambda: torch.nn.functional.conv2d(
@@ -161,7 +161,7 @@ def check_agreement(name, expected, contender, result):
 def run(case_set="standard", progress_stream=None):
     """Check, then time every case; returns the results as a JSON-ready dict."""
     spec = CASE_SETS[case_set]
-    torch, cv2 = _optional("torch"), _optional("cv2")
+    torch, cv2 = optional_import("torch"), optional_import("cv2")
     cases = make_cases(case_set, torch, cv2)
     progress = Progress(sum(1 + len(others) for *_, others in cases), progress_stream)
     results = []

@@ -1,11 +1,10 @@
 """The course exercise worked through with cyconv (``python -m cyconv demo``)."""
-import statistics
 import textwrap
-import time
 
 import numpy as np
 
 import cyconv
+from cyconv._cli_bench import median_time
 
 # The exercise's image and kernel (exercise-conv-nets.txt, part 1).
 EXERCISE_IMAGE = np.array([[1, 1, -2, 0, 1],
@@ -20,16 +19,6 @@ EXERCISE_KERNEL = np.array([[0, 1, 1],
 
 def _show(title, value):
     print(f"{title}\n{textwrap.indent(np.array2string(np.asarray(value)), '    ')}\n")
-
-
-def _median_ms(fn, repeats=7):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def exercise():
@@ -82,8 +71,8 @@ def timing(size=512):
         np.testing.assert_allclose(cyconv.correlate2d(image, kernel, "same"),
                                    scipy.signal.correlate2d(image, kernel, "same"),
                                    rtol=1e-9, atol=1e-9)
-        t_scipy = _median_ms(lambda: scipy.signal.correlate2d(image, kernel, "same"), 3)
-        t_ours = _median_ms(lambda: cyconv.correlate2d(image, kernel, "same"))
+        t_scipy = 1e3 * median_time(lambda: scipy.signal.correlate2d(image, kernel, "same"), 3, 0.05)
+        t_ours = 1e3 * median_time(lambda: cyconv.correlate2d(image, kernel, "same"), 7, 0.05)
         print(f"{k:>4}x{k:<2} {t_scipy:9.2f} {t_ours:9.2f} {t_scipy / t_ours:8.1f}x")
     print()
 

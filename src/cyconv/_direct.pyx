@@ -79,7 +79,7 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
     with nogil:
         # Output rows are independent: threads split them, so one image with
         # one kernel still uses every core.
-        for row in prange(n_rows, schedule='static', num_threads=omp_get_max_threads(),
+        for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads(),
                           use_threads_if=parallel):
             i = row % ho
             k = (row // ho) % n_out
@@ -188,7 +188,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef bint parallel = n_out > 1 and n_batch * n_out * ho * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
         # Each kernel's gradient is written by one thread.
-        for k in prange(n_out, schedule='static', num_threads=omp_get_max_threads(),
+        for k in prange(n_out, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=parallel):
             g = k // kg
             for c in range(cg):
@@ -229,7 +229,7 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef bint parallel = n_planes > 1 and n_batch * n_out * ho * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
         # Each (n, c) input plane is written by one thread.
-        for plane in prange(n_planes, schedule='static', num_threads=omp_get_max_threads(),
+        for plane in prange(n_planes, schedule='guided', num_threads=omp_get_max_threads(),
                             use_threads_if=parallel):
             n = plane // n_in
             ci = plane % n_in

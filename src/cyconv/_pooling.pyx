@@ -72,7 +72,7 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef int64_t *idx_p = &indices[0, 0, 0]
     with nogil:
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             for i in range(ho):
                 y0 = i * sh - ph
@@ -101,7 +101,7 @@ def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] i
     cdef floating *gi_p = &grad_in[0, 0]
     with nogil:
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=planes > 1 and planes * n_out >= PARALLEL_WORK):
             for t in range(n_out):
                 gi_p[c * n_in + idx_p[c * n_out + t]] += g_p[c * n_out + t]
@@ -182,7 +182,7 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef floating *out_p = &out[0, 0, 0]
     with nogil:
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             plane = x_p + c * h * w
             for i in range(ho):
@@ -213,7 +213,7 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
     cdef floating *gi_p = &grad_in[0, 0, 0]
     with nogil:
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='static', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             plane = gi_p + c * h * w
             for i in range(ho):

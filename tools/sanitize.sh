@@ -26,17 +26,20 @@ log="$work/pytest.log"
     -Csetup-args=-Ddebug_checks=true \
     -Cbuild-dir="$work/build" .
 
-# Python itself is not built with ASan: its runtime must be loaded first.
+# Python itself is not built with ASan: its runtime must be loaded first. So
+# must libstdc++, or ASan's __cxa_throw interceptor finds no real function
+# when a C++ extension (matplotlib's ft2font, imported by an example) throws.
 libasan=$(gcc -print-file-name=libasan.so)
-if [[ ! -e "$libasan" ]]; then
-    echo "sanitize: gcc has no libasan.so" >&2
+libstdcxx=$(gcc -print-file-name=libstdc++.so)
+if [[ ! -e "$libasan" || ! -e "$libstdcxx" ]]; then
+    echo "sanitize: gcc has no libasan.so or libstdc++.so" >&2
     exit 1
 fi
 
 # detect_leaks=0: CPython leaks by design at exit. The suite's RSS leak check
 # skips itself under ASan (its quarantine holds freed memory).
 status=0
-env LD_PRELOAD="$libasan" \
+env LD_PRELOAD="$libasan $libstdcxx" \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     CYCONV_SANITIZE=1 \

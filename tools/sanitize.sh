@@ -6,8 +6,8 @@
 #   tools/sanitize.sh tests/test_properties.py -x   # arguments go to pytest
 #
 # The build happens in a throwaway virtual environment that sees the system's
-# site-packages (numpy, scipy, Cython, meson-python, pytest, hypothesis), so
-# nothing is downloaded; SANITIZE_DIR keeps it somewhere else than a temporary
+# site-packages and adds what is missing of the build and test requirements
+# (from PyPI); SANITIZE_DIR keeps it somewhere else than a temporary
 # directory (and then keeps it afterwards). The run fails on the first sanitizer
 # report: UBSan halts, ASan aborts, and this script also greps the log for both.
 set -euo pipefail
@@ -21,10 +21,14 @@ fi
 log="$work/pytest.log"
 
 "$python" -m venv --system-site-packages "$work/venv"
+# The build requirements (pyproject.toml), installed here because the build
+# runs without isolation; what the system already has is not fetched again.
+"$work/venv/bin/python" -m pip install --quiet \
+    "meson-python>=0.16" "cython>=3.1" "numpy>=2.0" "scipy>=1.13" ninja
 "$work/venv/bin/python" -m pip install --quiet --no-build-isolation \
     -Csetup-args=-Db_sanitize=address,undefined \
     -Csetup-args=-Ddebug_checks=true \
-    -Cbuild-dir="$work/build" .
+    -Cbuild-dir="$work/build" ".[test]"
 
 # Python itself is not built with ASan: its runtime must be loaded first. So
 # must libstdc++, or ASan's __cxa_throw interceptor finds no real function

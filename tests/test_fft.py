@@ -195,17 +195,18 @@ def test_non_finite_inputs_fall_back_to_direct(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_auto_chooses_by_kernel_and_output_size(name):
-    """'auto' is 'fft' from 100 taps and 2**19 multiply-adds on, else 'direct'."""
+def test_auto_follows_the_cost_model(name):
+    """'auto' runs 'fft' only where the direct sum costs clearly more."""
     rng = np.random.default_rng(7)
     func = getattr(cyconv, name)
-    image = _random(rng, (80, 80), np.float64)
-    # (kernel, mode, output pixels * taps): 6400*100, 90*89*110, 6400*99, 6400*9,
-    # 60*60*441, 6*6*5625 (a large kernel, but few outputs).
-    for shape, mode, chosen in (((10, 10), "same", "fft"), ((11, 10), "full", "fft"),
-                                ((9, 11), "same", "direct"), ((3, 3), "same", "direct"),
-                                ((21, 21), "valid", "fft"), ((75, 75), "valid", "direct")):
-        kernel = _random(rng, shape, np.float64)
+    small, large = _random(rng, (80, 80), np.float64), _random(rng, (256, 256), np.float64)
+    # Few taps, or few outputs: direct. 65536 outputs * 1681 taps: FFT.
+    for image, shape, mode, chosen in ((small, (3, 3), "same", "direct"),
+                                       (small, (10, 10), "same", "direct"),
+                                       (small, (75, 75), "valid", "direct"),
+                                       (large, (41, 41), "same", "fft"),
+                                       (large.astype(np.float32), (41, 41), "same", "fft")):
+        kernel = _random(rng, shape, image.dtype)
         other = "direct" if chosen == "fft" else "fft"
         auto = func(image, kernel, mode, method="auto")
         assert_array_equal(auto, func(image, kernel, mode, method=chosen))

@@ -13,11 +13,13 @@ block of output pixels at a time into a workspace the caller allocates, so
 memory stays under a cap whatever the image size.
 """
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from cyconv._fused cimport blas_t
 from cyconv._blas cimport gemm
 from cyconv._bounds cimport first_inside, end_inside
+from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
 
 
 cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
@@ -83,11 +85,14 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
     """cols[r, t] = x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
 
     cols is (channels*kh*kw, pos_count), C-ordered; x is (channels, h, w).
-    Serial on purpose: a GEMM follows every block, and OpenMP threads left
-    spinning after a parallel copy would take the cores from BLAS's threads.
+    Rows are independent, so threads split them. A GEMM follows every
+    block: this relies on OpenMP's threads sleeping, not spinning, after the
+    loop (cyconv sets OMP_WAIT_POLICY=PASSIVE), or they would take the cores
+    from BLAS's threads.
     """
     cdef Py_ssize_t r, c, p, q, n_rows = channels * kh * kw
-    for r in range(n_rows):
+    for r in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads(),
+                    use_threads_if=n_rows > 1 and n_rows * pos_count >= PARALLEL_WORK):
         c = r // (kh * kw)
         p = (r // kw) % kh
         q = r % kw
@@ -104,10 +109,12 @@ cdef void _fold(const blas_t *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_
                 blas_t *x) noexcept nogil:
     """x[c, y, x] += cols[r, t] (the adjoint of _unroll; padding entries dropped).
 
-    Serial for the reason given in _unroll.
+    The taps of one channel overlap in x, so threads split channels only
+    (see _unroll on OpenMP and BLAS threads).
     """
     cdef Py_ssize_t c, p, q, r
-    for c in range(channels):
+    for c in prange(channels, schedule='guided', num_threads=omp_get_max_threads(),
+                    use_threads_if=channels > 1 and channels * kh * kw * pos_count >= PARALLEL_WORK):
         for p in range(kh):
             for q in range(kw):
                 r = (c * kh + p) * kw + q

@@ -10,7 +10,7 @@ short paths: exact strings, the default ``fillvalue=0``, no padding copy.
 import numpy as np
 
 from cyconv._conv import Geometry, run_forward
-from cyconv._fft import all_finite, fft_applies
+from cyconv._fft import all_finite, fft_applies, fft_is_faster
 from cyconv._validate import check_alloc, check_choice
 
 MODES = ("full", "same", "valid")
@@ -34,15 +34,6 @@ _GEMM_DTYPES = frozenset(np.dtype(c) for c in "fdFD")
 
 # Integers are summed in uint64 (see _filter2d).
 _UINT64 = np.dtype(np.uint64)
-
-# method='auto' runs the FFT from an 11x11 kernel (area 100) on, once the
-# direct sum would take 2**19 (about half a million) multiply-adds: near
-# where the two cost the same here (float64, 'same' mode, 16..256 pixel
-# squares, 7..31 pixel kernels). A placeholder rule until a fitted cost
-# model replaces it.
-FFT_MIN_KERNEL_AREA = 100
-FFT_MIN_MACS = 2**19
-
 
 def _check_name(func, name, value, choices):
     """SciPy looks mode and boundary up in a dict: unhashable values raise TypeError."""
@@ -212,8 +203,8 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         pads = (0, 0, 0, 0)
 
     if method == "auto":
-        large = kh * kw >= FFT_MIN_KERNEL_AREA and ho * wo * kh * kw >= FFT_MIN_MACS
-        method = "fft" if large else "direct"
+        transform = (image.shape[0] + kh - 1, image.shape[1] + kw - 1)
+        method = "fft" if fft_is_faster(ho * wo, kh * kw, transform, compute) else "direct"
     if method == "fft":
         if not fft_applies(image, kernel):
             method = "direct"
@@ -258,9 +249,10 @@ _SHARED_DOC = """
         ``scipy.fft``. Both need float32, float64, complex64 or complex128;
         integer and long double inputs use the direct loops (so integer
         results stay exact), as do inputs holding NaN or inf with ``'fft'``.
-        ``'auto'`` runs ``'fft'`` (where it applies) when the kernel has at
-        least 100 taps (11x11 and up) and the direct sum at least 2**19
-        multiply-adds (output pixels times taps), else the direct loops.
+        ``'auto'`` runs ``'fft'`` (where it applies) when a cost model
+        measured on the development machine predicts it beats the direct
+        loops (on a 1024x1024 image: from about 21x21 kernels in float32 and
+        23x23 in float64), else the direct loops.
 
     Returns
     -------

@@ -472,10 +472,7 @@ def test_threads_match_serial():
 # ---------------------------------------------------------------- random geometries
 
 def random_geometry(rng):
-    """A valid conv2d call drawn at random: shapes, parameters, mode, workspace cap.
-
-    (A seeded loop rather than hypothesis, which the test extras do not install.)
-    """
+    """A valid conv2d call drawn at random: shapes, parameters, mode, workspace cap."""
     while True:
         groups, cg, kg = (int(v) for v in rng.integers(1, [4, 4, 5]))
         h, w, kh, kw = (int(v) for v in rng.integers(1, [9, 9, 5, 5]))

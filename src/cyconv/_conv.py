@@ -95,13 +95,6 @@ class _Shapes(tuple):
         return f"input shape {tuple(self[0])}, weight shape {tuple(self[1])}"
 
 
-def _pair(func, name, value, minimum):
-    """`pair`, taking a plain int (the usual argument) on a short path."""
-    if type(value) is int and value >= minimum:
-        return value, value
-    return pair(func, name, value, minimum)
-
-
 def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups):
     """Check a convolution's shapes and parameters; return its Geometry."""
     x4, w4, ndim = _batched_shapes(func, input_shape, weight_shape)
@@ -121,8 +114,8 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
         )
     if kh < 1 or kw < 1:
         raise ValueError(f"{func}: the kernel must be at least 1x1 ({shapes})")
-    sh, sw = _pair(func, "stride", stride, 1)
-    dh, dw = _pair(func, "dilation", dilation, 1)
+    sh, sw = pair(func, "stride", stride, 1)
+    dh, dw = pair(func, "dilation", dilation, 1)
     if isinstance(padding, str):
         check_choice(func, "padding", padding, ("valid", "same"))
         if padding == "valid":
@@ -136,7 +129,7 @@ def geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
             th, tw = dh * (kh - 1), dw * (kw - 1)
             pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
     else:
-        ph, pw = _pair(func, "padding", padding, 0)
+        ph, pw = pair(func, "padding", padding, 0)
         pads = (ph, ph, pw, pw)
     ho = out_size(func, "height", h, kh, sh, pads[0] + pads[1], dh, shapes)
     wo = out_size(func, "width", w, kw, sw, pads[2] + pads[3], dw, shapes)

@@ -69,6 +69,8 @@ def as_int(func, name, value, minimum):
 
 def pair(func, name, value, minimum):
     """Normalize an int or a length-2 sequence of ints to a tuple ``(h, w)``."""
+    if type(value) is int and value >= minimum:  # the usual argument, on a short path
+        return value, value
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{func}: {name} must be an int or a pair of ints, got {value!r}")
     # Scalars, including 0-d arrays (which have __len__ but no length):

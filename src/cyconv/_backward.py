@@ -1,7 +1,14 @@
 """Convolution backward: conv2d_backward, the gradients of conv2d."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
 import numpy as np
+import numpy.typing as npt
 
 from cyconv import _direct, _im2col
+from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
     choose_method,
@@ -62,9 +69,12 @@ def _fold_padding(grad, pads, padding_mode):
     return grad
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
-                    groups=1, *, padding_mode="zeros", method="auto",
-                    output_mask=(True, True, True)):
+def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
+                    stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+                    groups: int = 1, *, padding_mode: PaddingMode = "zeros",
+                    method: Literal["auto", "direct", "im2col"] = "auto",
+                    output_mask: Sequence[bool] = (True, True, True),
+                    ) -> tuple[FloatArray | None, FloatArray | None, FloatArray | None]:
     """Gradients of a loss with respect to the input, weight and bias of `conv2d`.
 
     Parameters

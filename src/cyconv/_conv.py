@@ -1,10 +1,14 @@
 """Convolution forward: output_shape and conv2d (torch.nn.functional naming)."""
+from __future__ import annotations
+
 import functools
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from cyconv import _direct, _fft, _im2col
+from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
 from cyconv._validate import (
     PAD_MODES,
     WORKSPACE_BYTES,
@@ -153,7 +157,8 @@ def array_geometry(func, input_shape, weight_shape, stride, padding, dilation, g
     return geometry(func, input_shape, weight_shape, stride, padding, dilation, groups)
 
 
-def output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+def output_shape(input_shape: Shape, weight_shape: Shape, stride: IntPair = 1,
+                 padding: Padding = 0, dilation: IntPair = 1, groups: int = 1) -> Shape:
     """Shape of the array that `conv2d` returns for these shapes and parameters.
 
     Parameters
@@ -293,8 +298,10 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     return out
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", method="auto"):
+def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None,
+           stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
+           padding_mode: PaddingMode = "zeros",
+           method: Method = "auto") -> FloatArray:
     """2-D convolution (cross-correlation, as in deep learning) of a batch of images.
 
     Parameters

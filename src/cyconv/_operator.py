@@ -1,12 +1,16 @@
 """Convolution as a linear operator: conv_operator and conv_matrix."""
+from __future__ import annotations
+
 import math
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
 from cyconv._backward import conv2d_backward
 from cyconv._conv import conv2d, geometry, prepare_input, weight4
+from cyconv._typing import IntPair, Padding, PaddingMode, Shape
 from cyconv._unfold import im2col
 from cyconv._validate import as_array, check_alloc, fits_int, float_dtype
 
@@ -78,8 +82,9 @@ def _fill_doc(func):
 
 
 @_fill_doc
-def conv_operator(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,
-                  padding_mode="zeros"):
+def conv_operator(weight: npt.ArrayLike, input_shape: Shape, stride: IntPair = 1,
+                  padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
+                  padding_mode: PaddingMode = "zeros") -> LinearOperator:
     """`conv2d` with a fixed weight as a ``scipy.sparse.linalg.LinearOperator``.
 
     The operator maps a flattened input to the flattened output of `conv2d`,
@@ -179,8 +184,9 @@ def conv_operator(weight, input_shape, stride=1, padding=0, dilation=1, groups=1
 
 
 @_fill_doc
-def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,
-                padding_mode="zeros"):
+def conv_matrix(weight: npt.ArrayLike, input_shape: Shape, stride: IntPair = 1,
+                padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
+                padding_mode: PaddingMode = "zeros") -> scipy.sparse.csr_array:
     """`conv2d` with a fixed weight as a sparse CSR matrix.
 
     Convolution as a matrix multiplication, literally: row ``r`` of the

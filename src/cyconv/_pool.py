@@ -1,9 +1,13 @@
 """Max and average pooling, forward and backward (torch.nn.functional semantics)."""
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from cyconv import _pooling
+from cyconv._typing import FloatArray, IndexArray, IntPair, Shape
 from cyconv._validate import (
     INDEX_MAX,
     as_array,
@@ -141,8 +145,25 @@ def pool_geometry(func, shape, kernel_size, stride, padding, dilation, ceil_mode
                         kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+@overload
+def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | None = ...,
+               padding: IntPair = ..., dilation: IntPair = ..., ceil_mode: bool = ...,
+               return_indices: Literal[False] = ...) -> FloatArray: ...
+@overload
+def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | None,
+               padding: IntPair, dilation: IntPair, ceil_mode: bool,
+               return_indices: Literal[True]) -> tuple[FloatArray, IndexArray]: ...
+@overload
+def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | None = ...,
+               padding: IntPair = ..., dilation: IntPair = ..., ceil_mode: bool = ..., *,
+               return_indices: Literal[True]) -> tuple[FloatArray, IndexArray]: ...
+@overload
+def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | None = ...,
+               padding: IntPair = ..., dilation: IntPair = ..., ceil_mode: bool = ...,
+               return_indices: bool = ...) -> FloatArray | tuple[FloatArray, IndexArray]: ...
+def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | None = None,
+               padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> FloatArray | tuple[FloatArray, IndexArray]:
     """2-D max pooling of each channel of a batch of images.
 
     Parameters
@@ -238,7 +259,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return out
 
 
-def max_pool2d_backward(grad_output, indices, input_shape):
+def max_pool2d_backward(grad_output: npt.ArrayLike, indices: npt.ArrayLike,
+                        input_shape: Shape) -> FloatArray:
     """Gradient of `max_pool2d` with respect to its input.
 
     Parameters
@@ -347,8 +369,9 @@ def _avg_geometry(func, shape, kernel_size, stride, padding, ceil_mode,
     return geom, count_include_pad, divisor
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+def avg_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | None = None,
+               padding: IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> FloatArray:
     """2-D average pooling of each channel of a batch of images.
 
     Parameters
@@ -434,8 +457,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     return out.reshape(geom.output_shape())
 
 
-def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
-                        ceil_mode=False, count_include_pad=True, divisor_override=None):
+def avg_pool2d_backward(grad_output: npt.ArrayLike, input_shape: Shape, kernel_size: IntPair,
+                        stride: IntPair | None = None, padding: IntPair = 0,
+                        ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: int | None = None) -> FloatArray:
     """Gradient of `avg_pool2d` with respect to its input.
 
     Parameters
@@ -445,8 +470,13 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
         must be what `avg_pool2d` returns for `input_shape` and the parameters.
     input_shape : tuple of ints
         Shape of the pooled input: ``(N, C, H, W)``, ``(C, H, W)`` or ``(H, W)``.
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-        As given to `avg_pool2d`.
+    kernel_size : int or tuple of 2 ints
+    stride : int or tuple of 2 ints, optional
+    padding : int or tuple of 2 ints, default 0
+    ceil_mode : bool, default False
+    count_include_pad : bool, default True
+    divisor_override : int, optional
+        These six as given to `avg_pool2d`.
 
     Returns
     -------

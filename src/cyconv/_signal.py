@@ -7,13 +7,20 @@ is reproduced here before one forward kernel of ``_direct``, ``_im2col`` or
 Small calls are common (SciPy's own are cheap), so the usual arguments take
 short paths: exact strings, the default ``fillvalue=0``, no padding copy.
 """
+from __future__ import annotations
+
+from typing import Any, Literal
+
 import numpy as np
+import numpy.typing as npt
 
 from cyconv._conv import Geometry, run_forward
 from cyconv._fft import all_finite, fft_applies, fft_is_faster
+from cyconv._typing import Method
 from cyconv._validate import check_alloc, check_choice
 
 MODES = ("full", "same", "valid")
+Mode = Literal["full", "same", "valid"]
 
 # boundary -> numpy.pad mode. The names and aliases are SciPy's _boundarydict,
 # less its 'reflect', which SciPy lists but then rejects ("Incorrect boundary
@@ -25,6 +32,7 @@ MODES = ("full", "same", "valid")
 #   symm, symmetric     2 1 | 1 2 3 | 3 2   (mirror, edge pixel repeated)
 BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
               "symm": "symmetric", "symmetric": "symmetric"}
+Boundary = Literal["fill", "pad", "wrap", "circular", "symm", "symmetric"]
 
 METHODS = ("auto", "direct", "im2col", "fft")
 
@@ -305,7 +313,9 @@ _SHARED_NOTES = """
 """
 
 
-def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, method="auto"):
+def correlate2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: Mode = "full",
+                boundary: Boundary = "fill", fillvalue: npt.ArrayLike = 0, *,
+                method: Method = "auto") -> npt.NDArray[Any]:
     """Cross-correlate two 2-D arrays, as ``scipy.signal.correlate2d``.
 %(shared)s
     See Also
@@ -348,7 +358,9 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, method="
     return _filter2d("correlate2d", in1, in2, mode, boundary, fillvalue, method, False)
 
 
-def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, method="auto"):
+def convolve2d(in1: npt.ArrayLike, in2: npt.ArrayLike, mode: Mode = "full",
+               boundary: Boundary = "fill", fillvalue: npt.ArrayLike = 0, *,
+               method: Method = "auto") -> npt.NDArray[Any]:
     """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.
 %(shared)s
     See Also

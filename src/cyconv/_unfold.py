@@ -1,7 +1,11 @@
 """im2col: convolution as a matrix multiplication (torch.nn.functional.unfold)."""
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 from cyconv import _im2col
+from cyconv._typing import FloatArray, IntPair
 from cyconv._validate import as_array, check_alloc, float_dtype, out_size, pair
 
 
@@ -11,7 +15,8 @@ def _window(func, kernel_size, stride, padding, dilation):
             pair(func, "padding", padding, 0), pair(func, "dilation", dilation, 1))
 
 
-def im2col(input, kernel_size, stride=1, padding=0, dilation=1):
+def im2col(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair = 1,
+           padding: IntPair = 0, dilation: IntPair = 1) -> FloatArray:
     """Unroll every kernel-sized patch of the input into a column.
 
     Parameters
@@ -88,7 +93,8 @@ def im2col(input, kernel_size, stride=1, padding=0, dilation=1):
     return cols[0]
 
 
-def col2im(cols, input_size, kernel_size, stride=1, padding=0, dilation=1):
+def col2im(cols: npt.ArrayLike, input_size: IntPair, kernel_size: IntPair, stride: IntPair = 1,
+           padding: IntPair = 0, dilation: IntPair = 1) -> FloatArray:
     """Fold columns back into images, summing entries from the same input cell.
 
     The adjoint of `im2col` (like ``torch.nn.functional.fold``): every entry

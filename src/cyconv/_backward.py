@@ -207,7 +207,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     if method == "auto":
         method = choose_method(geom)
     kernels = _direct if method == "direct" else _im2col
-    args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
+    # The kernels' trailing arguments; im2col ones take a workspace too.
+    args: tuple[int | np.ndarray, ...] = (geom.sh, geom.sw, pad_top, pad_left, geom.dh,
+                                          geom.dw, geom.groups)
     run = bool(gy.size and xp.size and w4.size)  # else every sum is empty
     if run and method == "im2col":
         args += (gemm_workspace(func, geom, dtype),)

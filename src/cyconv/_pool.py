@@ -43,7 +43,7 @@ class PoolGeometry(NamedTuple):
         """The pooled shape, in the caller's rank."""
         return self.lead + (self.ho, self.wo)
 
-    def params(self):
+    def params(self) -> tuple[int, int, int, int, int, int]:
         """Kernel, stride and padding as the kernels take them: kh, kw, sh, sw, ph, pw."""
         return self.kh, self.kw, self.sh, self.sw, self.ph, self.pw
 
@@ -113,7 +113,8 @@ def _check_windows(func, axis, size, kernel, stride, pad, dilation, n_out, shape
         )
 
 
-def pool_geometry(func, shape, kernel_size, stride, padding, dilation, ceil_mode):
+def pool_geometry(func, shape, kernel_size, stride, padding, dilation,
+                  ceil_mode) -> PoolGeometry:
     """Check a pooling's shape and parameters (PyTorch's rules); return its PoolGeometry."""
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3, 4):
@@ -353,7 +354,7 @@ def max_pool2d_backward(grad_output: npt.ArrayLike, indices: npt.ArrayLike,
 
 
 def _avg_geometry(func, shape, kernel_size, stride, padding, ceil_mode,
-                  count_include_pad, divisor_override):
+                  count_include_pad, divisor_override) -> tuple[PoolGeometry, bool, int]:
     """PoolGeometry, count_include_pad and the divisor code (0: none) of an average pooling."""
     geom = pool_geometry(func, shape, kernel_size, stride, padding, 1, ceil_mode)
     count_include_pad = _flag(func, "count_include_pad", count_include_pad)

@@ -19,7 +19,7 @@ window, if there are several), and a window of -inf values reports its first
 in-bounds tap.
 """
 from libc.math cimport INFINITY, isnan
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from cython cimport floating
 
 from cython.parallel cimport prange
@@ -86,16 +86,34 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                                 out_p + t, idx_p + t)
 
 
+cdef Py_ssize_t _scatter_plane(const floating *g, const int64_t *idx, floating *plane,
+                               Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """plane[idx[t]] += g[t] for t < n_out; returns how many idx[t] lie outside [0, n_in)."""
+    cdef Py_ssize_t t, bad = 0
+    cdef int64_t i
+    for t in range(n_out):
+        i = idx[t]
+        # One unsigned compare tests both bounds (Caffe's trick).
+        if <uint64_t> i < <uint64_t> n_in:
+            plane[i] += g[t]
+        else:
+            bad += 1
+    return bad
+
+
 def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] indices,
                         floating[:, ::1] grad_in):
     """grad_in[c, indices[c, t]] += grad_out[c, t] for every output pixel t.
 
+    Returns the number of indices outside [0, H*W), which are skipped: the
+    range check happens here, in the same pass, rather than in two extra
+    passes over the indices in Python (the caller raises if it is not 0).
     Invariants (checked in Python): all arrays C-contiguous and non-empty;
     grad_out and indices are (planes, ho*wo), grad_in (planes, H*W) and
-    zero-filled; 0 <= indices < H*W.
+    zero-filled.
     """
     cdef Py_ssize_t planes = grad_out.shape[0], n_out = grad_out.shape[1]
-    cdef Py_ssize_t n_in = grad_in.shape[1], c, t
+    cdef Py_ssize_t n_in = grad_in.shape[1], c, bad = 0
     cdef const floating *g_p = &grad_out[0, 0]
     cdef const int64_t *idx_p = &indices[0, 0]
     cdef floating *gi_p = &grad_in[0, 0]
@@ -103,8 +121,9 @@ def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] i
         # Planes are independent: threads split them.
         for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=planes > 1 and planes * n_out >= PARALLEL_WORK):
-            for t in range(n_out):
-                gi_p[c * n_in + idx_p[c * n_out + t]] += g_p[c * n_out + t]
+            bad += _scatter_plane(g_p + c * n_out, idx_p + c * n_out, gi_p + c * n_in,
+                                  n_out, n_in)
+    return bad
 
 
 cdef struct AvgPool:

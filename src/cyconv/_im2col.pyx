@@ -76,6 +76,13 @@ cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
         pos += seg
 
 
+cdef inline bint _is_pointwise(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                               Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    """True when im2col is the identity: a 1x1 kernel, stride 1, no padding
+    (Caffe's ``is_1x1_``); dilation does not matter for one tap."""
+    return kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+
+
 cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
@@ -166,8 +173,7 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw, n_pos = ho * wo
     cdef Py_ssize_t block = workspace.shape[0] // q_len
-    cdef bint pointwise = (kh == 1 and kw == 1 and sh == 1 and sw == 1
-                           and ph == 0 and pw == 0)
+    cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
     cdef Py_ssize_t n, g, k, t, start, count
     cdef const blas_t *x_p = &x[0, 0, 0, 0]
     cdef const blas_t *w_p = &weight[0, 0, 0, 0]
@@ -245,8 +251,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef Py_ssize_t cg = grad_weight.shape[1], kh = grad_weight.shape[2]
     cdef Py_ssize_t kw = grad_weight.shape[3], kg = n_out // groups, q_len = cg * kh * kw
     cdef Py_ssize_t block = workspace.shape[0] // q_len
-    cdef bint pointwise = (kh == 1 and kw == 1 and sh == 1 and sw == 1
-                           and ph == 0 and pw == 0)
+    cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
     cdef Py_ssize_t n, g, start, count
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
@@ -296,8 +301,7 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw
     cdef Py_ssize_t block = workspace.shape[0] // q_len
-    cdef bint pointwise = (kh == 1 and kw == 1 and sh == 1 and sw == 1
-                           and ph == 0 and pw == 0)
+    cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
     cdef Py_ssize_t n, g, start, count
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
     cdef const floating *w_p = &weight[0, 0, 0, 0]

@@ -14,6 +14,8 @@ from cyconv._conv import (
     choose_method,
     gemm_workspace,
     geometry,
+    kernel_input_shape,
+    padding_plan,
     prepare_input,
     weight4,
 )
@@ -202,24 +204,29 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     gy = np.ascontiguousarray(gy.reshape(geom.batch, geom.kernels, geom.ho, geom.wo),
                               dtype=dtype)
     w4 = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
-    # The kernels see the padded input for modes other than zeros.
-    xp, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
+    # The kernels see the padded input for modes other than zeros. Only the
+    # weight gradient reads the input: copy (and pad) it only for that.
+    mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
+    xp_shape = kernel_input_shape(geom, mode)
+    check_alloc(func, dtype.itemsize, padded_input=xp_shape)
+    if want_weight:
+        xp, _, _ = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
         method = choose_method(geom)
     kernels = _direct if method == "direct" else _im2col
     # The kernels' trailing arguments; im2col ones take a workspace too.
     args: tuple[int | np.ndarray, ...] = (geom.sh, geom.sw, pad_top, pad_left, geom.dh,
                                           geom.dw, geom.groups)
-    run = bool(gy.size and xp.size and w4.size)  # else every sum is empty
+    run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
     if run and method == "im2col":
         args += (gemm_workspace(func, geom, dtype),)
 
     grad_input = grad_weight = grad_bias = None
     if want_input:
-        grad_input = np.zeros(xp.shape, dtype)
+        grad_input = np.zeros(xp_shape, dtype)
         if run:
             kernels.conv2d_grad_input(gy, w4, grad_input, *args)
-        if xp.shape[2:] != (geom.height, geom.width):
+        if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)
     if want_weight:

@@ -205,18 +205,16 @@ def weight4(w, geom):
     return w.reshape(geom.kernels, geom.channels // geom.groups, geom.kh, geom.kw)
 
 
-def prepare_input(func, x, geom, padding_mode, dtype):
-    """C-contiguous NCHW input of ``dtype``; modes other than zeros are padded here.
+def padding_plan(func, geom, padding_mode):
+    """Check ``padding_mode`` against the geometry; say who pads and where.
 
-    Returns the array and the zero-padding (top, left) left to the kernel.
+    Returns ``(mode, pad_top, pad_left)``: ``mode`` is None when the kernels
+    pad with zeros themselves at offset (pad_top, pad_left), else the
+    ``numpy.pad`` mode the Python layer pads with, and the kernels get (0, 0).
     """
     mode = PAD_MODES[check_choice(func, "padding_mode", padding_mode, PAD_MODES)]
-    itemsize = np.dtype(dtype).itemsize
-    check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
-    x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
-                             dtype=dtype)
     if mode is None or not any(geom.pads):
-        return x, geom.pads[0], geom.pads[2]
+        return None, geom.pads[0], geom.pads[2]
     top, bottom, left, right = geom.pads
     for axis, size, before, after in (("height", geom.height, top, bottom),
                                       ("width", geom.width, left, right)):
@@ -236,11 +234,31 @@ def prepare_input(func, x, geom, padding_mode, dtype):
                 f"{'<' if padding_mode == 'reflect' else '<='} the input {axis} "
                 f"{size}, got padding {(before, after)}"
             )
-    check_alloc(func, itemsize, padded_input=(geom.batch, geom.channels,
-                                              geom.height + top + bottom,
-                                              geom.width + left + right))
+    return mode, 0, 0
+
+
+def kernel_input_shape(geom, mode):
+    """Shape of the input the kernels see: padded here for a mode, else as given."""
+    top, bottom, left, right = geom.pads if mode is not None else (0, 0, 0, 0)
+    return (geom.batch, geom.channels, geom.height + top + bottom, geom.width + left + right)
+
+
+def prepare_input(func, x, geom, padding_mode, dtype):
+    """C-contiguous NCHW input of ``dtype``; modes other than zeros are padded here.
+
+    Returns the array and the zero-padding (top, left) left to the kernel.
+    """
+    mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
+    itemsize = np.dtype(dtype).itemsize
+    check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
+    x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
+                             dtype=dtype)
+    if mode is None:
+        return x, pad_top, pad_left
+    check_alloc(func, itemsize, padded_input=kernel_input_shape(geom, mode))
+    top, bottom, left, right = geom.pads
     x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
-    return x, 0, 0
+    return x, pad_top, pad_left
 
 
 def gemm_sizes(geom):

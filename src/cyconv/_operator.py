@@ -9,32 +9,41 @@ import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
 from cyconv._backward import conv2d_backward
-from cyconv._conv import conv2d, geometry, prepare_input, weight4
+from cyconv._conv import conv2d, geometry, padding_plan, prepare_input, weight4
 from cyconv._typing import IntPair, Padding, PaddingMode, Shape
 from cyconv._unfold import im2col
 from cyconv._validate import as_array, check_alloc, fits_int, float_dtype
 
 
 def _setup(func, weight, input_shape, stride, padding, dilation, groups, padding_mode):
-    """Check everything as conv2d does; return (4-D weight, geometry, padded index image).
-
-    The index image numbers the input cells 1..prod(input_shape) in C order;
-    padded as conv2d pads the input (0 for zeros), it tells which input cell
-    each padded cell holds. Padding it runs conv2d's padding-mode checks too.
-    """
+    """Check everything as conv2d does; return (4-D weight, geometry)."""
     w = as_array(func, "weight", weight)
     geom = geometry(func, input_shape, w.shape, stride, padding, dilation, groups)
-    top, bottom, left, right = geom.pads
-    check_alloc(func, 8, weight=w.shape, padded_input=(
-        geom.batch, geom.channels, geom.height + top + bottom, geom.width + left + right))
+    padding_plan(func, geom, padding_mode)
+    dtype = float_dtype(w)
+    # An operator whose input or output vector cannot exist cannot be applied.
+    check_alloc(func, dtype.itemsize, weight=w.shape,
+                input=(geom.batch, geom.channels, geom.height, geom.width),
+                output=(geom.batch, geom.kernels, geom.ho, geom.wo))
     # A private copy: the operator must not change when the caller's array does.
-    w4 = np.array(weight4(w, geom), dtype=float_dtype(w), order="C", copy=True)
+    w4 = np.array(weight4(w, geom), dtype=dtype, order="C", copy=True)
+    return w4, geom
+
+
+def _index_image(func, geom, padding_mode):
+    """The input cells numbered 1..prod(input_shape) in C order, padded as conv2d pads.
+
+    Each padded cell holds the number of the input cell it copies (0 for zeros).
+    """
+    top, bottom, left, right = geom.pads
+    check_alloc(func, 8, padded_input=(
+        geom.batch, geom.channels, geom.height + top + bottom, geom.width + left + right))
     size = geom.batch * geom.channels * geom.height * geom.width
     index = np.arange(1, size + 1, dtype=np.int64)
     padded, _, _ = prepare_input(func, index, geom, padding_mode, np.int64)
     if padded.shape[2:] == (geom.height, geom.width):  # zeros: the kernels pad, so pad here
         padded = np.pad(padded, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    return w4, geom, padded
+    return padded
 
 
 def _by_parts(apply, x):
@@ -146,8 +155,8 @@ def conv_operator(weight: npt.ArrayLike, input_shape: Shape, stride: IntPair = 1
            [0., 1., 0., 1., 0.]])
     """
     func = "conv_operator"
-    w4, geom, _ = _setup(func, weight, input_shape, stride, padding, dilation, groups,
-                         padding_mode)
+    w4, geom = _setup(func, weight, input_shape, stride, padding, dilation, groups,
+                      padding_mode)
     in_shape = (geom.batch, geom.channels, geom.height, geom.width)
     out_shape = (geom.batch, geom.kernels, geom.ho, geom.wo)
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
@@ -256,8 +265,9 @@ def conv_matrix(weight: npt.ArrayLike, input_shape: Shape, stride: IntPair = 1,
     array([1., 6., 0., 9.])
     """
     func = "conv_matrix"
-    w4, geom, padded = _setup(func, weight, input_shape, stride, padding, dilation, groups,
-                              padding_mode)
+    w4, geom = _setup(func, weight, input_shape, stride, padding, dilation, groups,
+                      padding_mode)
+    padded = _index_image(func, geom, padding_mode)
     n, k, g = geom.batch, geom.kernels, geom.groups
     n_out = n * k * geom.ho * geom.wo
     n_in = n * geom.channels * geom.height * geom.width

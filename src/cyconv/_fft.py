@@ -17,9 +17,17 @@ output thus needs only ``n >= h``. Lengths are rounded up with
 ``scipy.fft.next_fast_len``.
 """
 import cmath
+import functools
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft as sp_fft
+
+from cyconv import _openmp
 
 # The dtypes scipy.fft transforms in their own precision: float32 and
 # float64 through rfft2/irfft2, complex64 and complex128 through fft2/ifft2.
@@ -63,9 +71,9 @@ def _span(size, k, before, step, count):
 
     Output ``i`` is entry ``i*step + k - 1 - before`` of the full convolution
     (length ``size + k - 1``) and is zero outside it (its window lies in the
-    padding). Returns ``(first, stop, start, end, n)``: outputs
-    ``[first, stop)`` come from entries ``start, start + step, ... < end``,
-    exact at circular length ``n``; None when no output overlaps the input.
+    padding). Returns ``(first, stop, start, end)``: outputs ``[first, stop)``
+    come from entries ``start, start + step, ... < end``; None when no output
+    overlaps the input.
     """
     full = size + k - 1
     offset = k - 1 - before
@@ -73,54 +81,278 @@ def _span(size, k, before, step, count):
     stop = min(count, (full - 1 - offset) // step + 1)
     if first >= stop:
         return None
-    start, end = first * step + offset, (stop - 1) * step + offset + 1
-    return first, stop, start, end, max(size, k, end, full - start)
+    return first, stop, first * step + offset, (stop - 1) * step + offset + 1
+
+
+class Axis(NamedTuple):
+    """One axis of `correlate_into` cut into tiles (see `_axis`)."""
+
+    first: int  # outputs [first, stop) overlap the image; the others are zero
+    stop: int
+    per_tile: int  # outputs per tile (the last tile may have fewer)
+    origin: int  # image index at position 0 of tile 0; tile t starts stride * t later
+    hi: int  # image indices from min(hi, size) on are never read (zeros in the tiles)
+    offset: int  # where in a tile's circular result its first output lies
+    length: int  # transform length
+    stride: int  # image indices (and full entries) from one tile to the next
+    tiles: int
+
+
+def _axis(size, k, before, step, count, real, length=None):
+    """One axis cut into tiles of transform length ``length`` (None: one tile).
+
+    Full entry ``m`` reads image indices ``m - k + 1 .. m`` (see `_span`). A
+    tile holds the image from its start on and computes ``stride`` entries
+    (a multiple of ``step``) from the ``stride + k - 1`` indices they read;
+    ``length >= stride + k - 1`` keeps them free of wrap-around
+    (overlap-save, as SciPy's ``oaconvolve`` does with overlap-add). One tile
+    needs less: the linear correlation of data ``[a, b)`` with the kernel is
+    nonzero on entries ``[a, b + k - 1)``, so a circular one of length
+    ``n`` folds no other entry onto ``[s, e)`` once ``n >= max(e - a,
+    b + k - 1 - s)``; a ``'valid'`` output thus needs only ``n = size``.
+    Returns None when no output overlaps the image, and for a ``length``
+    too short for one output or long enough for all of them.
+    """
+    span = _span(size, k, before, step, count)
+    if span is None:
+        return None
+    first, stop, start, end = span
+    hi = min(size, end)  # entries before end read no index from end on
+    if length is None:
+        origin = max(0, start - k + 1)
+        length = sp_fft.next_fast_len(max(end - origin, hi + k - 1 - start, k), real)
+        return Axis(first, stop, stop - first, origin, hi, start - origin, length, 0, 1)
+    per_tile = (length - k + 1) // step
+    if per_tile <= 0 or per_tile >= stop - first:
+        return None
+    return Axis(first, stop, per_tile, start - k + 1, hi, k - 1, length, per_tile * step,
+                -(-(stop - first) // per_tile))
+
+
+# Tiles longer than this (or than twice the kernel) are not tried: smaller
+# ones keep a band of tiles and its spectrum in a core's cache.
+_TILE_MAX = 512
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_choices(size, k, before, step, count, real):
+    """The single tile and the few tilings with the fewest points * sqrt(log2(length)).
+
+    The transforms cost about ``points * log2(points)``; with tiles of similar
+    lengths along both axes, ``log2(nh*nw) ~ 2 sqrt(log2(nh) log2(nw))``, so
+    the product of the two axes' ``tiles * length * sqrt(log2(length))``
+    ranks 2-D tilings.
+    """
+    single = _axis(size, k, before, step, count, real)
+    if single is None:
+        return ()
+    ranked = []
+    length = sp_fft.next_fast_len(k + step - 1, real)
+    while length < min(single.length, max(_TILE_MAX, 2 * (k + step))):
+        axis = _axis(size, k, before, step, count, real, length)
+        if axis is not None:
+            ranked.append((axis.tiles * length * math.sqrt(math.log2(length)), axis))
+        length = sp_fft.next_fast_len(length + 1, real)
+    ranked.sort()
+    return (single, *(axis for _, axis in ranked[:3]))
+
+
+def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
+    """The tiling `correlate_into` runs, the one `fft_seconds` predicts fastest.
+
+    Returns ``(rows, cols)``, two `Axis`, or None when no output overlaps
+    the image or ``dtype`` is not one of FFT_DTYPES. The arguments are those
+    of `correlate_into`: ``steps`` is ``(sh, sw)``, ``image_shape`` may have
+    leading batch axes.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in FFT_DTYPES:
+        return None
+    real = dtype.kind != "c"
+    (h, w), (kh, kw), (ho, wo) = image_shape[-2:], kernel_shape, out_shape[-2:]
+    rows = _axis_choices(h, kh, top, steps[0], ho, real)
+    cols = _axis_choices(w, kw, left, steps[1], wo, real)
+    if not rows or not cols:
+        return None
+    batch = math.prod(image_shape[:-2])
+    return min(((r, c) for r in rows for c in cols),
+               key=lambda plan: fft_seconds(plan, batch, dtype))
 
 
 # The cost model behind method='auto' (SciPy's choose_conv_method is the model:
 # compare the two costs, each a constant times its operation count). Seconds
-# per multiply-add of the direct loops, and per point * log2(points) of one
-# correlation by FFT (three transforms), measured on this project's 2-core
-# AVX-512 machine with a 1024x1024 sweep of
-# kernels 9..31 (the two cost the same near 21x21 in float32 and 23x23 in
-# float64). Complex inputs cost about 4x (direct) and 2x (FFT) their real
+# per multiply-add of the direct loops; per point * log2(points) of one
+# transform and per point of a tile's spectrum product, copies and threads'
+# share, measured on this project's 2-core AVX-512 machine with a 1024x1024
+# sweep of kernels 3..31 in 'same' and 'valid' mode. Complex inputs cost
+# about 4x (direct) and 2x (FFT: full instead of half spectra) their real
 # precision.
 _DIRECT_SECONDS_PER_MAC = {4: 33e-12, 8: 55e-12}
-_FFT_SECONDS_PER_POINT_LOG = {4: 0.65e-9, 8: 1.3e-9}
+_FFT_SECONDS_PER_POINT_LOG = {4: 0.15e-9, 8: 0.3e-9}
+_FFT_SECONDS_PER_POINT = {4: 1e-9, 8: 2e-9}
 
 
-def fft_is_faster(out_pixels, taps, transform_shape, dtype):
+def fft_seconds(plan, batch, dtype):
+    """Predicted time of `correlate_into` with ``plan`` on ``batch`` planes."""
+    rows, cols = plan
+    dtype = np.dtype(dtype)
+    complex_ = dtype.kind == "c"
+    itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
+    tiles = batch * rows.tiles * cols.tiles
+    points = rows.length * cols.length
+    # Two transforms per tile, one for the kernel.
+    seconds = ((2 * tiles + 1) * points * math.log2(max(points, 2))
+               * _FFT_SECONDS_PER_POINT_LOG[itemsize]
+               + tiles * points * _FFT_SECONDS_PER_POINT[itemsize])
+    return seconds * (2 if complex_ else 1)
+
+
+def fft_is_faster(out_pixels, taps, plan, dtype):
     """True when one FFT correlation is predicted to beat the direct sum."""
     dtype = np.dtype(dtype)
     complex_ = dtype.kind == "c"
     itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
-    if itemsize not in _DIRECT_SECONDS_PER_MAC:
-        return False  # long double: no FFT
-    points = transform_shape[0] * transform_shape[1]
+    if plan is None:
+        return False  # long double or integers: no FFT; or no output overlaps the image
     direct = out_pixels * taps * _DIRECT_SECONDS_PER_MAC[itemsize] * (4 if complex_ else 1)
-    fft = points * np.log2(max(points, 2)) * _FFT_SECONDS_PER_POINT_LOG[itemsize]
-    return direct > fft * (2 if complex_ else 1)
+    return direct > fft_seconds(plan, 1, dtype)
 
 
-def correlate_into(out, image, kernel, top, left, sh=1, sw=1):
-    """out[..., i, j] += sum_{p,q} kernel[p, q] * image[..., i*sh - top + p, j*sw - left + q].
+# Tiles per task: a task's spectra stay below this many bytes (a core's L2 share).
+_TASK_BYTES = 1 << 20
+
+_pool_lock = threading.Lock()
+_pool = None  # (threads, ThreadPoolExecutor) running tiles besides the calling thread
+
+
+def _forget_pool():
+    """In a forked child the pool's threads are gone: start a new pool when needed."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _executor(workers):
+    """A thread pool of ``workers`` threads, shared by all calls."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != workers:
+            if _pool is not None:
+                _pool[1].shutdown(wait=False)
+            _pool = (workers, ThreadPoolExecutor(workers, thread_name_prefix="cyconv-fft"))
+        return _pool[1]
+
+
+def _run(tasks, work):
+    """``work(task, scratch)`` for every task, on at most the kernels' thread count.
+
+    Each thread takes the next task as it finishes one and keeps its own
+    scratch dict; the calling thread works too.
+    """
+    threads = min(len(tasks), _openmp.max_threads())
+    if threads <= 1:
+        scratch = {}
+        for task in tasks:
+            work(task, scratch)
+        return
+    lock = threading.Lock()
+    remaining = iter(tasks)
+
+    def worker():
+        scratch = {}
+        while True:
+            with lock:
+                task = next(remaining, None)
+            if task is None:
+                return
+            work(task, scratch)
+
+    futures = [_executor(threads - 1).submit(worker) for _ in range(threads - 1)]
+    try:
+        worker()
+    finally:
+        for future in futures:
+            if not future.cancel():
+                future.result()
+
+
+def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
+    """out[..., i, j] = sum_{p,q} kernel[p, q] * image[..., i*sh - top + p, j*sw - left + q].
 
     ``image`` is zero outside its bounds; leading axes of ``image`` and
-    ``out`` are a batch (one kernel spectrum serves all). Invariants: one
-    dtype in FFT_DTYPES for all three arrays, ``image`` and ``kernel``
-    non-empty, ``top, left >= 0``, ``sh, sw >= 1``.
+    ``out`` are a batch (one kernel spectrum serves all). ``plan`` is
+    `fft_plan` of these arguments (computed when None). Invariants: one dtype
+    in FFT_DTYPES for all three arrays, ``image`` and ``kernel`` non-empty,
+    ``top, left >= 0``, ``sh, sw >= 1``, ``out`` writable with its last
+    axis contiguous.
     """
-    rows = _span(image.shape[-2], kernel.shape[0], top, sh, out.shape[-2])
-    cols = _span(image.shape[-1], kernel.shape[1], left, sw, out.shape[-1])
-    if rows is None or cols is None:
+    if plan is None:
+        plan = fft_plan(image.shape, kernel.shape, top, left, (sh, sw), out.shape, image.dtype)
+    if plan is None:
+        out[...] = 0
         return
+    rows, cols = plan
     real = image.dtype.kind == "f"
-    shape = (sp_fft.next_fast_len(rows[4], real), sp_fft.next_fast_len(cols[4], real))
     forward, inverse = (sp_fft.rfft2, sp_fft.irfft2) if real else (sp_fft.fft2, sp_fft.ifft2)
-    spectrum = forward(image, shape) * forward(kernel[::-1, ::-1], shape)
-    full = inverse(spectrum, shape, overwrite_x=True)
-    out[..., rows[0]:rows[1], cols[0]:cols[1]] += full[..., rows[2]:rows[3]:sh,
-                                                        cols[2]:cols[3]:sw]
+    shape = (rows.length, cols.length)
+    spectrum = forward(kernel[::-1, ::-1], shape)
+    # Outputs whose windows miss the image.
+    out[..., :rows.first, :] = 0
+    out[..., rows.stop:, :] = 0
+    out[..., :cols.first] = 0
+    out[..., cols.stop:] = 0
+    per_task = max(1, min(cols.tiles, _TASK_BYTES // spectrum.nbytes))
+    chunks = -(-cols.tiles // per_task)
+    per_task = -(-cols.tiles // chunks)  # even chunks
+    tasks = [(index, band, chunk * per_task, min(cols.tiles, (chunk + 1) * per_task))
+             for index in np.ndindex(image.shape[:-2]) for band in range(rows.tiles)
+             for chunk in range(chunks)]
+    height, width = image.shape[-2:]
+    buffer_width = (per_task - 1) * cols.stride + cols.length
+
+    def work(task, scratch):
+        index, band, c0, c1 = task
+        plane, target = image[index], out[index]
+        buffer = scratch.get("buffer")
+        if buffer is None:
+            buffer = scratch["buffer"] = np.empty((rows.length, buffer_width), image.dtype)
+        # The tiles c0..c1-1 of this band, side by side (they overlap by
+        # length - stride), with zeros outside the image.
+        y0, x0 = rows.origin + band * rows.stride, cols.origin + c0 * cols.stride
+        span = (c1 - c0 - 1) * cols.stride + cols.length
+        ya, yb = max(y0, 0), min(y0 + rows.length, rows.hi)
+        xa, xb = max(x0, 0), min(x0 + span, cols.hi)
+        if (ya, yb, xa, xb) != (y0, y0 + rows.length, x0, x0 + span):
+            buffer.fill(0)
+        if ya < yb and xa < xb:
+            buffer[ya - y0:yb - y0, xa - x0:xb - x0] = plane[ya:yb, xa:xb]
+        s0, s1 = buffer.strides
+        tiles = np.lib.stride_tricks.as_strided(
+            buffer, (c1 - c0, rows.length, cols.length), (cols.stride * s1, s0, s1),
+            writeable=False)
+        product = forward(tiles, shape)
+        product *= spectrum
+        result = inverse(product, shape, overwrite_x=True)
+        i = rows.first + band * rows.per_tile
+        count = min(rows.per_tile, rows.stop - i)
+        picked = result[:, rows.offset:rows.offset + count * sh:sh,
+                        cols.offset:cols.offset + cols.per_tile * sw:sw]
+        # Whole tiles in one copy (target's rows as (count, tiles, per_tile)),
+        # then the last tile's part that is not cut off at cols.stop.
+        j = cols.first + c0 * cols.per_tile
+        whole = min(c1 - c0, (cols.stop - j) // cols.per_tile)
+        t0, t1 = target.strides
+        np.lib.stride_tricks.as_strided(
+            target[i:, j:], (count, whole, cols.per_tile), (t0, cols.per_tile * t1, t1)
+        )[...] = picked[:whole].transpose(1, 0, 2)
+        if whole < c1 - c0:
+            j += whole * cols.per_tile
+            target[i:i + count, j:cols.stop] = picked[whole, :, :cols.stop - j]
+
+    _run(tasks, work)
 
 
 def conv2d_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups):
@@ -137,5 +369,6 @@ def conv2d_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups):
         dilated = np.zeros((dh * (kh - 1) + 1, dw * (kw - 1) + 1), kernel.dtype)
         dilated[::dh, ::dw] = kernel
         kernel = dilated
-    out[...] = bias[:, None, None]
     correlate_into(out[:, 0], x[:, 0], kernel, ph, pw, sh, sw)
+    if bias[0]:
+        out += bias[0]

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cyconv._conv import Geometry, run_forward
-from cyconv._fft import all_finite, fft_applies, fft_is_faster
+from cyconv._fft import all_finite, fft_applies, fft_is_faster, fft_plan
 from cyconv._typing import Method
 from cyconv._validate import check_alloc, check_choice
 
@@ -211,8 +211,8 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         pads = (0, 0, 0, 0)
 
     if method == "auto":
-        transform = (image.shape[0] + kh - 1, image.shape[1] + kw - 1)
-        method = "fft" if fft_is_faster(ho * wo, kh * kw, transform, compute) else "direct"
+        plan = fft_plan(image.shape, kernel.shape, pads[0], pads[2], (1, 1), (ho, wo), compute)
+        method = "fft" if fft_is_faster(ho * wo, kh * kw, plan, compute) else "direct"
     if method == "fft":
         if not fft_applies(image, kernel):
             method = "direct"

@@ -296,21 +296,25 @@ def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
         return
     rows, cols = plan
     real = image.dtype.kind == "f"
-    forward, inverse = (sp_fft.rfft2, sp_fft.irfft2) if real else (sp_fft.fft2, sp_fft.ifft2)
+    forward, inverse = (sp_fft.rfft2, sp_fft.irfft) if real else (sp_fft.fft2, sp_fft.ifft)
     shape = (rows.length, cols.length)
-    spectrum = forward(kernel[::-1, ::-1], shape)
     # Outputs whose windows miss the image.
     out[..., :rows.first, :] = 0
     out[..., rows.stop:, :] = 0
     out[..., :cols.first] = 0
     out[..., cols.stop:] = 0
-    per_task = max(1, min(cols.tiles, _TASK_BYTES // spectrum.nbytes))
+    # A task is a run of tiles along a band, at most _TASK_BYTES of spectra.
+    tile_bytes = rows.length * (cols.length // 2 + 1 if real else cols.length) * (
+        2 * image.itemsize if real else image.itemsize)
+    per_task = max(1, min(cols.tiles, _TASK_BYTES // tile_bytes))
     chunks = -(-cols.tiles // per_task)
     per_task = -(-cols.tiles // chunks)  # even chunks
     tasks = [(index, band, chunk * per_task, min(cols.tiles, (chunk + 1) * per_task))
              for index in np.ndindex(image.shape[:-2]) for band in range(rows.tiles)
              for chunk in range(chunks)]
-    height, width = image.shape[-2:]
+    # Fewer tasks than threads (one large tile): the transforms use the rest.
+    workers = max(1, _openmp.max_threads() // max(1, len(tasks)))
+    spectrum = forward(kernel[::-1, ::-1], shape, workers=workers)
     buffer_width = (per_task - 1) * cols.stride + cols.length
 
     def work(task, scratch):
@@ -323,23 +327,28 @@ def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
         # length - stride), with zeros outside the image.
         y0, x0 = rows.origin + band * rows.stride, cols.origin + c0 * cols.stride
         span = (c1 - c0 - 1) * cols.stride + cols.length
-        ya, yb = max(y0, 0), min(y0 + rows.length, rows.hi)
-        xa, xb = max(x0, 0), min(x0 + span, cols.hi)
-        if (ya, yb, xa, xb) != (y0, y0 + rows.length, x0, x0 + span):
-            buffer.fill(0)
-        if ya < yb and xa < xb:
-            buffer[ya - y0:yb - y0, xa - x0:xb - x0] = plane[ya:yb, xa:xb]
+        # Where the image lies in the buffer: rows [ya, yb), columns [xa, xb).
+        ya, yb = min(max(-y0, 0), rows.length), max(min(rows.hi - y0, rows.length), 0)
+        xa, xb = min(max(-x0, 0), span), max(min(cols.hi - x0, span), 0)
+        yb, xb = max(ya, yb), max(xa, xb)
+        buffer[:ya, :span] = 0
+        buffer[yb:, :span] = 0
+        buffer[ya:yb, :xa] = 0
+        buffer[ya:yb, xb:span] = 0
+        buffer[ya:yb, xa:xb] = plane[y0 + ya:y0 + yb, x0 + xa:x0 + xb]
         s0, s1 = buffer.strides
         tiles = np.lib.stride_tricks.as_strided(
             buffer, (c1 - c0, rows.length, cols.length), (cols.stride * s1, s0, s1),
             writeable=False)
-        product = forward(tiles, shape)
+        product = forward(tiles, shape, workers=workers)
         product *= spectrum
-        result = inverse(product, shape, overwrite_x=True)
         i = rows.first + band * rows.per_tile
         count = min(rows.per_tile, rows.stop - i)
-        picked = result[:, rows.offset:rows.offset + count * sh:sh,
-                        cols.offset:cols.offset + cols.per_tile * sw:sw]
+        # The inverse along the rows, then along the columns of the rows kept.
+        product = sp_fft.ifft(product, axis=-2, overwrite_x=True, workers=workers)
+        result = inverse(product[:, rows.offset:rows.offset + count * sh:sh], cols.length,
+                         overwrite_x=True, workers=workers)
+        picked = result[..., cols.offset:cols.offset + cols.per_tile * sw:sw]
         # Whole tiles in one copy (target's rows as (count, tiles, per_tile)),
         # then the last tile's part that is not cut off at cols.stop.
         j = cols.first + c0 * cols.per_tile

@@ -5,12 +5,18 @@ with the whole input: every entry carries about ``eps * sum|x| * max|k|``,
 where ``x`` is the image as far as the boundary extends it. The comparisons
 allow 16 times that (measured worst cases stay below 2).
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import scipy.signal
 from numpy.testing import assert_array_equal
 
 import cyconv
+from cyconv import _fft, _openmp
 
 from _reference import conv2d_api_ref
 
@@ -224,6 +230,121 @@ def test_empty_inputs(name):
             got = getattr(cyconv, name)(in1, in2, mode, fillvalue=2, method="fft")
             assert got.dtype == expected.dtype and got.shape == expected.shape
             assert_array_equal(got, expected)
+
+
+# ------------------------------------------------------------ tiled transforms
+# Large inputs are cut into overlap-save tiles (see _fft._axis). The tests
+# force tiles of a given transform length on small inputs: `forced_tiles`
+# replaces the cost model's choice with that length on every axis where it
+# gives more than one tile (elsewhere the axis stays one tile, as it must
+# when the kernel does not fit in the tile).
+
+@pytest.fixture
+def forced_tiles(monkeypatch):
+    """``force(length)``: later FFT calls use tiles of that transform length."""
+    tiled = []
+
+    def force(length):
+        def choices(size, k, before, step, count, real):
+            axis = _fft._axis(size, k, before, step, count, real, length)
+            tiled.append(axis is not None)
+            return (_fft._axis(size, k, before, step, count, real) if axis is None else axis,)
+        monkeypatch.setattr(_fft, "_axis_choices", choices)
+        return tiled
+    return force
+
+
+@pytest.mark.parametrize("length", [5, 8, 12])
+@pytest.mark.parametrize("dtype", FFT_DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NAMES)
+def test_tiles_match_scipy_and_direct(name, mode, dtype, length, forced_tiles):
+    """Tiles that do not divide the image, kernels longer than a tile, every boundary."""
+    tiled = forced_tiles(length)
+    rng = np.random.default_rng(11)
+    image = _random(rng, (37, 29), dtype)
+    for shape in ((3, 3), (4, 2), (1, 6), (7, 9), (13, 3)):
+        kernel = _random(rng, shape, dtype)
+        for boundary, fillvalue in BOUNDARIES:
+            _check_fft(name, image, kernel, mode, boundary, fillvalue)
+    assert any(tiled) and not all(tiled)
+
+
+@pytest.mark.parametrize("length", [9, 12, 16])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kwargs", [
+    dict(stride=(2, 3)),
+    dict(dilation=(2, 3), padding=(3, 1)),
+    dict(stride=(3, 2), dilation=(1, 2), padding=4),
+    dict(padding="same", dilation=(2, 1)),
+    dict(stride=5, padding=(7, 0)),
+], ids=["stride", "dilation", "stride-dilation", "same", "stride-over-tile"])
+def test_tiles_conv2d_strides_dilation_batches(kwargs, dtype, length, forced_tiles):
+    """conv2d(method='fft') on a batch: strides and dilation cut into tiles."""
+    tiled = forced_tiles(length)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 1, 31, 26)).astype(dtype)
+    w = rng.standard_normal((1, 1, 4, 3)).astype(dtype)
+    for bias in (None, np.array([-0.75], dtype)):
+        got = cyconv.conv2d(x, w, bias, method="fft", **kwargs)
+        ref = conv2d_api_ref(x, w, bias, **kwargs)
+        assert got.dtype == np.dtype(dtype) and got.shape == ref.shape
+        assert np.abs(got - ref).max() <= _conv_bound(x, w, bias, dtype)
+        assert np.abs(got - cyconv.conv2d(x, w, bias, method="direct", **kwargs)).max() <= (
+            _conv_bound(x, w, bias, dtype))
+    assert any(tiled)
+
+
+@pytest.mark.skipif(not _openmp.openmp_enabled(), reason="built without OpenMP")
+def test_tiles_run_on_the_kernel_threads(forced_tiles, monkeypatch):
+    """No more threads than OpenMP's count; the same bits whatever the count."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    forced_tiles(16)
+    pools = []
+    executor = _fft._executor
+    monkeypatch.setattr(_fft, "_executor", lambda workers: pools.append(workers)
+                        or executor(workers))
+    rng = np.random.default_rng(13)
+    image, kernel = rng.standard_normal((2, 1, 70, 60)), rng.standard_normal((1, 1, 5, 7))
+    results = {}
+    for threads in (1, 2, 3):
+        pools.clear()
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="openmp"):
+            results[threads] = cyconv.conv2d(image, kernel, padding=2, method="fft")
+        # The calling thread works too: threads - 1 more from the pool.
+        assert set(pools) == ({threads - 1} if threads > 1 else set())
+    assert_array_equal(results[1], results[2])
+    assert_array_equal(results[1], results[3])
+    assert np.abs(results[1] - conv2d_api_ref(image, kernel, padding=2)).max() <= _conv_bound(
+        image, kernel, None, "float64")
+
+
+def test_tiles_after_fork():
+    """A child forked after the thread pool started gets a pool of its own.
+
+    The parent's pool has no threads in the child: work sent there would never run.
+    """
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    code = textwrap.dedent("""
+        import os, numpy as np, cyconv
+        from cyconv import _fft
+        _fft._axis_choices = lambda *a: (_fft._axis(*a, 16),)
+        x, w = np.ones((70, 60)), np.ones((5, 5))
+        first = cyconv.correlate2d(x, w, method="fft")
+        assert _fft._pool is not None
+        pid = os.fork()
+        if pid == 0:
+            fresh = _fft._pool is None
+            again = cyconv.correlate2d(x, w, method="fft")
+            os._exit(0 if fresh and np.array_equal(again, first) else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+        print(round(first.max()))
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "25"
 
 
 # ---------------------------------------------------------------- conv2d

@@ -129,19 +129,40 @@ def _axis(size, k, before, step, count, real, length=None):
                 -(-(stop - first) // per_tile))
 
 
-# Tiles longer than this (or than twice the kernel) are not tried: smaller
-# ones keep a band of tiles and its spectrum in a core's cache.
+# The cost model behind method='auto' and the choice of tiles (SciPy's
+# choose_conv_method is the model: compare the two costs, each a constant
+# times its operation count). Seconds per multiply-add of the direct loops;
+# per point * log2(points) of one transform (with its share of the spectrum
+# product and the copies); per tile (the Python work around its transforms).
+# Measured on this project's 2-core AVX-512 machine, both threads, with a
+# 1024x1024 sweep of kernels 3..31 in 'same' and 'valid' mode and tiles of
+# 48..384 (median error of the FFT model 7%). Complex inputs cost about 4x
+# (direct) and 2x (FFT: full instead of half spectra) their real precision.
+_DIRECT_SECONDS_PER_MAC = {4: 30e-12, 8: 55e-12}
+_FFT_SECONDS_PER_POINT_LOG = {4: 0.098e-9, 8: 0.17e-9}
+_FFT_SECONDS_PER_TILE = 2e-6
+# A tile whose real data exceed this many bytes (its spectrum as many) no
+# longer stays in a core's cache: one 1080x1080 tile costs about 1.5 times
+# the model.
+_TILE_CACHE_BYTES = 1 << 20
+_OUT_OF_CACHE = 1.5
+# Tiles longer than this (or than twice the kernel) are not tried.
 _TILE_MAX = 512
 
 
-@functools.lru_cache(maxsize=256)
-def _axis_choices(size, k, before, step, count, real):
-    """The single tile and the few tilings with the fewest points * sqrt(log2(length)).
+def _seconds(tiles, points, itemsize):
+    """Predicted seconds of ``tiles`` real tiles of ``points`` points, and the kernel's."""
+    seconds = ((2 * tiles + 1) * points * math.log2(max(points, 2))
+               * _FFT_SECONDS_PER_POINT_LOG[itemsize] + tiles * _FFT_SECONDS_PER_TILE)
+    return seconds * (_OUT_OF_CACHE if points * itemsize > _TILE_CACHE_BYTES else 1)
 
-    The transforms cost about ``points * log2(points)``; with tiles of similar
-    lengths along both axes, ``log2(nh*nw) ~ 2 sqrt(log2(nh) log2(nw))``, so
-    the product of the two axes' ``tiles * length * sqrt(log2(length))``
-    ranks 2-D tilings.
+
+@functools.lru_cache(maxsize=256)
+def _axis_choices(size, k, before, step, count, real, itemsize):
+    """The single tile and the three tilings of one axis that look cheapest.
+
+    A tiling of length ``n`` is ranked by the square root of the cost of
+    square tiles ``n x n`` on both axes, ``tiles * sqrt(_seconds(1, n*n))``.
     """
     single = _axis(size, k, before, step, count, real)
     if single is None:
@@ -151,14 +172,15 @@ def _axis_choices(size, k, before, step, count, real):
     while length < min(single.length, max(_TILE_MAX, 2 * (k + step))):
         axis = _axis(size, k, before, step, count, real, length)
         if axis is not None:
-            ranked.append((axis.tiles * length * math.sqrt(math.log2(length)), axis))
+            ranked.append((axis.tiles * math.sqrt(_seconds(1, length * length, itemsize)),
+                           axis))
         length = sp_fft.next_fast_len(length + 1, real)
     ranked.sort()
     return (single, *(axis for _, axis in ranked[:3]))
 
 
 def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
-    """The tiling `correlate_into` runs, the one `fft_seconds` predicts fastest.
+    """The tiling `correlate_into` runs: the one `fft_seconds` predicts fastest.
 
     Returns ``(rows, cols)``, two `Axis`, or None when no output overlaps
     the image or ``dtype`` is not one of FFT_DTYPES. The arguments are those
@@ -169,27 +191,15 @@ def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
     if dtype not in FFT_DTYPES:
         return None
     real = dtype.kind != "c"
+    itemsize = dtype.itemsize if real else dtype.itemsize // 2
     (h, w), (kh, kw), (ho, wo) = image_shape[-2:], kernel_shape, out_shape[-2:]
-    rows = _axis_choices(h, kh, top, steps[0], ho, real)
-    cols = _axis_choices(w, kw, left, steps[1], wo, real)
+    rows = _axis_choices(h, kh, top, steps[0], ho, real, itemsize)
+    cols = _axis_choices(w, kw, left, steps[1], wo, real, itemsize)
     if not rows or not cols:
         return None
     batch = math.prod(image_shape[:-2])
     return min(((r, c) for r in rows for c in cols),
                key=lambda plan: fft_seconds(plan, batch, dtype))
-
-
-# The cost model behind method='auto' (SciPy's choose_conv_method is the model:
-# compare the two costs, each a constant times its operation count). Seconds
-# per multiply-add of the direct loops; per point * log2(points) of one
-# transform and per point of a tile's spectrum product, copies and threads'
-# share, measured on this project's 2-core AVX-512 machine with a 1024x1024
-# sweep of kernels 3..31 in 'same' and 'valid' mode. Complex inputs cost
-# about 4x (direct) and 2x (FFT: full instead of half spectra) their real
-# precision.
-_DIRECT_SECONDS_PER_MAC = {4: 33e-12, 8: 55e-12}
-_FFT_SECONDS_PER_POINT_LOG = {4: 0.15e-9, 8: 0.3e-9}
-_FFT_SECONDS_PER_POINT = {4: 1e-9, 8: 2e-9}
 
 
 def fft_seconds(plan, batch, dtype):
@@ -198,12 +208,7 @@ def fft_seconds(plan, batch, dtype):
     dtype = np.dtype(dtype)
     complex_ = dtype.kind == "c"
     itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
-    tiles = batch * rows.tiles * cols.tiles
-    points = rows.length * cols.length
-    # Two transforms per tile, one for the kernel.
-    seconds = ((2 * tiles + 1) * points * math.log2(max(points, 2))
-               * _FFT_SECONDS_PER_POINT_LOG[itemsize]
-               + tiles * points * _FFT_SECONDS_PER_POINT[itemsize])
+    seconds = _seconds(batch * rows.tiles * cols.tiles, rows.length * cols.length, itemsize)
     return seconds * (2 if complex_ else 1)
 
 

@@ -131,38 +131,73 @@ def _axis(size, k, before, step, count, real, length=None):
 
 # The cost model behind method='auto' and the choice of tiles (SciPy's
 # choose_conv_method is the model: compare the two costs, each a constant
-# times its operation count). Seconds per multiply-add of the direct loops;
-# per point * log2(points) of one transform (with its share of the spectrum
-# product and the copies); per tile (the Python work around its transforms).
-# Measured on this project's 2-core AVX-512 machine, both threads, with a
-# 1024x1024 sweep of kernels 3..31 in 'same' and 'valid' mode and tiles of
-# 48..384 (median error of the FFT model 7%). Complex inputs cost about 4x
-# (direct) and 2x (FFT: full instead of half spectra) their real precision.
-_DIRECT_SECONDS_PER_MAC = {4: 30e-12, 8: 55e-12}
-_FFT_SECONDS_PER_POINT_LOG = {4: 0.098e-9, 8: 0.17e-9}
-_FFT_SECONDS_PER_TILE = 2e-6
-# A tile whose real data exceed this many bytes (its spectrum as many) no
-# longer stays in a core's cache: one 1080x1080 tile costs about 1.5 times
-# the model.
-_TILE_CACHE_BYTES = 1 << 20
-_OUT_OF_CACHE = 1.5
+# times its operation count). On one thread: seconds per multiply-add of the
+# direct loops; per point * log2(points) of one transform (with its share of
+# the spectrum product and the copies); per tile, per task and per call (the
+# Python work around the transforms). Each further thread adds the given
+# share of one to the speed. Measured on this project's 2-core AVX-512
+# machine: the direct loops on 1024x1024 images with kernels 3..31, the FFT
+# on images of 32..1024 with kernels 3..31 and the three best tilings of
+# each (median error 4% in float32, 7% in float64), both threads against one
+# on 512 and 1024 images. Complex inputs cost about 4x (direct) and 2x (FFT:
+# full instead of half spectra) their real precision.
+_DIRECT_SECONDS_PER_MAC = {4: 58e-12, 8: 110e-12}
+_DIRECT_THREAD_GAIN = 0.95
+_FFT_SECONDS_PER_POINT_LOG = {4: 0.165e-9, 8: 0.29e-9}
+_FFT_SECONDS_PER_TILE = 5e-6
+_FFT_SECONDS_PER_TASK = 4e-6
+_FFT_SECONDS_PER_CALL = 60e-6
+_FFT_THREAD_GAIN = 0.75  # tasks shared among the threads
+_FFT_WORKER_GAIN = 0.3  # a single task: the threads share its transforms
 # Tiles longer than this (or than twice the kernel) are not tried.
 _TILE_MAX = 512
+# A task is a run of tiles along a band whose spectra stay below this many
+# bytes (a core's share of L2).
+_TASK_BYTES = 1 << 20
+# Below this predicted time on one thread the tiles run on the calling
+# thread only: handing work to another thread costs tens of microseconds.
+# Above it, each thread gets this many tasks, when there are enough tiles,
+# so that they finish together.
+_PARALLEL_SECONDS = 300e-6
+_TASKS_PER_THREAD = 4
 
 
-def _seconds(tiles, points, itemsize):
-    """Predicted seconds of ``tiles`` real tiles of ``points`` points, and the kernel's."""
+class Plan(NamedTuple):
+    """The tiles of `correlate_into` and their predicted time (see `fft_plan`)."""
+
+    rows: Axis
+    cols: Axis
+    per_task: int  # tiles of a band per task (tasks split a band evenly)
+    threads: int  # threads the tiles run on
+    seconds: float
+
+
+def _plan(rows, cols, batch, real, itemsize, threads):
+    """Plan for tiles ``rows x cols`` on ``batch`` planes of ``itemsize``-byte reals."""
+    points = rows.length * cols.length
+    spectrum = rows.length * (cols.length // 2 + 1 if real else cols.length) * 2 * itemsize
+    per_task = max(1, min(cols.tiles, _TASK_BYTES // spectrum))
+    chunks = -(-cols.tiles // per_task)
+    tiles = batch * rows.tiles * cols.tiles
+    tasks = batch * rows.tiles * chunks
     seconds = ((2 * tiles + 1) * points * math.log2(max(points, 2))
-               * _FFT_SECONDS_PER_POINT_LOG[itemsize] + tiles * _FFT_SECONDS_PER_TILE)
-    return seconds * (_OUT_OF_CACHE if points * itemsize > _TILE_CACHE_BYTES else 1)
+               * _FFT_SECONDS_PER_POINT_LOG[itemsize]
+               + tiles * _FFT_SECONDS_PER_TILE + tasks * _FFT_SECONDS_PER_TASK)
+    seconds *= 1 if real else 2
+    if seconds < _PARALLEL_SECONDS:
+        threads = 1
+    gain = _FFT_THREAD_GAIN if tiles > 1 else _FFT_WORKER_GAIN
+    seconds /= 1 + (min(threads, tiles) - 1) * gain
+    return Plan(rows, cols, -(-cols.tiles // chunks), threads,
+                seconds + _FFT_SECONDS_PER_CALL)
 
 
 @functools.lru_cache(maxsize=256)
 def _axis_choices(size, k, before, step, count, real, itemsize):
     """The single tile and the three tilings of one axis that look cheapest.
 
-    A tiling of length ``n`` is ranked by the square root of the cost of
-    square tiles ``n x n`` on both axes, ``tiles * sqrt(_seconds(1, n*n))``.
+    A tiling is ranked by the square root of the predicted time of its
+    tiles on both axes.
     """
     single = _axis(size, k, before, step, count, real)
     if single is None:
@@ -172,44 +207,40 @@ def _axis_choices(size, k, before, step, count, real, itemsize):
     while length < min(single.length, max(_TILE_MAX, 2 * (k + step))):
         axis = _axis(size, k, before, step, count, real, length)
         if axis is not None:
-            ranked.append((axis.tiles * math.sqrt(_seconds(1, length * length, itemsize)),
-                           axis))
+            ranked.append((_plan(axis, axis, 1, real, itemsize, 1).seconds, axis))
         length = sp_fft.next_fast_len(length + 1, real)
     ranked.sort()
     return (single, *(axis for _, axis in ranked[:3]))
 
 
-def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
-    """The tiling `correlate_into` runs: the one `fft_seconds` predicts fastest.
-
-    Returns ``(rows, cols)``, two `Axis`, or None when no output overlaps
-    the image or ``dtype`` is not one of FFT_DTYPES. The arguments are those
-    of `correlate_into`: ``steps`` is ``(sh, sw)``, ``image_shape`` may have
-    leading batch axes.
-    """
-    dtype = np.dtype(dtype)
-    if dtype not in FFT_DTYPES:
-        return None
+@functools.lru_cache(maxsize=256)
+def _best_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype, threads):
     real = dtype.kind != "c"
     itemsize = dtype.itemsize if real else dtype.itemsize // 2
-    (h, w), (kh, kw), (ho, wo) = image_shape[-2:], kernel_shape, out_shape[-2:]
+    (h, w), (kh, kw), (ho, wo) = image_shape[-2:], kernel_shape, out_shape
     rows = _axis_choices(h, kh, top, steps[0], ho, real, itemsize)
     cols = _axis_choices(w, kw, left, steps[1], wo, real, itemsize)
     if not rows or not cols:
         return None
     batch = math.prod(image_shape[:-2])
-    return min(((r, c) for r in rows for c in cols),
-               key=lambda plan: fft_seconds(plan, batch, dtype))
+    return min((_plan(r, c, batch, real, itemsize, threads) for r in rows for c in cols),
+               key=lambda plan: plan.seconds)
 
 
-def fft_seconds(plan, batch, dtype):
-    """Predicted time of `correlate_into` with ``plan`` on ``batch`` planes."""
-    rows, cols = plan
+def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
+    """The tiles `correlate_into` runs: those with the least predicted time.
+
+    The arguments are those of `correlate_into`: ``steps`` is ``(sh, sw)``,
+    ``image_shape`` and ``out_shape`` may have leading batch axes. The tiles
+    run on the kernels' thread count (OpenMP's) when there is enough work.
+    Returns a `Plan`, or None when no output overlaps the image or ``dtype``
+    is not one of FFT_DTYPES.
+    """
     dtype = np.dtype(dtype)
-    complex_ = dtype.kind == "c"
-    itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
-    seconds = _seconds(batch * rows.tiles * cols.tiles, rows.length * cols.length, itemsize)
-    return seconds * (2 if complex_ else 1)
+    if dtype not in FFT_DTYPES:
+        return None
+    return _best_plan(tuple(image_shape), tuple(kernel_shape), top, left, tuple(steps),
+                      tuple(out_shape[-2:]), dtype, _openmp.max_threads())
 
 
 def fft_is_faster(out_pixels, taps, plan, dtype):
@@ -217,14 +248,11 @@ def fft_is_faster(out_pixels, taps, plan, dtype):
     dtype = np.dtype(dtype)
     complex_ = dtype.kind == "c"
     itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
-    if plan is None:
-        return False  # long double or integers: no FFT; or no output overlaps the image
+    if plan is None:  # `fft_plan`'s: long double and integers have no FFT, and
+        return False  # an output whose windows all miss the image is zeros
     direct = out_pixels * taps * _DIRECT_SECONDS_PER_MAC[itemsize] * (4 if complex_ else 1)
-    return direct > fft_seconds(plan, 1, dtype)
+    return direct / (1 + (_openmp.max_threads() - 1) * _DIRECT_THREAD_GAIN) > plan.seconds
 
-
-# Tiles per task: a task's spectra stay below this many bytes (a core's L2 share).
-_TASK_BYTES = 1 << 20
 
 _pool_lock = threading.Lock()
 _pool = None  # (threads, ThreadPoolExecutor) running tiles besides the calling thread
@@ -251,13 +279,13 @@ def _executor(workers):
         return _pool[1]
 
 
-def _run(tasks, work):
-    """``work(task, scratch)`` for every task, on at most the kernels' thread count.
+def _run(tasks, work, threads):
+    """``work(task, scratch)`` for every task, on at most ``threads`` threads.
 
     Each thread takes the next task as it finishes one and keeps its own
     scratch dict; the calling thread works too.
     """
-    threads = min(len(tasks), _openmp.max_threads())
+    threads = min(len(tasks), threads)
     if threads <= 1:
         scratch = {}
         for task in tasks:
@@ -299,7 +327,7 @@ def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
     if plan is None:
         out[...] = 0
         return
-    rows, cols = plan
+    rows, cols, per_task, threads, _ = plan
     real = image.dtype.kind == "f"
     forward, inverse = (sp_fft.rfft2, sp_fft.irfft) if real else (sp_fft.fft2, sp_fft.ifft)
     shape = (rows.length, cols.length)
@@ -308,17 +336,16 @@ def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
     out[..., rows.stop:, :] = 0
     out[..., :cols.first] = 0
     out[..., cols.stop:] = 0
-    # A task is a run of tiles along a band, at most _TASK_BYTES of spectra.
-    tile_bytes = rows.length * (cols.length // 2 + 1 if real else cols.length) * (
-        2 * image.itemsize if real else image.itemsize)
-    per_task = max(1, min(cols.tiles, _TASK_BYTES // tile_bytes))
-    chunks = -(-cols.tiles // per_task)
-    per_task = -(-cols.tiles // chunks)  # even chunks
-    tasks = [(index, band, chunk * per_task, min(cols.tiles, (chunk + 1) * per_task))
+    bands = math.prod(image.shape[:-2]) * rows.tiles
+    if threads > 1 and bands < _TASKS_PER_THREAD * threads:
+        # Shorter runs of tiles, for enough tasks to share among the threads.
+        chunks = min(cols.tiles, -(-_TASKS_PER_THREAD * threads // bands))
+        per_task = min(per_task, -(-cols.tiles // chunks))
+    tasks = [(index, band, c0, min(cols.tiles, c0 + per_task))
              for index in np.ndindex(image.shape[:-2]) for band in range(rows.tiles)
-             for chunk in range(chunks)]
+             for c0 in range(0, cols.tiles, per_task)]
     # Fewer tasks than threads (one large tile): the transforms use the rest.
-    workers = max(1, _openmp.max_threads() // max(1, len(tasks)))
+    workers = max(1, threads // len(tasks))
     spectrum = forward(kernel[::-1, ::-1], shape, workers=workers)
     buffer_width = (per_task - 1) * cols.stride + cols.length
 
@@ -366,7 +393,7 @@ def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
             j += whole * cols.per_tile
             target[i:i + count, j:cols.stop] = picked[whole, :, :cols.stop - j]
 
-    _run(tasks, work)
+    _run(tasks, work, threads)
 
 
 def conv2d_forward(x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups):

@@ -132,16 +132,19 @@ def _axis(size, k, before, step, count, real, length=None):
 # The cost model behind method='auto' and the choice of tiles (SciPy's
 # choose_conv_method is the model: compare the two costs, each a constant
 # times its operation count). On one thread: seconds per multiply-add of the
-# direct loops; per point * log2(points) of one transform (with its share of
-# the spectrum product and the copies); per tile, per task and per call (the
+# direct loops, per output row and tap (their inner loop's start) and per
+# output; per point * log2(points) of one transform (with its share of the
+# spectrum product and the copies), per tile, per task and per call (the
 # Python work around the transforms). Each further thread adds the given
 # share of one to the speed. Measured on this project's 2-core AVX-512
-# machine: the direct loops on 1024x1024 images with kernels 3..31, the FFT
-# on images of 32..1024 with kernels 3..31 and the three best tilings of
-# each (median error 4% in float32, 7% in float64), both threads against one
-# on 512 and 1024 images. Complex inputs cost about 4x (direct) and 2x (FFT:
-# full instead of half spectra) their real precision.
-_DIRECT_SECONDS_PER_MAC = {4: 58e-12, 8: 110e-12}
+# machine: the direct loops on images of 32..1024 with kernels 3..31 in
+# 'same' and 'valid' mode (median error 4% in float32, 5% in float64), the
+# FFT on the same images with the three best tilings of each (4%, 7%), both
+# threads against one on 512 and 1024 images. Complex inputs cost about 4x
+# (direct) and 2x (FFT: full instead of half spectra) their real precision.
+_DIRECT_SECONDS_PER_MAC = {4: 54e-12, 8: 105e-12}
+_DIRECT_SECONDS_PER_ROW_TAP = {4: 3.7e-9, 8: 2.8e-9}
+_DIRECT_SECONDS_PER_OUTPUT = {4: 0.17e-9, 8: 0.32e-9}
 _DIRECT_THREAD_GAIN = 0.95
 _FFT_SECONDS_PER_POINT_LOG = {4: 0.165e-9, 8: 0.29e-9}
 _FFT_SECONDS_PER_TILE = 5e-6
@@ -170,9 +173,10 @@ class Plan(NamedTuple):
     per_task: int  # tiles of a band per task (tasks split a band evenly)
     threads: int  # threads the tiles run on
     seconds: float
+    out_rows: int  # output rows of all planes (the direct loops' cost)
 
 
-def _plan(rows, cols, batch, real, itemsize, threads):
+def _plan(rows, cols, batch, real, itemsize, threads, out_rows=0):
     """Plan for tiles ``rows x cols`` on ``batch`` planes of ``itemsize``-byte reals."""
     points = rows.length * cols.length
     spectrum = rows.length * (cols.length // 2 + 1 if real else cols.length) * 2 * itemsize
@@ -189,7 +193,7 @@ def _plan(rows, cols, batch, real, itemsize, threads):
     gain = _FFT_THREAD_GAIN if tiles > 1 else _FFT_WORKER_GAIN
     seconds /= 1 + (min(threads, tiles) - 1) * gain
     return Plan(rows, cols, -(-cols.tiles // chunks), threads,
-                seconds + _FFT_SECONDS_PER_CALL)
+                seconds + _FFT_SECONDS_PER_CALL, batch * out_rows)
 
 
 @functools.lru_cache(maxsize=256)
@@ -223,7 +227,7 @@ def _best_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype, th
     if not rows or not cols:
         return None
     batch = math.prod(image_shape[:-2])
-    return min((_plan(r, c, batch, real, itemsize, threads) for r in rows for c in cols),
+    return min((_plan(r, c, batch, real, itemsize, threads, ho) for r in rows for c in cols),
                key=lambda plan: plan.seconds)
 
 
@@ -250,7 +254,9 @@ def fft_is_faster(out_pixels, taps, plan, dtype):
     itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
     if plan is None:  # `fft_plan`'s: long double and integers have no FFT, and
         return False  # an output whose windows all miss the image is zeros
-    direct = out_pixels * taps * _DIRECT_SECONDS_PER_MAC[itemsize] * (4 if complex_ else 1)
+    direct = ((out_pixels * taps * _DIRECT_SECONDS_PER_MAC[itemsize]
+               + plan.out_rows * taps * _DIRECT_SECONDS_PER_ROW_TAP[itemsize])
+              * (4 if complex_ else 1) + out_pixels * _DIRECT_SECONDS_PER_OUTPUT[itemsize])
     return direct / (1 + (_openmp.max_threads() - 1) * _DIRECT_THREAD_GAIN) > plan.seconds
 
 
@@ -327,7 +333,7 @@ def correlate_into(out, image, kernel, top, left, sh=1, sw=1, plan=None):
     if plan is None:
         out[...] = 0
         return
-    rows, cols, per_task, threads, _ = plan
+    rows, cols, per_task, threads = plan[:4]
     real = image.dtype.kind == "f"
     forward, inverse = (sp_fft.rfft2, sp_fft.irfft) if real else (sp_fft.fft2, sp_fft.ifft)
     shape = (rows.length, cols.length)

@@ -296,6 +296,33 @@ def test_tiles_conv2d_strides_dilation_batches(kwargs, dtype, length, forced_til
     assert any(tiled)
 
 
+@pytest.mark.parametrize("dtype, spectrum", [("float32", "complex64"),
+                                              ("float64", "complex128"),
+                                              ("complex64", "complex64")])
+def test_transforms_in_the_input_precision(dtype, spectrum, forced_tiles, monkeypatch):
+    """float32 is transformed in single precision (and stays float32), tiles or not."""
+    seen = []
+
+    class Spy:
+        def __getattr__(self, name):
+            function = getattr(scipy.fft, name)
+            if name == "next_fast_len":
+                return function
+            return lambda *args, **kwargs: seen.append(function(*args, **kwargs)) or seen[-1]
+    monkeypatch.setattr(_fft, "sp_fft", Spy())
+    rng = np.random.default_rng(14)
+    image, kernel = _random(rng, (40, 30), dtype), _random(rng, (5, 4), dtype)
+    for length in (None, 12):
+        if length:
+            forced_tiles(length)
+        seen.clear()
+        got = cyconv.correlate2d(image, kernel, "same", method="fft")
+        assert got.dtype == np.dtype(dtype)
+        assert seen and {a.dtype for a in seen} <= {np.dtype(spectrum), np.dtype(dtype)}
+        assert np.dtype(spectrum) in {a.dtype for a in seen}
+        _check_fft("correlate2d", image, kernel, "same")
+
+
 @pytest.mark.skipif(not _openmp.openmp_enabled(), reason="built without OpenMP")
 def test_tiles_run_on_the_kernel_threads(forced_tiles, monkeypatch):
     """No more threads than OpenMP's count; the same bits whatever the count."""

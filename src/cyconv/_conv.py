@@ -379,7 +379,8 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
 
     ``method='fft'`` computes the stride-1 correlation of the padded input
     with the dilated kernel (zeros between the taps) from the product of the
-    two spectra, keeps every ``sh``-th row and ``sw``-th column, and adds the
+    two spectra, tile by tile on large inputs (overlap-save, on the kernels'
+    threads), keeps every ``sh``-th row and ``sw``-th column, and adds the
     bias. It agrees with the direct sum to rounding; where it could not, the
     direct loops run instead: integer or bool input and weight (the result
     stays exact) and inputs holding NaN or inf (a transform would spread them

@@ -259,8 +259,8 @@ _SHARED_DOC = """
         results stay exact), as do inputs holding NaN or inf with ``'fft'``.
         ``'auto'`` runs ``'fft'`` (where it applies) when a cost model
         measured on the development machine predicts it beats the direct
-        loops (on a 1024x1024 image: from about 21x21 kernels in float32 and
-        23x23 in float64), else the direct loops.
+        loops (on a 1024x1024 image: from about 11x11 kernels in float32 and
+        float64, on a 128x128 one from about 17x17), else the direct loops.
 
     Returns
     -------
@@ -301,12 +301,15 @@ _SHARED_NOTES = """
 
     ``method='fft'`` computes the same sum as the product of the spectra of
     ``x`` (``in1`` extended by ``boundary``, explicitly unless the extension
-    is zeros) and of the kernel, with ``scipy.fft.rfft2``/``irfft2`` for real
-    and ``fft2``/``ifft2`` for complex inputs, at lengths from
-    ``scipy.fft.next_fast_len`` just long enough that the requested output
-    is not aliased. Its rounding error grows with ``sum |x| * max |in2|``
-    rather than with each output's own terms, so small outputs next to large
-    ones carry a larger relative error than with the direct loops. Inputs
+    is zeros) and of the kernel, with ``scipy.fft`` (real transforms for
+    real inputs, in their own precision), at lengths from
+    ``scipy.fft.next_fast_len`` long enough that the requested output is not
+    aliased. A large ``x`` is cut into overlapping tiles of a few hundred
+    pixels whose transforms run on the kernels' threads (overlap-save: the
+    kernel's spectrum is computed once, at the tile size). Its rounding
+    error grows with ``sum |x| * max |in2|`` over a tile rather than with
+    each output's own terms, so small outputs next to large ones carry a
+    larger relative error than with the direct loops. Inputs
     holding NaN or inf run the direct loops, since a transform would spread
     them over the whole output; so do integer inputs (exact results) and long
     double ones (no long-double FFT here).

@@ -136,11 +136,11 @@ def _axis(size, k, before, step, count, real, length=None):
 # output; per point * log2(points) of one transform (with its share of the
 # spectrum product and the copies), per tile, per task and per call (the
 # Python work around the transforms). Each further thread adds the given
-# share of one to the speed. Measured on this project's 2-core AVX-512
+# share of one thread's speed. Measured on this project's 2-core AVX-512
 # machine: the direct loops on images of 32..1024 with kernels 3..31 in
 # 'same' and 'valid' mode (median error 4% in float32, 5% in float64), the
-# FFT on the same images with the three best tilings of each (4%, 7%), both
-# threads against one on 512 and 1024 images. Complex inputs cost about 4x
+# FFT on the same images with the three best tilings of each (4%, 7%), two
+# threads against one on images of 384..1024. Complex inputs cost about 4x
 # (direct) and 2x (FFT: full instead of half spectra) their real precision.
 _DIRECT_SECONDS_PER_MAC = {4: 54e-12, 8: 105e-12}
 _DIRECT_SECONDS_PER_ROW_TAP = {4: 3.7e-9, 8: 2.8e-9}
@@ -150,19 +150,23 @@ _FFT_SECONDS_PER_POINT_LOG = {4: 0.165e-9, 8: 0.29e-9}
 _FFT_SECONDS_PER_TILE = 5e-6
 _FFT_SECONDS_PER_TASK = 4e-6
 _FFT_SECONDS_PER_CALL = 60e-6
-_FFT_THREAD_GAIN = 0.75  # tasks shared among the threads
-_FFT_WORKER_GAIN = 0.3  # a single task: the threads share its transforms
+# For the FFT that share shrinks to share * work / (work + _FFT_THREAD_SECONDS)
+# on small work: the Python work of each task holds the GIL.
+_FFT_THREAD_GAIN = 0.8  # tiles shared among the threads
+_FFT_WORKER_GAIN = 0.3  # a single tile: the threads share its transforms
+_FFT_THREAD_SECONDS = 2e-3
 # Tiles longer than this (or than twice the kernel) are not tried.
 _TILE_MAX = 512
 # A task is a run of tiles along a band whose spectra stay below this many
 # bytes (a core's share of L2).
 _TASK_BYTES = 1 << 20
 # Below this predicted time on one thread the tiles run on the calling
-# thread only: handing work to another thread costs tens of microseconds.
-# Above it, each thread gets this many tasks, when there are enough tiles,
-# so that they finish together.
-_PARALLEL_SECONDS = 300e-6
-_TASKS_PER_THREAD = 4
+# thread only: the tasks' Python work and the handovers of the GIL cost more
+# than a second thread gains (measured: no gain below about 1 ms). Above
+# it, each thread gets this many tasks, when there are enough tiles, so that
+# they finish together (more tasks cost more than they balance).
+_PARALLEL_SECONDS = 1e-3
+_TASKS_PER_THREAD = 2
 
 
 class Plan(NamedTuple):
@@ -190,8 +194,11 @@ def _plan(rows, cols, batch, real, itemsize, threads, out_rows=0):
     seconds *= 1 if real else 2
     if seconds < _PARALLEL_SECONDS:
         threads = 1
-    gain = _FFT_THREAD_GAIN if tiles > 1 else _FFT_WORKER_GAIN
-    seconds /= 1 + (min(threads, tiles) - 1) * gain
+    share = seconds / (seconds + _FFT_THREAD_SECONDS)
+    if tiles > 1:
+        seconds /= 1 + (min(threads, tiles) - 1) * _FFT_THREAD_GAIN * share
+    else:
+        seconds /= 1 + (threads - 1) * _FFT_WORKER_GAIN * share
     return Plan(rows, cols, -(-cols.tiles // chunks), threads,
                 seconds + _FFT_SECONDS_PER_CALL, batch * out_rows)
 

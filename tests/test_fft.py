@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -329,9 +330,9 @@ def test_tiles_run_on_the_kernel_threads(forced_tiles, monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     forced_tiles(16)
     pools = []
-    executor = _fft._executor
-    monkeypatch.setattr(_fft, "_executor", lambda workers: pools.append(workers)
-                        or executor(workers))
+    submit = _fft._submit
+    monkeypatch.setattr(_fft, "_submit", lambda workers, function: pools.append(workers)
+                        or submit(workers, function))
     rng = np.random.default_rng(13)
     image, kernel = rng.standard_normal((2, 1, 150, 130)), rng.standard_normal((1, 1, 5, 7))
     results = {}
@@ -345,6 +346,24 @@ def test_tiles_run_on_the_kernel_threads(forced_tiles, monkeypatch):
     assert_array_equal(results[1], results[3])
     assert np.abs(results[1] - conv2d_api_ref(image, kernel, padding=2)).max() <= _conv_bound(
         image, kernel, None, "float64")
+
+
+def test_tiles_from_many_threads(forced_tiles):
+    """Calls from several Python threads share the pool and match serial calls."""
+    forced_tiles(16)
+    rng = np.random.default_rng(15)
+    jobs = [(rng.standard_normal((200, 180 + 7 * i)), rng.standard_normal((3 + i, 5)))
+            for i in range(6)]
+    serial = [cyconv.correlate2d(x, w, "same", method="fft") for x, w in jobs]
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda job: cyconv.correlate2d(*job, "same", method="fft"),
+                                jobs))
+            for a, b in zip(got, serial):
+                assert_array_equal(a, b)
+    for (x, w), result in zip(jobs, serial):
+        assert np.abs(result - scipy.signal.correlate2d(x, w, "same")).max() <= _fft_bound(
+            x, w, "same", "fill", 0)
 
 
 def test_tiles_after_fork():

@@ -15,6 +15,13 @@ convolution of length ``n`` folds full entry ``m + n`` onto ``m``, so entries
 ``n >= max(end, L - start)`` (and ``n`` holds both operands). A ``'valid'``
 output thus needs only ``n >= h``. Lengths are rounded up with
 ``scipy.fft.next_fast_len``.
+
+A large plane is cut into tiles of a few hundred pixels (overlap-save; SciPy's
+``oaconvolve`` does overlap-add): the kernel's spectrum is computed once, at
+the tile size, each tile's transforms stay in a core's cache, and runs of
+tiles are tasks for the kernels' threads (scipy.fft releases the GIL). A cost
+model measured on this project's machine (`fft_plan`) picks the tiles and
+tells method='auto' when the FFT beats the direct loops (`fft_is_faster`).
 """
 import cmath
 import functools
@@ -183,7 +190,11 @@ class Plan(NamedTuple):
 
 
 def _plan(rows, cols, batch, real, itemsize, threads, out_rows=0):
-    """Plan for tiles ``rows x cols`` on ``batch`` planes of ``itemsize``-byte reals."""
+    """The `Plan` of tiles ``rows x cols`` on ``batch`` planes and up to ``threads`` threads.
+
+    ``itemsize`` is that of a real (or of a complex number's part);
+    ``out_rows`` the output rows of one plane.
+    """
     points = rows.length * cols.length
     spectrum = rows.length * (cols.length // 2 + 1 if real else cols.length) * 2 * itemsize
     per_task = max(1, min(cols.tiles, _TASK_BYTES // spectrum))
@@ -228,6 +239,7 @@ def _axis_choices(size, k, before, step, count, real, itemsize):
 
 @functools.lru_cache(maxsize=256)
 def _best_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype, threads):
+    """`fft_plan` for hashable arguments (a plan is made once per shape)."""
     real = dtype.kind != "c"
     itemsize = dtype.itemsize if real else dtype.itemsize // 2
     (h, w), (kh, kw), (ho, wo) = image_shape[-2:], kernel_shape, out_shape
@@ -283,15 +295,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _executor(workers):
-    """A thread pool of ``workers`` threads, shared by all calls."""
+def _submit(workers, function):
+    """``workers`` calls of ``function`` on a pool of as many threads, shared by all calls.
+
+    Under the lock, so that no call submits to a pool that another one, with
+    another thread count, has just shut down.
+    """
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != workers:
             if _pool is not None:
-                _pool[1].shutdown(wait=False)
+                _pool[1].shutdown(wait=False)  # its threads end once idle
             _pool = (workers, ThreadPoolExecutor(workers, thread_name_prefix="cyconv-fft"))
-        return _pool[1]
+        return [_pool[1].submit(function) for _ in range(workers)]
 
 
 def _run(tasks, work, threads):
@@ -318,7 +334,7 @@ def _run(tasks, work, threads):
                 return
             work(task, scratch)
 
-    futures = [_executor(threads - 1).submit(worker) for _ in range(threads - 1)]
+    futures = _submit(threads - 1, worker)
     try:
         worker()
     finally:

@@ -71,6 +71,34 @@ def _fold_padding(grad, pads, padding_mode):
     return grad
 
 
+def _transposes_to_forward(geom, pad_top, pad_left):
+    """True when the input gradient is a forward correlation the direct kernel can run.
+
+    At stride 1, ``grad_input`` is ``grad_output`` correlated with the
+    flipped, channel-transposed kernels, zero-padded by ``(kh-1)*dh - pad``
+    on top (likewise left): that padding must not be negative.
+    """
+    return ((geom.sh, geom.sw) == (1, 1) and pad_top <= (geom.kh - 1) * geom.dh
+            and pad_left <= (geom.kw - 1) * geom.dw)
+
+
+def _direct_grad_input_as_forward(gy, w4, grad_input, geom, pad_top, pad_left):
+    """grad_input (every element written) from the direct forward kernel at stride 1.
+
+    ``grad_input[n, g*Cg + c, y, x] = sum_{k, p, q} gy[n, g*Kg + k, y + pad_top - p*dh,
+    x + pad_left - q*dw] * w[g*Kg + k, c, p, q]``: with ``p' = kh-1-p``, a
+    correlation of gy with ``w'[g*Cg + c, k, p', q'] = w[g*Kg + k, c, p, q]``,
+    groups unchanged, the forward's fast stride-1 rows.
+    """
+    groups, kg = geom.groups, geom.kernels // geom.groups
+    cg = geom.channels // geom.groups
+    wt = w4.reshape(groups, kg, cg, geom.kh, geom.kw).transpose(0, 2, 1, 3, 4)
+    wt = np.ascontiguousarray(wt[..., ::-1, ::-1]).reshape(geom.channels, kg, geom.kh, geom.kw)
+    _direct.conv2d_forward(gy, wt, np.zeros(geom.channels, gy.dtype), grad_input, 1, 1,
+                           (geom.kh - 1) * geom.dh - pad_top,
+                           (geom.kw - 1) * geom.dw - pad_left, geom.dh, geom.dw, groups)
+
+
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
                     stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, *, padding_mode: PaddingMode = "zeros",
@@ -223,9 +251,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
 
     grad_input = grad_weight = grad_bias = None
     if want_input:
-        grad_input = np.zeros(xp_shape, dtype)
-        if run:
-            kernels.conv2d_grad_input(gy, w4, grad_input, *args)
+        if run and method == "direct" and _transposes_to_forward(geom, pad_top, pad_left):
+            grad_input = np.empty(xp_shape, dtype)
+            _direct_grad_input_as_forward(gy, w4, grad_input, geom, pad_top, pad_left)
+        else:
+            grad_input = np.zeros(xp_shape, dtype)
+            if run:
+                kernels.conv2d_grad_input(gy, w4, grad_input, *args)
         if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)

@@ -125,9 +125,10 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
 
     Invariants (checked in Python): all arrays C-contiguous and non-empty;
     x is (N, C, H, W), weight (K, C/groups, kh, kw), bias (K,), out
-    (N, K, ho, wo) with ho, wo the floor formula of API.md for these
-    parameters; strides and dilations >= 1, paddings >= 0; groups divides
-    C and K.
+    (N, K, ho, wo); strides and dilations >= 1, paddings >= 0; groups divides
+    C and K. Every read is bounds-checked against H and W, so any ho, wo are
+    safe: conv2d passes the floor formula of API.md, the input gradient
+    (which pads its bottom/right differently) the input's size.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]

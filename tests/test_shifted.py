@@ -14,6 +14,7 @@ from numpy.testing import assert_allclose
 
 import cyconv
 import cyconv._conv
+import cyconv._shifted_gemm
 
 from _reference import TOL, conv2d_api_ref
 
@@ -37,8 +38,8 @@ BLOCKS = [(1, 1), (2, 3), (4, 100)]
 
 
 def _set_blocks(monkeypatch, geom_cell, images, rows, kernels_per_group, wp, itemsize):
-    monkeypatch.setattr(cyconv._conv, "SHIFTED_IMAGES_BYTES", images * geom_cell * itemsize)
-    monkeypatch.setattr(cyconv._conv, "SHIFTED_BLOCK_BYTES",
+    monkeypatch.setattr(cyconv._shifted_gemm, "SHIFTED_IMAGES_BYTES", images * geom_cell * itemsize)
+    monkeypatch.setattr(cyconv._shifted_gemm, "SHIFTED_BLOCK_BYTES",
                         rows * kernels_per_group * wp * itemsize)
 
 
@@ -47,7 +48,7 @@ def _cell(xs, ws, params):
     geom = cyconv._conv.geometry("test", xs, ws, params.get("stride", 1),
                                  params.get("padding", 0), params.get("dilation", 1),
                                  params.get("groups", 1))
-    hp, wp = cyconv._conv.shifted_plane(geom, max(geom.ho, geom.height),
+    hp, wp = cyconv._shifted_gemm.shifted_plane(geom, max(geom.ho, geom.height),
                                         max(geom.wo, geom.width))
     return geom, max(geom.channels, geom.kernels) * hp * wp
 
@@ -57,7 +58,7 @@ def _cell(xs, ws, params):
 @pytest.mark.parametrize(("xs", "ws", "params"), CASES)
 def test_forward_matches_reference(monkeypatch, xs, ws, params, blocks, dtype):
     geom, cell = _cell(xs, ws, params)
-    _, wp = cyconv._conv.shifted_plane(geom, geom.ho, geom.wo)
+    _, wp = cyconv._shifted_gemm.shifted_plane(geom, geom.ho, geom.wo)
     _set_blocks(monkeypatch, cell, *blocks, geom.kernels // geom.groups, wp,
                 np.dtype(dtype).itemsize)
     assert cyconv._conv.choose_method(geom, np.dtype(dtype)) == "shifted"
@@ -77,7 +78,7 @@ def test_forward_matches_reference(monkeypatch, xs, ws, params, blocks, dtype):
 def test_backward_matches_im2col(monkeypatch, xs, ws, params, blocks, dtype):
     geom, cell = _cell(xs, ws, params)
     # The input gradient pads grad_output (K channels) to the input's size.
-    _, wp = cyconv._conv.shifted_plane(geom, geom.height, geom.width)
+    _, wp = cyconv._shifted_gemm.shifted_plane(geom, geom.height, geom.width)
     kernels = max(geom.kernels, geom.channels) // geom.groups
     _set_blocks(monkeypatch, cell, *blocks, kernels, wp, np.dtype(dtype).itemsize)
     rng = np.random.default_rng(32)
@@ -105,7 +106,7 @@ def test_auto_picks_shifted_only_where_it_applies(monkeypatch):
     assert pick((8, 64, 56, 56), (64, 64, 1, 1)) == "im2col"  # pointwise: no copy either
     assert pick((8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64) == "direct"
     # One image's padded cell above the limit: im2col's bounded blocks instead.
-    monkeypatch.setattr(cyconv._conv, "SHIFTED_IMAGES_BYTES", 64 * 58 * 58 * 4 - 1)
+    monkeypatch.setattr(cyconv._shifted_gemm, "SHIFTED_IMAGES_BYTES", 64 * 58 * 58 * 4 - 1)
     assert pick((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "im2col"
 
 

@@ -17,11 +17,9 @@ from cyconv._conv import (
     kernel_input_shape,
     padding_plan,
     prepare_input,
-    run_shifted_forward,
-    shifted_buffers,
-    shifted_plane,
     weight4,
 )
+from cyconv._shifted_gemm import run_shifted_forward, shifted_buffers, shifted_plane
 from cyconv._validate import (
     PAD_MODES,
     as_array,

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv._conv import Geometry, run_forward
+from cyconv import _direct
+from cyconv._conv import ZERO_BIAS, Geometry, run_forward
 from cyconv._fft import all_finite, fft_applies, fft_is_faster
 from cyconv._typing import Method
 from cyconv._validate import MEMORY_BYTES, check_alloc, check_choice
@@ -225,10 +226,19 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
             method = "direct"
     elif compute not in _GEMM_DTYPES:
         method = "direct"
-    geom = Geometry(1, 1, image.shape[0], image.shape[1], 1, kh, kw, 1, 1, 1, 1, 1,
-                    pads, ho, wo, 2)
-    out = run_forward(func, image[None, None], kernel[None, None], None, geom,
-                      pads[0], pads[2], method)[0, 0]
+    if method == "direct" and image.size:
+        # One plane, one kernel, no bias: the direct loops are called here,
+        # without the Geometry and run_forward's handling of batches, groups,
+        # biases and methods, which costs about as much as SciPy's whole call.
+        out = np.empty((1, 1, ho, wo), compute)
+        _direct.conv2d_forward(image[None, None], kernel[None, None], ZERO_BIAS[compute],
+                               out, 1, 1, pads[0], pads[2], 1, 1, 1)
+    else:
+        geom = Geometry(1, 1, image.shape[0], image.shape[1], 1, kh, kw, 1, 1, 1, 1, 1,
+                        pads, ho, wo, 2)
+        out = run_forward(func, image[None, None], kernel[None, None], None, geom,
+                          pads[0], pads[2], method)
+    out = out[0, 0]
     if swapped and not flip:
         out = out[::-1, ::-1]  # SciPy reverses the swapped correlation (no conjugate)
     elif compute is dtype:

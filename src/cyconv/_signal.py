@@ -5,7 +5,8 @@ is reproduced here before one forward kernel of ``_direct``, ``_im2col`` or
 ``_fft`` runs: the input swap in 'valid' mode, the common dtype, the cast of
 ``fillvalue``, the output size, the 'same' offsets and the boundary padding.
 Small calls are common (SciPy's own are cheap), so the usual arguments take
-short paths: exact strings, the default ``fillvalue=0``, no padding copy.
+short paths: exact strings, the default ``fillvalue=0``, no padding copy, and
+the direct loops on one plane called without ``run_forward``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from cyconv import _direct, _fft, _im2col
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
 from cyconv._validate import (
+    MEMORY_BYTES,
     PAD_MODES,
     WORKSPACE_BYTES,
     as_array,
@@ -251,7 +252,8 @@ def prepare_input(func, x, geom, padding_mode, dtype):
     """
     mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
     itemsize = np.dtype(dtype).itemsize
-    check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
+    if x.size * itemsize > MEMORY_BYTES:  # a copy of a broadcast view (small calls skip this)
+        check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
     x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
                              dtype=dtype)
     if mode is None:
@@ -298,14 +300,26 @@ def choose_method(geom, dtype):
     return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
 
 
+# The bias of a single kernel without one, for each dtype a forward kernel
+# runs in: read-only, so shared by every call (and thread) instead of
+# allocated each time.
+ZERO_BIAS = {np.dtype(char): np.zeros(1, char) for char in "fdgFDGQ"}
+for _zero in ZERO_BIAS.values():
+    _zero.flags.writeable = False
+
+
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     """Run one forward kernel on prepared NCHW arrays; returns (N, K, ho, wo)."""
     dtype = x.dtype
-    check_alloc(func, dtype.itemsize, output=(geom.batch, geom.kernels, geom.ho, geom.wo))
-    out = np.empty((geom.batch, geom.kernels, geom.ho, geom.wo), dtype=dtype)
+    shape = (geom.batch, geom.kernels, geom.ho, geom.wo)
+    if geom.batch * geom.kernels * geom.ho * geom.wo * dtype.itemsize > MEMORY_BYTES:
+        check_alloc(func, dtype.itemsize, output=shape)  # which says why
+    out = np.empty(shape, dtype)
     if out.size == 0:
         return out
-    bias = np.zeros(geom.kernels, dtype) if b is None else b
+    bias = b
+    if b is None:
+        bias = ZERO_BIAS[dtype] if geom.kernels == 1 else np.zeros(geom.kernels, dtype)
     if x.size == 0 or w.size == 0:
         # An empty sum: every output is its bias.
         out[...] = bias[:, None, None]
@@ -434,7 +448,8 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
             raise ValueError(f"{func}: bias must have shape {expected}, got {b.shape}")
         b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
-    check_alloc(func, dtype.itemsize, weight=w.shape)
+    if w.size * dtype.itemsize > MEMORY_BYTES:  # a copy of a broadcast view
+        check_alloc(func, dtype.itemsize, weight=w.shape)
     w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":

@@ -140,12 +140,24 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
     cdef const direct_t *x_p = &x[0, 0, 0, 0]
     cdef const direct_t *w_p = &weight[0, 0, 0, 0]
     cdef direct_t *out_p = &out[0, 0, 0, 0]
-    cdef bint parallel = n_rows > 1 and n_rows * wo * cg * kh * kw >= PARALLEL_WORK
+    if n_rows == 1 or n_rows * wo * cg * kh * kw < PARALLEL_WORK:
+        # Small work stays on this thread, outside OpenMP: entering a parallel
+        # region, even with use_threads_if=False, costs about a microsecond.
+        with nogil:
+            row = 0
+            for n in range(n_batch):
+                for k in range(n_out):
+                    g = k // kg
+                    for i in range(ho):
+                        _conv_row(x_p + (n * n_in + g * cg) * h * w, w_p + k * cg * kh * kw,
+                                  out_p + row * wo, bias[k], i, cg, h, w, kh, kw, wo,
+                                  sh, sw, ph, pw, dh, dw)
+                        row += 1
+        return
     with nogil:
         # Output rows are independent: threads split them, so one image with
         # one kernel still uses every core.
-        for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads(),
-                          use_threads_if=parallel):
+        for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads()):
             i = row % ho
             k = (row // ho) % n_out
             n = row // (ho * n_out)

@@ -115,6 +115,22 @@ cdef void _conv_row(const direct_t *x_img, const direct_t *w_k, direct_t *out_ro
                         out_row[j] += tap * x_row[j * sw + offset]
 
 
+cdef inline void _output_row(const direct_t *x_p, const direct_t *w_p, direct_t *out_p,
+                             const direct_t *bias, Py_ssize_t row,
+                             Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t ho, Py_ssize_t kg,
+                             Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                             Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Output row ``row`` = (n*K + k)*ho + i of conv2d_forward: kernel k over image n's group."""
+    cdef Py_ssize_t i = row % ho
+    cdef Py_ssize_t k = (row // ho) % n_out
+    cdef Py_ssize_t n = row // (ho * n_out)
+    cdef Py_ssize_t g = k // kg
+    _conv_row(x_p + (n * n_in + g * cg) * h * w, w_p + k * cg * kh * kw, out_p + row * wo,
+              bias[k], i, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
+
+
 def conv2d_forward(const direct_t[:, :, :, ::1] x,
                    const direct_t[:, :, :, ::1] weight,
                    const direct_t[::1] bias,
@@ -135,7 +151,7 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
     cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups
-    cdef Py_ssize_t row, n, k, i, g
+    cdef Py_ssize_t row
     cdef Py_ssize_t n_rows = n_batch * n_out * ho
     cdef const direct_t *x_p = &x[0, 0, 0, 0]
     cdef const direct_t *w_p = &weight[0, 0, 0, 0]
@@ -144,29 +160,16 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
         # Small work stays on this thread, outside OpenMP: entering a parallel
         # region, even with use_threads_if=False, costs about a microsecond.
         with nogil:
-            row = 0
-            for n in range(n_batch):
-                for k in range(n_out):
-                    g = k // kg
-                    for i in range(ho):
-                        _conv_row(x_p + (n * n_in + g * cg) * h * w, w_p + k * cg * kh * kw,
-                                  out_p + row * wo, bias[k], i, cg, h, w, kh, kw, wo,
-                                  sh, sw, ph, pw, dh, dw)
-                        row += 1
+            for row in range(n_rows):
+                _output_row(x_p, w_p, out_p, &bias[0], row, n_in, n_out, ho, kg, cg,
+                            h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
         return
     with nogil:
         # Output rows are independent: threads split them, so one image with
         # one kernel still uses every core.
         for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads()):
-            i = row % ho
-            k = (row // ho) % n_out
-            n = row // (ho * n_out)
-            g = k // kg
-            _conv_row(x_p + (n * n_in + g * cg) * h * w,
-                      w_p + k * cg * kh * kw,
-                      out_p + row * wo,
-                      bias[k], i, cg, h, w, kh, kw, wo,
-                      sh, sw, ph, pw, dh, dw)
+            _output_row(x_p, w_p, out_p, &bias[0], row, n_in, n_out, ho, kg, cg,
+                        h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
 
 
 # Backward pass: the two adjoints of the sum above, on float32/float64.

@@ -12,7 +12,10 @@ pooling when torch is installed. Each result is checked against a reference
 before it is timed; times are medians over repeats; ratios are
 peer time / cyconv time (above 1: cyconv is faster). The sgemm rate of the
 BLAS SciPy uses is measured in the same run, and the layers report the
-percentage of it they reach.
+percentage of it they reach. The ``small`` group times the course exercise's
+5x5 image and 3x3 kernel, where the Python layer's microseconds are the
+whole cost: correlate2d/convolve2d against SciPy in every dtype and mode,
+and conv2d at stride 2 against the exercise's hand-computed answer.
 """
 import argparse
 import json
@@ -198,31 +201,74 @@ def bench_pooling(rows, repeats, torch):
         rows.append(compare(name, {"auto": ours}, peers, ref, 1e-5, repeats))
 
 
+# ---- small calls -----------------------------------------------------------
+
+# The course exercise (exercise-conv-nets.txt): its image and kernel, and the
+# hand-computed answer for stride 2 and no padding.
+EXERCISE_IMAGE = np.array([[1, 1, -2, 0, 1], [1, 0, 0, 2, 1], [0, 1, 0, 5, -1],
+                           [-2, 1, 0, -1, 1], [0, 1, 0, 5, -1]])
+EXERCISE_KERNEL = np.array([[0, 1, 1], [1, 0, 0], [0, 1, 0]])
+EXERCISE_STRIDE2 = np.array([[1, 6], [0, 9]])
+# Calls per timed run: about a millisecond of these few-microsecond calls.
+SMALL_CALLS = 200
+
+
+def bench_small(rows, repeats):
+    """The exercise's 5x5 image and 3x3 kernel: here the Python layer is the cost."""
+    for name in ("correlate2d", "convolve2d"):
+        ours, peer = getattr(cyconv, name), getattr(scipy.signal, name)
+        for dtype in (np.int64, np.float64, np.float32):
+            image, kernel = EXERCISE_IMAGE.astype(dtype), EXERCISE_KERNEL.astype(dtype)
+            for mode in ("full", "same", "valid"):
+                # Small integers: every dtype gives SciPy's float64 result exactly.
+                ref = peer(EXERCISE_IMAGE.astype(np.float64),
+                           EXERCISE_KERNEL.astype(np.float64), mode)
+                rows.append(compare(f"small {name} {np.dtype(dtype).name} {mode}",
+                                    {"auto": lambda: ours(image, kernel, mode)},
+                                    {f"scipy.{name}": lambda: peer(image, kernel, mode)},
+                                    ref, 0.0, repeats, SMALL_CALLS))
+    image, kernel = EXERCISE_IMAGE, EXERCISE_KERNEL
+    rows.append(compare(
+        "small conv2d stride 2 (exercise)",
+        {"auto": lambda: cyconv.conv2d(image, kernel, stride=2)},
+        {"scipy.correlate2d valid [::2, ::2]":
+         lambda: scipy.signal.correlate2d(image, kernel, "valid")[::2, ::2]},
+        EXERCISE_STRIDE2, 0.0, repeats, SMALL_CALLS))
+
+
 # ---- table -----------------------------------------------------------------
 
-def compare(case, ours, peers, ref, tol, repeats):
-    """Check every callable against ref, then time them all; returns a result row."""
+def compare(case, ours, peers, ref, tol, repeats, number=1):
+    """Check every callable against ref, then time them all; returns a result row.
+
+    ``number``: calls per timed run (see ``median_time``), for microsecond calls.
+    """
     for label, fn in {**{"cyconv " + m: f for m, f in ours.items()}, **peers}.items():
         got = np.asarray(fn(), dtype=np.float64).reshape(np.shape(ref))
         err = np.abs(got - ref).max(initial=0.0)
         if not err <= tol:
             raise AssertionError(f"{case}: {label} differs from the reference by {err:g}")
     row = {"case": case,
-           "cyconv": {m: median_time(f, repeats, 0.2) for m, f in ours.items()},
-           "peers": {p: median_time(f, repeats, 0.2) for p, f in peers.items()}}
+           "cyconv": {m: median_time(f, repeats, 0.2, number) for m, f in ours.items()},
+           "peers": {p: median_time(f, repeats, 0.2, number) for p, f in peers.items()}}
     print_row(row)
     return row
+
+
+def seconds(t):
+    """A time for the table: in ms, or in us below a millisecond."""
+    return f"{t * 1e3:.2f} ms" if t >= 1e-3 else f"{t * 1e6:.2f} us"
 
 
 def print_row(row):
     ours = row["cyconv"]
     best = min(ours["auto"], *ours.values())
-    text = f"{row['case']:<40} cyconv auto {ours['auto'] * 1e3:9.2f} ms"
-    others = [f"{m} {t * 1e3:.2f}" for m, t in ours.items() if m != "auto"]
+    text = f"{row['case']:<40} cyconv auto {seconds(ours['auto']):>10}"
+    others = [f"{m} {seconds(t)}" for m, t in ours.items() if m != "auto"]
     if others:
         text += f" ({', '.join(others)})"
     for peer, t in row["peers"].items():
-        text += f" | {peer} {t * 1e3:.2f} ms x{t / ours['auto']:.2f}"
+        text += f" | {peer} {seconds(t)} x{t / ours['auto']:.2f}"
     if best < ours["auto"] * 0.9:
         text += " | auto not the best"
     print(text, flush=True)
@@ -233,11 +279,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--only", choices=("filter", "layers", "pool"), action="append",
-                        help="run only these groups")
+    parser.add_argument("--only", choices=("filter", "layers", "pool", "small"),
+                        action="append", help="run only these groups")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 9)
-    groups = args.only or ("filter", "layers", "pool")
+    groups = args.only or ("filter", "layers", "pool", "small")
     cv2, torch = try_import("cv2"), try_import("torch")
     env = environment()
     print(json.dumps(env, indent=1))
@@ -253,6 +299,8 @@ def main():
                 print(f"{row['case']:<40} {row['gemm_pct']:5.1f}% of sgemm")
     if "pool" in groups:
         bench_pooling(rows, repeats, torch)
+    if "small" in groups:
+        bench_small(rows, repeats)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "sgemm_gflops": gemm, "rows": rows}, f, indent=1)

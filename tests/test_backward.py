@@ -158,6 +158,26 @@ def test_direct_and_im2col_agree(params):
             assert_allclose(b, a, **TOL[np.dtype(np.float64)])
 
 
+@pytest.mark.parametrize("params", [
+    dict(padding=1), dict(padding="same", dilation=(1, 2)), dict(padding=(1, 2), groups=4),
+    dict(padding=(3, 1), groups=2), dict(padding=(1, 4), stride=(1, 2)),
+], ids=["pad", "same-even-dilated", "depthwise", "pad-beyond-kernel-rows", "col-stride"])
+@pytest.mark.parametrize("width", [5, 17, 40, 70])
+def test_direct_input_gradient_on_wide_rows(params, width):
+    # At stride 1 the direct input gradient runs the forward kernel on the
+    # flipped kernels (wide rows take its vector blocks); padding larger than
+    # the kernel, or a stride, takes the scatter kernel. Both must agree with
+    # the im2col/col2im gradient, in both precisions.
+    groups = params.get("groups", 1)
+    x, w, g = _data((2, 4, 6, width), (4, 4 // groups, 2, 3), params)
+    expected = cyconv.conv2d_backward(g, x, w, **params, method="im2col")[0]
+    for dtype in (np.float64, np.float32):
+        got = cyconv.conv2d_backward(g.astype(dtype), x.astype(dtype), w.astype(dtype),
+                                     **params, method="direct", output_mask=(True, False, False))[0]
+        assert got.dtype == dtype
+        assert_allclose(got, expected, **TOL[np.dtype(dtype)])
+
+
 @pytest.mark.parametrize("params", [dict(padding=1, stride=(1, 2)), dict(groups=2)],
                          ids=["3x3", "pointwise"])
 def test_im2col_blocks_smaller_than_a_row(monkeypatch, params):

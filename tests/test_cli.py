@@ -178,3 +178,10 @@ def test_median_time():
     calls = []
     assert _cli_bench.median_time(lambda: calls.append(1), repeats=5, min_seconds=0) >= 0
     assert len(calls) == 6  # one warm-up, then the repeats
+
+
+def test_median_time_times_several_calls_per_run():
+    calls = []
+    assert _cli_bench.median_time(lambda: calls.append(1), repeats=3, min_seconds=0,
+                                  number=4) >= 0
+    assert len(calls) == 1 + 3 * 4  # one warm-up, then the repeats of 4 calls each

@@ -381,6 +381,49 @@ def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     assert seen == [block * q_len] * 2
 
 
+# ---------------------------------------------------------------- wide rows
+
+# The direct kernel sums a stride-1 row's interior in blocks of 4 vectors, then
+# single vectors, then one last vector overlapping the one before (16 float32
+# or 8 float64 lanes with AVX-512; a row narrower than a vector goes scalar),
+# and its border columns one by one. These widths cross every one of those
+# boundaries for both dtypes, for any vector width up to 64 bytes.
+ROW_WIDTHS = (1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 63, 64, 65, 66, 70, 97, 128, 131)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("kwargs", [
+    dict(padding=0), dict(padding=(1, 2)), dict(padding="same", dilation=(1, 3)),
+    dict(padding=(2, 5), stride=(2, 1)), dict(padding=(0, 9), dilation=2),
+], ids=["valid", "pad", "same-dilated", "row-stride", "pad-beyond-kernel"])
+def test_direct_rows_of_every_width(dtype, kwargs):
+    rng = np.random.default_rng(21)
+    for width in ROW_WIDTHS:
+        for ws in ((3, 2, 3, 4), (2, 2, 1, 1), (2, 1, 2, 9)):
+            xs = (1, 2, 6, width)
+            try:
+                cyconv.output_shape(xs, ws, **kwargs)
+            except ValueError:
+                continue  # the kernel does not fit this width
+            x, w, b = _data(rng, xs, dtype), _data(rng, ws, dtype), _data(rng, ws[0], dtype)
+            out = run_conv2d(x, w, b, **kwargs, method="direct")
+            check(out, _ref(x, w, b, **kwargs), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_direct_rows_keep_nan_and_inf_local(dtype):
+    # A NaN or inf in a wide row reaches only the windows that contain it.
+    x = np.ones((1, 1, 3, 150), dtype)
+    x[0, 0, 1, 70] = np.nan
+    x[0, 0, 1, 20] = np.inf
+    w = np.ones((1, 1, 3, 5), dtype)
+    out = run_conv2d(x, w, padding=(1, 2), method="direct")
+    ref = _ref(x, w, None, padding=(1, 2))
+    assert_array_equal(np.isnan(out), np.isnan(ref))
+    assert_array_equal(np.isposinf(out), np.isposinf(ref))
+    assert np.isnan(out).sum() == 3 * 5 and np.isposinf(out).sum() == 3 * 5
+
+
 # ---------------------------------------------------------------- IEEE values
 
 @pytest.mark.parametrize("method", ["direct", "im2col"])

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _im2col
+from cyconv import _direct, _im2col, _shifted
 from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
@@ -19,6 +19,7 @@ from cyconv._conv import (
     prepare_input,
     weight4,
 )
+from cyconv._shifted_gemm import run_shifted_forward, shifted_buffers, shifted_plane
 from cyconv._validate import (
     PAD_MODES,
     as_array,
@@ -71,6 +72,50 @@ def _fold_padding(grad, pads, padding_mode):
     return grad
 
 
+def _transposes_to_forward(geom, pad_top, pad_left):
+    """True when the input gradient is a forward correlation (stride 1, padding within the kernel).
+
+    At stride 1, ``grad_input`` is ``grad_output`` correlated with the
+    flipped, channel-transposed kernels, zero-padded by ``(kh-1)*dh - pad``
+    on top (likewise left): that padding must not be negative.
+    """
+    return ((geom.sh, geom.sw) == (1, 1) and pad_top <= (geom.kh - 1) * geom.dh
+            and pad_left <= (geom.kw - 1) * geom.dw)
+
+
+def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method):
+    """grad_input (every element written) by a stride-1 forward: direct loops or shifted GEMMs.
+
+    ``grad_input[n, g*Cg + c, y, x] = sum_{k, p, q} gy[n, g*Kg + k, y + pad_top - p*dh,
+    x + pad_left - q*dw] * w[g*Kg + k, c, p, q]``: with ``p' = kh-1-p``, a
+    correlation of gy with ``w'[g*Cg + c, k, p', q'] = w[g*Kg + k, c, p, q]``,
+    groups unchanged.
+    """
+    groups, kg = geom.groups, geom.kernels // geom.groups
+    cg = geom.channels // geom.groups
+    wt = w4.reshape(groups, kg, cg, geom.kh, geom.kw).transpose(0, 2, 1, 3, 4)
+    wt = np.ascontiguousarray(wt[..., ::-1, ::-1]).reshape(geom.channels, kg, geom.kh, geom.kw)
+    top, left = (geom.kh - 1) * geom.dh - pad_top, (geom.kw - 1) * geom.dw - pad_left
+    zeros = np.zeros(geom.channels, gy.dtype)
+    if method == "direct":
+        _direct.conv2d_forward(gy, wt, zeros, grad_input, 1, 1, top, left, geom.dh, geom.dw,
+                               groups)
+    else:
+        run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
+
+
+def _shifted_grad_weight(func, xp, gy, geom, pad_top, pad_left):
+    """The weight gradient by shifted GEMMs (stride 1), as (K, C/groups, kh, kw)."""
+    kg, cg = geom.kernels // geom.groups, geom.channels // geom.groups
+    hp, wp = shifted_plane(geom, geom.ho, geom.wo)
+    padded, block = shifted_buffers(func, geom.batch, geom.channels, kg, hp, wp, gy.dtype)
+    taps = np.zeros((geom.kh * geom.kw, geom.kernels, cg), gy.dtype)
+    _shifted.conv2d_grad_weight(xp, gy, taps, geom.kh, geom.kw, pad_top, pad_left, geom.dh,
+                                geom.dw, geom.groups, padded, block)
+    return np.ascontiguousarray(
+        taps.reshape(geom.kh, geom.kw, geom.kernels, cg).transpose(2, 3, 0, 1))
+
+
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
                     stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, *, padding_mode: PaddingMode = "zeros",
@@ -100,7 +145,10 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     method : {'auto', 'direct', 'im2col'}, default 'auto'
         ``'direct'`` runs the gradient sums as C loops; ``'im2col'`` runs
         ``dW = dY @ cols.T`` and ``grad_input = col2im(W.T @ dY)`` as BLAS
-        GEMMs in bounded blocks; ``'auto'`` picks one from the shapes.
+        GEMMs in bounded blocks; ``'auto'`` picks from the shapes as
+        `conv2d` does (at stride 1 the GEMMs read the padded images in
+        place, and the input gradient is the forward pass of the flipped
+        kernels).
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -212,27 +260,37 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     if want_weight:
         xp, _, _ = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
-        method = choose_method(geom)
+        method = choose_method(geom, dtype)
+    # At stride 1 the input gradient is a forward pass (direct or shifted);
+    # 'shifted' (stride 1 only) falls back to im2col's for padding beyond the kernel.
+    as_forward = method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
     kernels = _direct if method == "direct" else _im2col
     # The kernels' trailing arguments; im2col ones take a workspace too.
     args: tuple[int | np.ndarray, ...] = (geom.sh, geom.sw, pad_top, pad_left, geom.dh,
                                           geom.dw, geom.groups)
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
-    if run and method == "im2col":
+    if run and (method == "im2col" or (method == "shifted" and want_input and not as_forward)):
         args += (gemm_workspace(func, geom, dtype),)
 
     grad_input = grad_weight = grad_bias = None
     if want_input:
-        grad_input = np.zeros(xp_shape, dtype)
-        if run:
-            kernels.conv2d_grad_input(gy, w4, grad_input, *args)
+        if run and as_forward:
+            grad_input = np.empty(xp_shape, dtype)
+            _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method)
+        else:
+            grad_input = np.zeros(xp_shape, dtype)
+            if run:
+                kernels.conv2d_grad_input(gy, w4, grad_input, *args)
         if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)
     if want_weight:
-        grad_weight = np.zeros(w4.shape, dtype)
-        if run:
-            kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
+        if run and method == "shifted":
+            grad_weight = _shifted_grad_weight(func, xp, gy, geom, pad_top, pad_left)
+        else:
+            grad_weight = np.zeros(w4.shape, dtype)
+            if run:
+                kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:
         grad_bias = gy.sum(axis=(0, 2, 3))

@@ -8,8 +8,10 @@ import numpy as np
 import numpy.typing as npt
 
 from cyconv import _direct, _fft, _im2col
+from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
 from cyconv._validate import (
+    MEMORY_BYTES,
     PAD_MODES,
     WORKSPACE_BYTES,
     as_array,
@@ -250,7 +252,8 @@ def prepare_input(func, x, geom, padding_mode, dtype):
     """
     mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
     itemsize = np.dtype(dtype).itemsize
-    check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
+    if x.size * itemsize > MEMORY_BYTES:  # a copy of a broadcast view (small calls skip this)
+        check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
     x = np.ascontiguousarray(x.reshape(geom.batch, geom.channels, geom.height, geom.width),
                              dtype=dtype)
     if mode is None:
@@ -281,26 +284,42 @@ def gemm_workspace(func, geom, dtype):
     return np.empty(q_len * block, dtype)
 
 
-def choose_method(geom):
-    """The method 'auto' runs: im2col+GEMM once there are several kernels per group.
+def choose_method(geom, dtype):
+    """The method 'auto' runs: GEMMs once there are several kernels per group.
 
     With one or two kernels per group the GEMM degenerates to a matrix-vector
     product and unrolling costs more than it saves, so the direct loops win.
+    At stride 1 the GEMMs read the image in place ('shifted', no unrolled
+    copy); a 1x1 kernel needs no copy either way (im2col's pointwise case).
     Sizes that do not fit BLAS's C int leave only the direct loops.
     """
     if geom.kernels // geom.groups < 4:
         return "direct"
+    if (geom.sh, geom.sw) == (1, 1) and geom.kh * geom.kw > 1 and shifted_fits(geom, dtype):
+        return "shifted"
     return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
+
+
+# The bias of a single kernel without one, for each dtype a forward kernel
+# runs in: read-only, so shared by every call (and thread) instead of
+# allocated each time.
+ZERO_BIAS = {np.dtype(char): np.zeros(1, char) for char in "fdgFDGQ"}
+for _zero in ZERO_BIAS.values():
+    _zero.flags.writeable = False
 
 
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     """Run one forward kernel on prepared NCHW arrays; returns (N, K, ho, wo)."""
     dtype = x.dtype
-    check_alloc(func, dtype.itemsize, output=(geom.batch, geom.kernels, geom.ho, geom.wo))
-    out = np.empty((geom.batch, geom.kernels, geom.ho, geom.wo), dtype=dtype)
+    shape = (geom.batch, geom.kernels, geom.ho, geom.wo)
+    if geom.batch * geom.kernels * geom.ho * geom.wo * dtype.itemsize > MEMORY_BYTES:
+        check_alloc(func, dtype.itemsize, output=shape)  # which says why
+    out = np.empty(shape, dtype)
     if out.size == 0:
         return out
-    bias = np.zeros(geom.kernels, dtype) if b is None else b
+    bias = b
+    if b is None:
+        bias = ZERO_BIAS[dtype] if geom.kernels == 1 else np.zeros(geom.kernels, dtype)
     if x.size == 0 or w.size == 0:
         # An empty sum: every output is its bias.
         out[...] = bias[:, None, None]
@@ -308,6 +327,8 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if method == "direct":
         _direct.conv2d_forward(x, w, bias, out, *args)
+    elif method == "shifted":
+        run_shifted_forward(func, x, w, bias, b is not None, out, geom, pad_top, pad_left)
     elif method == "fft":
         _fft.conv2d_forward(x, w, bias, out, *args)
     else:
@@ -348,8 +369,10 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls the
         input and runs one BLAS GEMM per image and group (in bounded blocks);
         ``'fft'`` (one input channel and one kernel only) multiplies spectra
-        through ``scipy.fft``; ``'auto'`` picks direct or im2col from the
-        shapes.
+        through ``scipy.fft``; ``'auto'`` picks from the shapes: the direct
+        loops for fewer than 4 kernels per group, else GEMMs -- at stride 1
+        one per kernel tap reading the zero-padded image in place (the
+        im2col product without the unrolled copy), otherwise im2col.
 
     Returns
     -------
@@ -426,11 +449,12 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         if b.shape != expected and not (geom.ndim == 2 and b.ndim == 0):
             raise ValueError(f"{func}: bias must have shape {expected}, got {b.shape}")
         b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
-    check_alloc(func, dtype.itemsize, weight=w.shape)
+    if w.size * dtype.itemsize > MEMORY_BYTES:  # a copy of a broadcast view
+        check_alloc(func, dtype.itemsize, weight=w.shape)
     w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
-        method = choose_method(geom)
+        method = choose_method(geom, x.dtype)
     elif method == "fft" and not _fft.fft_applies(x, w):
         method = "direct"  # NaN or inf: a transform would spread them everywhere
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)

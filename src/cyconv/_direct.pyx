@@ -6,10 +6,12 @@ and ``Cg = C/groups``; taps that fall outside the input read zero (the zero
 padding is implicit: nothing is copied). Other padding modes are materialized
 by the Python layer before the call.
 
-The loops run one output row at a time, so the row stays in L1 while every
-tap adds a shifted input row into it; for each tap the in-bounds column range
-is computed once, which leaves a branch-free, unit-stride inner loop when the
-stride is 1.
+The loops run one output row at a time. At stride 1 in float32/float64, the
+row's interior columns (where every tap reads inside the input) are summed in
+vector registers by ``_rowblock.h`` and its few border columns one by one.
+Otherwise every tap adds a shifted input row into the output row, which stays
+in L1; for each tap the in-bounds column range is computed once, which leaves
+a branch-free inner loop.
 """
 from cython cimport floating
 
@@ -18,6 +20,64 @@ from cython.parallel cimport prange
 from cyconv._fused cimport direct_t
 from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
 from cyconv._bounds cimport first_inside, end_inside
+
+cdef extern from "_rowblock.h" nogil:
+    void cyconv_rowblock_float(const float *x_img, const float *w_k, float *out_row,
+                               float bias, Py_ssize_t y0, Py_ssize_t p_lo, Py_ssize_t p_hi,
+                               Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pw,
+                               Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t j_a, Py_ssize_t j_b)
+    void cyconv_rowblock_double(const double *x_img, const double *w_k, double *out_row,
+                                double bias, Py_ssize_t y0, Py_ssize_t p_lo, Py_ssize_t p_hi,
+                                Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pw,
+                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t j_a, Py_ssize_t j_b)
+
+
+cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bias,
+                        Py_ssize_t y0, Py_ssize_t p_lo, Py_ssize_t p_hi, Py_ssize_t x0,
+                        Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """bias + sum_{c, p_lo<=p<p_hi, q} w_k[c,p,q] * x_img[c, y0+p*dh, x0+q*dw] over columns inside."""
+    cdef Py_ssize_t c, p, q, col
+    cdef direct_t acc = bias
+    for c in range(channels):
+        for p in range(p_lo, p_hi):
+            for q in range(kw):
+                col = x0 + q * dw
+                if 0 <= col < w:
+                    acc = acc + w_k[(c * kh + p) * kw + q] * x_img[(c * h + y0 + p * dh) * w + col]
+    return acc
+
+
+cdef void _conv_row_blocked(const direct_t *x_img, const direct_t *w_k, direct_t *out_row,
+                            direct_t bias, Py_ssize_t y0,
+                            Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                            Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """_conv_row at stride 1 for float and double: register-blocked interior, scalar borders."""
+    cdef Py_ssize_t p_lo = first_inside(y0, dh)
+    cdef Py_ssize_t p_hi = end_inside(y0, dh, h, kh)
+    # Interior: columns j whose taps j - pw + q*dw, q = 0..kw-1, all lie in [0, w).
+    cdef Py_ssize_t j_a = pw if pw < wo else wo
+    cdef Py_ssize_t j_b = w + pw - (kw - 1) * dw
+    cdef Py_ssize_t j
+    if j_b > wo:
+        j_b = wo
+    if j_b < j_a:
+        j_b = j_a
+    for j in range(j_a):
+        out_row[j] = _conv_col(x_img, w_k, bias, y0, p_lo, p_hi, j - pw,
+                               channels, h, w, kh, kw, dh, dw)
+    for j in range(j_b, wo):
+        out_row[j] = _conv_col(x_img, w_k, bias, y0, p_lo, p_hi, j - pw,
+                               channels, h, w, kh, kw, dh, dw)
+    if direct_t is float:
+        cyconv_rowblock_float(x_img, w_k, out_row, bias, y0, p_lo, p_hi, channels, h, w,
+                              kh, kw, pw, dh, dw, j_a, j_b)
+    elif direct_t is double:
+        cyconv_rowblock_double(x_img, w_k, out_row, bias, y0, p_lo, p_hi, channels, h, w,
+                               kh, kw, pw, dh, dw, j_a, j_b)
 
 
 cdef void _conv_row(const direct_t *x_img, const direct_t *w_k, direct_t *out_row,
@@ -30,6 +90,10 @@ cdef void _conv_row(const direct_t *x_img, const direct_t *w_k, direct_t *out_ro
     cdef Py_ssize_t j, c, p, q, y, offset, j_lo, j_hi
     cdef const direct_t *x_row
     cdef direct_t tap
+    if (direct_t is float or direct_t is double) and sw == 1:
+        _conv_row_blocked(x_img, w_k, out_row, bias, i * sh - ph, channels, h, w, kh, kw, wo,
+                          pw, dh, dw)
+        return
     for j in range(wo):
         out_row[j] = bias
     for c in range(channels):
@@ -51,6 +115,22 @@ cdef void _conv_row(const direct_t *x_img, const direct_t *w_k, direct_t *out_ro
                         out_row[j] += tap * x_row[j * sw + offset]
 
 
+cdef inline void _output_row(const direct_t *x_p, const direct_t *w_p, direct_t *out_p,
+                             const direct_t *bias, Py_ssize_t row,
+                             Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t ho, Py_ssize_t kg,
+                             Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                             Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Output row ``row`` = (n*K + k)*ho + i of conv2d_forward: kernel k over image n's group."""
+    cdef Py_ssize_t i = row % ho
+    cdef Py_ssize_t k = (row // ho) % n_out
+    cdef Py_ssize_t n = row // (ho * n_out)
+    cdef Py_ssize_t g = k // kg
+    _conv_row(x_p + (n * n_in + g * cg) * h * w, w_p + k * cg * kh * kw, out_p + row * wo,
+              bias[k], i, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
+
+
 def conv2d_forward(const direct_t[:, :, :, ::1] x,
                    const direct_t[:, :, :, ::1] weight,
                    const direct_t[::1] bias,
@@ -61,35 +141,35 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
 
     Invariants (checked in Python): all arrays C-contiguous and non-empty;
     x is (N, C, H, W), weight (K, C/groups, kh, kw), bias (K,), out
-    (N, K, ho, wo) with ho, wo the floor formula of API.md for these
-    parameters; strides and dilations >= 1, paddings >= 0; groups divides
-    C and K.
+    (N, K, ho, wo); strides and dilations >= 1, paddings >= 0; groups divides
+    C and K. Every read is bounds-checked against H and W, so any ho, wo are
+    safe: conv2d passes the floor formula of API.md, the input gradient
+    (which pads its bottom/right differently) the input's size.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
     cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups
-    cdef Py_ssize_t row, n, k, i, g
+    cdef Py_ssize_t row
     cdef Py_ssize_t n_rows = n_batch * n_out * ho
     cdef const direct_t *x_p = &x[0, 0, 0, 0]
     cdef const direct_t *w_p = &weight[0, 0, 0, 0]
     cdef direct_t *out_p = &out[0, 0, 0, 0]
-    cdef bint parallel = n_rows > 1 and n_rows * wo * cg * kh * kw >= PARALLEL_WORK
+    if n_rows == 1 or n_rows * wo * cg * kh * kw < PARALLEL_WORK:
+        # Small work stays on this thread, outside OpenMP: entering a parallel
+        # region, even with use_threads_if=False, costs about a microsecond.
+        with nogil:
+            for row in range(n_rows):
+                _output_row(x_p, w_p, out_p, &bias[0], row, n_in, n_out, ho, kg, cg,
+                            h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
+        return
     with nogil:
         # Output rows are independent: threads split them, so one image with
         # one kernel still uses every core.
-        for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads(),
-                          use_threads_if=parallel):
-            i = row % ho
-            k = (row // ho) % n_out
-            n = row // (ho * n_out)
-            g = k // kg
-            _conv_row(x_p + (n * n_in + g * cg) * h * w,
-                      w_p + k * cg * kh * kw,
-                      out_p + row * wo,
-                      bias[k], i, cg, h, w, kh, kw, wo,
-                      sh, sw, ph, pw, dh, dw)
+        for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads()):
+            _output_row(x_p, w_p, out_p, &bias[0], row, n_in, n_out, ho, kg, cg,
+                        h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
 
 
 # Backward pass: the two adjoints of the sum above, on float32/float64.

@@ -270,6 +270,12 @@ def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
 
 def fft_is_faster(out_pixels, taps, plan, dtype):
     """True when one FFT correlation is predicted to beat the direct sum."""
+    if out_pixels * taps < 2**10:
+        # Far too small to ask the model: three transforms cost some 45 us
+        # however small, 2**10 multiply-adds well under 1 us of direct loops.
+        # It is below the model's smallest FFT pick with the constants above
+        # (3364, complex64 1x58 kernel on a 1x1 image): no choice changes.
+        return False
     dtype = np.dtype(dtype)
     complex_ = dtype.kind == "c"
     itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize

@@ -5,7 +5,8 @@ is reproduced here before one forward kernel of ``_direct``, ``_im2col`` or
 ``_fft`` runs: the input swap in 'valid' mode, the common dtype, the cast of
 ``fillvalue``, the output size, the 'same' offsets and the boundary padding.
 Small calls are common (SciPy's own are cheap), so the usual arguments take
-short paths: exact strings, the default ``fillvalue=0``, no padding copy.
+short paths: exact strings, the default ``fillvalue=0``, no padding copy, and
+the direct loops on one plane called without ``run_forward``.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv._conv import Geometry, run_forward
+from cyconv import _direct
+from cyconv._conv import ZERO_BIAS, Geometry, run_forward
 from cyconv._fft import all_finite, fft_applies, fft_is_faster, fft_plan
 from cyconv._typing import Method
-from cyconv._validate import check_alloc, check_choice
+from cyconv._validate import MEMORY_BYTES, check_alloc, check_choice
 
 MODES = ("full", "same", "valid")
 Mode = Literal["full", "same", "valid"]
@@ -60,8 +62,9 @@ def _swap_needed(func, mode, shape1, shape2):
     """SciPy's ``_inputs_swap_needed``: in 'valid' mode the larger array goes first."""
     if mode != "valid":
         return False
-    ok1 = all(s1 >= s2 for s1, s2 in zip(shape1, shape2))
-    ok2 = all(s2 >= s1 for s1, s2 in zip(shape1, shape2))
+    (h1, w1), (h2, w2) = shape1, shape2  # both 2-D: unpacked, not zipped (a small-call cost)
+    ok1 = h1 >= h2 and w1 >= w2
+    ok2 = h2 >= h1 and w2 >= w1
     if not (ok1 or ok2):
         raise ValueError(
             f"{func}: for mode='valid', one input must be at least as large as the "
@@ -141,13 +144,14 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
             ) from None
 
     numeric = kind1 in "biufc" and kind2 in "biufc"
-    dtype = np.promote_types(in1.dtype, in2.dtype).newbyteorder("=") if numeric else None
+    # promote_types gives native byte order.
+    dtype = np.promote_types(in1.dtype, in2.dtype) if numeric else None
     # SciPy casts fillvalue (and may fail) before it rejects the dtype. The
     # default 0 casts to every numeric dtype: None stands for a zero fill.
     fill = None
     if numeric and pad_mode == "constant" and not (type(fillvalue) is int and fillvalue == 0):
         fill = _fill_scalar(func, fillvalue, dtype)
-    if not numeric or dtype.kind == "b" or dtype.char == "e":
+    if not numeric or dtype.char in "?e":  # bool, float16
         raise ValueError(
             f"{func}: the common dtype of in1 ({in1.dtype}) and in2 ({in2.dtype}) is "
             f"{dtype if numeric else 'not numeric'}; bool, float16 and object are not "
@@ -172,9 +176,14 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
             f"{func}: mode='full' with in1 shape {in1.shape} and in2 shape {in2.shape} "
             f"gives negative output dimensions {(ho, wo)}"
         )
-    # Copies of both inputs (in 64 bits at least), the padded in1 and the output.
-    check_alloc(func, max(dtype.itemsize, 8), in1=in1.shape, in2=in2.shape,
-                padded_in1=(ho + kh - 1, wo + kw - 1), output=(ho, wo))
+    # Copies of both inputs (in 64 bits at least), the padded in1 and the
+    # output. If all four fit in memory together, each does: only otherwise
+    # must check_alloc find the one that does not.
+    itemsize = dtype.itemsize if dtype.itemsize > 8 else 8
+    padded = (ho + kh - 1, wo + kw - 1)
+    if (in1.size + in2.size + padded[0] * padded[1] + ho * wo) * itemsize > MEMORY_BYTES:
+        check_alloc(func, itemsize, in1=in1.shape, in2=in2.shape, padded_in1=padded,
+                    output=(ho, wo))
     if ho * wo == 0 or kh * kw == 0:
         # Nothing to compute, or an empty sum: zeros, as SciPy gives.
         return np.zeros((ho, wo), dtype)
@@ -218,14 +227,25 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
             method = "direct"
     elif compute not in _GEMM_DTYPES:
         method = "direct"
-    geom = Geometry(1, 1, image.shape[0], image.shape[1], 1, kh, kw, 1, 1, 1, 1, 1,
-                    pads, ho, wo, 2)
-    out = run_forward(func, image[None, None], kernel[None, None], None, geom,
-                      pads[0], pads[2], method)[0, 0]
+    if method == "direct" and image.size:
+        # One plane, one kernel, no bias: the direct loops are called here,
+        # without the Geometry and run_forward's handling of batches, groups,
+        # biases and methods, which costs about as much as SciPy's whole call.
+        out = np.empty((1, 1, ho, wo), compute)
+        _direct.conv2d_forward(image[None, None], kernel[None, None], ZERO_BIAS[compute],
+                               out, 1, 1, pads[0], pads[2], 1, 1, 1)
+    else:
+        geom = Geometry(1, 1, image.shape[0], image.shape[1], 1, kh, kw, 1, 1, 1, 1, 1,
+                        pads, ho, wo, 2)
+        out = run_forward(func, image[None, None], kernel[None, None], None, geom,
+                          pads[0], pads[2], method)
+    out = out[0, 0]
     if swapped and not flip:
         out = out[::-1, ::-1]  # SciPy reverses the swapped correlation (no conjugate)
-    elif out.dtype.itemsize == dtype.itemsize:
-        return out.view(dtype)  # the same bits: uint64 sums read as int64, or no change
+    elif compute is dtype:
+        return out
+    elif compute.itemsize == dtype.itemsize:
+        return out.view(dtype)  # the same bits: uint64 sums read as int64
     return np.ascontiguousarray(out, dtype=dtype)
 
 

@@ -101,6 +101,9 @@ def as_array(func, name, value):
     return array
 
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def float_dtype(*arrays):
     """float32 when every array is float32 (or float16), else float64.
 
@@ -109,8 +112,8 @@ def float_dtype(*arrays):
     """
     for array in arrays:
         if array is not None and not (array.dtype.kind == "f" and array.dtype.itemsize <= 4):
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
+            return _FLOAT64
+    return _FLOAT32
 
 
 def check_extent(func, axis, size, pad_total, stride, dilation):

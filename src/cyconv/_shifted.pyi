@@ -1,0 +1,12 @@
+from numpy.typing import NDArray
+
+def conv2d_forward(
+    x: NDArray, w_taps: NDArray, bias: NDArray, has_bias: bool, out: NDArray,
+    kh: int, kw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+    padded: NDArray, scratch: NDArray,
+) -> None: ...
+def conv2d_grad_weight(
+    x: NDArray, grad_out: NDArray, gw_taps: NDArray,
+    kh: int, kw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+    padded: NDArray, scratch: NDArray,
+) -> None: ...

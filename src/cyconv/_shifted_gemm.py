@@ -1,0 +1,67 @@
+"""The stride-1 GEMMs of method='auto' (kernels in _shifted.pyx): buffers and calls.
+
+One GEMM per kernel tap reads a zero-padded copy of a few images stacked in
+one buffer, shifted by the tap's offset, and accumulates into an output
+block; see _shifted.pyx for the layout. Here: the buffers' sizes, the check
+that a problem fits them, the weights as one matrix per tap, and the
+forward call that conv2d and the input gradient share.
+"""
+import numpy as np
+
+from cyconv import _shifted
+from cyconv._validate import INT_MAX, check_alloc, check_int_sizes, fits_int
+
+# The shifted GEMMs (see _shifted.pyx) read a zero-padded copy of a few images
+# at a time, at most SHIFTED_IMAGES_BYTES (one image if larger), and
+# accumulate into an output block of at most SHIFTED_BLOCK_BYTES that is read
+# and written once per kernel tap, so it should stay in L2 (2 MiB per core
+# here). Both were measured on the benchmark layers.
+SHIFTED_IMAGES_BYTES = 4 * 2**20
+SHIFTED_BLOCK_BYTES = 2**20
+
+
+def shifted_plane(geom, ho, wo):
+    """(Hp, Wp): one image's padded cell for an ho x wo output at stride 1."""
+    return ho + (geom.kh - 1) * geom.dh, wo + (geom.kw - 1) * geom.dw
+
+
+def shifted_fits(geom, dtype):
+    """True when one image's padded cell fits SHIFTED_IMAGES_BYTES and BLAS's C int.
+
+    For both directions: the forward pads the input (C channels), the input
+    gradient pads grad_output (K channels) to the input's size.
+    """
+    hp, wp = shifted_plane(geom, max(geom.ho, geom.height), max(geom.wo, geom.width))
+    channels = max(geom.channels, geom.kernels)
+    return (channels * hp * wp * dtype.itemsize <= SHIFTED_IMAGES_BYTES
+            and fits_int(hp * wp, channels * wp))
+
+
+def shifted_buffers(func, batch, channels, kernels_per_group, hp, wp, dtype):
+    """The zeroed padded images (channels, nb*hp, wp) and the output block of the shifted GEMMs."""
+    check_int_sizes(func, padded_plane=hp * wp, block_row=kernels_per_group * wp)
+    image_bytes = channels * hp * wp * dtype.itemsize
+    per_block = max(1, min(batch, SHIFTED_IMAGES_BYTES // image_bytes, INT_MAX // (hp * wp)))
+    check_alloc(func, dtype.itemsize, padded_images=(channels, per_block * hp, wp))
+    rows = max(1, SHIFTED_BLOCK_BYTES // (kernels_per_group * wp * dtype.itemsize))
+    check_int_sizes(func, block=kernels_per_group * rows * wp)
+    return (np.zeros((channels, per_block * hp, wp), dtype),
+            np.empty(kernels_per_group * rows * wp, dtype))
+
+
+def kernel_taps(w4):
+    """(K, Cg, kh, kw) kernels as (kh*kw, K, Cg): one (K x Cg) matrix per tap."""
+    k, cg, kh, kw = w4.shape
+    return np.ascontiguousarray(w4.transpose(2, 3, 0, 1)).reshape(kh * kw, k, cg)
+
+
+def run_shifted_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_left):
+    """out = conv of x (N, C, H, W) by w (K, C/groups, kh, kw) at stride 1, by shifted GEMMs.
+
+    ``out`` may be any size (the input gradient uses it with the input's).
+    """
+    hp, wp = shifted_plane(geom, out.shape[2], out.shape[3])
+    padded, block = shifted_buffers(func, x.shape[0], x.shape[1], w.shape[0] // geom.groups,
+                                    hp, wp, x.dtype)
+    _shifted.conv2d_forward(x, kernel_taps(w), bias, has_bias, out, geom.kh, geom.kw,
+                            pad_top, pad_left, geom.dh, geom.dw, geom.groups, padded, block)

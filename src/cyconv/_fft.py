@@ -141,19 +141,23 @@ def _axis(size, k, before, step, count, real, length=None):
 # The cost model behind method='auto' and the choice of tiles (SciPy's
 # choose_conv_method is the model: compare the two costs, each a constant
 # times its operation count). On one thread: seconds per multiply-add of the
-# direct loops, per output row and tap (their inner loop's start) and per
-# output; per point * log2(points) of one transform (with its share of the
-# spectrum product and the copies), per tile, per task and per call (the
-# Python work around the transforms). Each further thread adds the given
-# share of one thread's speed. Measured on this project's 2-core AVX-512
-# machine: the direct loops on images of 32..1024 with kernels 3..31 in
-# 'same' and 'valid' mode (median error 4% in float32, 5% in float64), the
-# FFT on the same images with the three best tilings of each (4%, 7%), two
-# threads against one on images of 384..1024. Complex inputs cost about 4x
-# (direct) and 2x (FFT: full instead of half spectra) their real precision.
-_DIRECT_SECONDS_PER_MAC = {4: 54e-12, 8: 105e-12}
-_DIRECT_SECONDS_PER_ROW_TAP = {4: 3.7e-9, 8: 2.8e-9}
-_DIRECT_SECONDS_PER_OUTPUT = {4: 0.17e-9, 8: 0.32e-9}
+# direct loops' register-blocked interior and of their border columns
+# (column by column, where taps fall outside the image), per output row and
+# tap, per output and per call; per point * log2(points) of one transform
+# (with its share of the spectrum product and the copies), per tile, per
+# task and per call (the Python work around the transforms). Each further
+# thread adds the given share of one thread's speed. Measured on this
+# project's 2-core AVX-512 machine: the direct loops on images of 32..1024
+# with kernels 3..31 in 'same' and 'valid' mode (median error 5% in float32,
+# 4% in float64), the FFT on the same images with the three best tilings of
+# each (4%, 7%), two threads against one on images of 384..1024. Complex
+# inputs cost about 4x (direct) and 2x (FFT: full instead of half spectra)
+# their real precision.
+_DIRECT_SECONDS_PER_MAC = {4: 24e-12, 8: 50e-12}
+_DIRECT_SECONDS_PER_BORDER_MAC = {4: 690e-12, 8: 695e-12}
+_DIRECT_SECONDS_PER_ROW_TAP = {4: 1.4e-9, 8: 0.8e-9}
+_DIRECT_SECONDS_PER_OUTPUT = {4: 0.11e-9, 8: 0.14e-9}
+_DIRECT_SECONDS_PER_CALL = 4e-6
 _DIRECT_THREAD_GAIN = 0.95
 _FFT_SECONDS_PER_POINT_LOG = {4: 0.165e-9, 8: 0.29e-9}
 _FFT_SECONDS_PER_TILE = 5e-6
@@ -186,14 +190,13 @@ class Plan(NamedTuple):
     per_task: int  # tiles of a band per task (tasks split a band evenly)
     threads: int  # threads the tiles run on
     seconds: float
-    out_rows: int  # output rows of all planes (the direct loops' cost)
+    direct_seconds: float  # of the direct loops on the same planes, for method='auto'
 
 
-def _plan(rows, cols, batch, real, itemsize, threads, out_rows=0):
+def _plan(rows, cols, batch, real, itemsize, threads, direct_seconds=0.0):
     """The `Plan` of tiles ``rows x cols`` on ``batch`` planes and up to ``threads`` threads.
 
-    ``itemsize`` is that of a real (or of a complex number's part);
-    ``out_rows`` the output rows of one plane.
+    ``itemsize`` is that of a real (or of a complex number's part).
     """
     points = rows.length * cols.length
     spectrum = rows.length * (cols.length // 2 + 1 if real else cols.length) * 2 * itemsize
@@ -213,7 +216,23 @@ def _plan(rows, cols, batch, real, itemsize, threads, out_rows=0):
     else:
         seconds /= 1 + (threads - 1) * _FFT_WORKER_GAIN * share
     return Plan(rows, cols, -(-cols.tiles // chunks), threads,
-                seconds + _FFT_SECONDS_PER_CALL, batch * out_rows)
+                seconds + _FFT_SECONDS_PER_CALL, direct_seconds)
+
+
+def _direct_seconds(batch, w, kh, kw, left, ho, wo, real, itemsize, threads):
+    """Predicted time of the direct loops (stride 1) on ``batch`` planes of width ``w``.
+
+    Output columns whose taps all fall inside the image, ``[left, w + left -
+    kw + 1)``, run in vector registers; the others column by column.
+    """
+    interior = max(0, min(w + left - kw + 1, wo) - min(left, wo))
+    taps = kh * kw
+    seconds = batch * ho * (taps * (interior * _DIRECT_SECONDS_PER_MAC[itemsize]
+                                    + (wo - interior) * _DIRECT_SECONDS_PER_BORDER_MAC[itemsize]
+                                    + _DIRECT_SECONDS_PER_ROW_TAP[itemsize])
+                            * (1 if real else 4)
+                            + wo * _DIRECT_SECONDS_PER_OUTPUT[itemsize])
+    return seconds / (1 + (threads - 1) * _DIRECT_THREAD_GAIN) + _DIRECT_SECONDS_PER_CALL
 
 
 @functools.lru_cache(maxsize=256)
@@ -248,7 +267,8 @@ def _best_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype, th
     if not rows or not cols:
         return None
     batch = math.prod(image_shape[:-2])
-    return min((_plan(r, c, batch, real, itemsize, threads, ho) for r in rows for c in cols),
+    direct = _direct_seconds(batch, w, kh, kw, left, ho, wo, real, itemsize, threads)
+    return min((_plan(r, c, batch, real, itemsize, threads, direct) for r in rows for c in cols),
                key=lambda plan: plan.seconds)
 
 
@@ -258,8 +278,9 @@ def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
     The arguments are those of `correlate_into`: ``steps`` is ``(sh, sw)``,
     ``image_shape`` and ``out_shape`` may have leading batch axes. The tiles
     run on the kernels' thread count (OpenMP's) when there is enough work.
-    Returns a `Plan`, or None when no output overlaps the image or ``dtype``
-    is not one of FFT_DTYPES.
+    Returns a `Plan`, with the predicted time of the direct loops too (at
+    stride 1), or None when no output overlaps the image or ``dtype`` is not
+    one of FFT_DTYPES.
     """
     dtype = np.dtype(dtype)
     if dtype not in FFT_DTYPES:
@@ -268,23 +289,17 @@ def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
                       tuple(out_shape[-2:]), dtype, max_threads())
 
 
-def fft_is_faster(out_pixels, taps, plan, dtype):
-    """True when one FFT correlation is predicted to beat the direct sum."""
+def fft_is_faster(out_pixels, taps, plan):
+    """True when the FFT (`fft_plan`'s ``plan``) is predicted to beat the direct sum."""
     if out_pixels * taps < 2**10:
         # Far too small to ask the model: three transforms cost some 45 us
         # however small, 2**10 multiply-adds well under 1 us of direct loops.
         # It is below the model's smallest FFT pick with the constants above
-        # (3364, complex64 1x58 kernel on a 1x1 image): no choice changes.
+        # (24576, complex64 32x64 kernel on a 12x1 image): no choice changes.
         return False
-    dtype = np.dtype(dtype)
-    complex_ = dtype.kind == "c"
-    itemsize = dtype.itemsize // 2 if complex_ else dtype.itemsize
     if plan is None:  # `fft_plan`'s: long double and integers have no FFT, and
         return False  # an output whose windows all miss the image is zeros
-    direct = ((out_pixels * taps * _DIRECT_SECONDS_PER_MAC[itemsize]
-               + plan.out_rows * taps * _DIRECT_SECONDS_PER_ROW_TAP[itemsize])
-              * (4 if complex_ else 1) + out_pixels * _DIRECT_SECONDS_PER_OUTPUT[itemsize])
-    return direct / (1 + (max_threads() - 1) * _DIRECT_THREAD_GAIN) > plan.seconds
+    return plan.direct_seconds > plan.seconds
 
 
 _pool_lock = threading.Lock()

@@ -221,7 +221,7 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
 
     if method == "auto":
         plan = fft_plan(image.shape, kernel.shape, pads[0], pads[2], (1, 1), (ho, wo), compute)
-        method = "fft" if fft_is_faster(ho * wo, kh * kw, plan, compute) else "direct"
+        method = "fft" if fft_is_faster(ho * wo, kh * kw, plan) else "direct"
     if method == "fft":
         if not fft_applies(image, kernel):
             method = "direct"

@@ -279,8 +279,9 @@ _SHARED_DOC = """
         results stay exact), as do inputs holding NaN or inf with ``'fft'``.
         ``'auto'`` runs ``'fft'`` (where it applies) when a cost model
         measured on the development machine predicts it beats the direct
-        loops (on a 1024x1024 image: from about 13x13 kernels in float32 and
-        11x11 in float64; on a 128x128 one from about 17x17), else the direct
+        loops (on a 1024x1024 image: from about 15x15 kernels in ``'same'``
+        mode and 17x17 to 19x19 in ``'valid'`` mode, which has no border
+        columns for the direct loops to sum one by one), else the direct
         loops.
 
     Returns

@@ -38,15 +38,22 @@ cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bia
                         Py_ssize_t y0, Py_ssize_t p_lo, Py_ssize_t p_hi, Py_ssize_t x0,
                         Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
-    """bias + sum_{c, p_lo<=p<p_hi, q} w_k[c,p,q] * x_img[c, y0+p*dh, x0+q*dw] over columns inside."""
-    cdef Py_ssize_t c, p, q, col
+    """bias + sum_{c, p_lo<=p<p_hi, q} w_k[c,p,q] * x_img[c, y0+p*dh, x0+q*dw] over columns inside.
+
+    The taps q whose column x0 + q*dw lies in [0, w) are a range, computed
+    once: the inner loop is a branch-free dot product.
+    """
+    cdef Py_ssize_t c, p, q
+    cdef Py_ssize_t q_lo = first_inside(x0, dw), q_hi = end_inside(x0, dw, w, kw)
+    cdef const direct_t *x_row
+    cdef const direct_t *w_row
     cdef direct_t acc = bias
     for c in range(channels):
         for p in range(p_lo, p_hi):
-            for q in range(kw):
-                col = x0 + q * dw
-                if 0 <= col < w:
-                    acc = acc + w_k[(c * kh + p) * kw + q] * x_img[(c * h + y0 + p * dh) * w + col]
+            x_row = x_img + (c * h + y0 + p * dh) * w + x0
+            w_row = w_k + (c * kh + p) * kw
+            for q in range(q_lo, q_hi):
+                acc = acc + w_row[q] * x_row[q * dw]
     return acc
 
 

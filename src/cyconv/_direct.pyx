@@ -50,10 +50,10 @@ cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bia
     cdef direct_t acc = bias
     for c in range(channels):
         for p in range(p_lo, p_hi):
-            x_row = x_img + (c * h + y0 + p * dh) * w + x0
+            x_row = x_img + (c * h + y0 + p * dh) * w
             w_row = w_k + (c * kh + p) * kw
             for q in range(q_lo, q_hi):
-                acc = acc + w_row[q] * x_row[q * dw]
+                acc = acc + w_row[q] * x_row[x0 + q * dw]
     return acc
 
 

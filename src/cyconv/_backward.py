@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _im2col, _shifted
+from cyconv import _direct, _im2col
 from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
@@ -19,7 +19,7 @@ from cyconv._conv import (
     prepare_input,
     weight4,
 )
-from cyconv._shifted_gemm import run_shifted_forward, shifted_buffers, shifted_plane
+from cyconv._shifted_gemm import run_shifted_forward
 from cyconv._validate import (
     PAD_MODES,
     as_array,
@@ -104,18 +104,6 @@ def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, me
         run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
 
 
-def _shifted_grad_weight(func, xp, gy, geom, pad_top, pad_left):
-    """The weight gradient by shifted GEMMs (stride 1), as (K, C/groups, kh, kw)."""
-    kg, cg = geom.kernels // geom.groups, geom.channels // geom.groups
-    hp, wp = shifted_plane(geom, geom.ho, geom.wo)
-    padded, block = shifted_buffers(func, geom.batch, geom.channels, kg, hp, wp, gy.dtype)
-    taps = np.zeros((geom.kh * geom.kw, geom.kernels, cg), gy.dtype)
-    _shifted.conv2d_grad_weight(xp, gy, taps, geom.kh, geom.kw, pad_top, pad_left, geom.dh,
-                                geom.dw, geom.groups, padded, block)
-    return np.ascontiguousarray(
-        taps.reshape(geom.kh, geom.kw, geom.kernels, cg).transpose(2, 3, 0, 1))
-
-
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
                     stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, *, padding_mode: PaddingMode = "zeros",
@@ -146,9 +134,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         ``'direct'`` runs the gradient sums as C loops; ``'im2col'`` runs
         ``dW = dY @ cols.T`` and ``grad_input = col2im(W.T @ dY)`` as BLAS
         GEMMs in bounded blocks; ``'auto'`` picks from the shapes as
-        `conv2d` does (at stride 1 the GEMMs read the padded images in
-        place, and the input gradient is the forward pass of the flipped
-        kernels).
+        `conv2d` does: at stride 1 the input gradient is then `conv2d`'s
+        forward pass of the flipped kernels (GEMMs per kernel tap, or the
+        direct loops), and the weight gradient im2col's.
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -261,15 +249,16 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         xp, _, _ = prepare_input(func, x, geom, padding_mode, dtype)
     if method == "auto":
         method = choose_method(geom, dtype)
-    # At stride 1 the input gradient is a forward pass (direct or shifted);
-    # 'shifted' (stride 1 only) falls back to im2col's for padding beyond the kernel.
+    # At stride 1 the input gradient is a forward pass (direct or shifted).
+    # 'shifted' (stride 1 only) takes im2col's weight gradient, and its
+    # input gradient too for padding beyond the kernel.
     as_forward = method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
     kernels = _direct if method == "direct" else _im2col
     # The kernels' trailing arguments; im2col ones take a workspace too.
     args: tuple[int | np.ndarray, ...] = (geom.sh, geom.sw, pad_top, pad_left, geom.dh,
                                           geom.dw, geom.groups)
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
-    if run and (method == "im2col" or (method == "shifted" and want_input and not as_forward)):
+    if run and kernels is _im2col and (want_weight or (want_input and not as_forward)):
         args += (gemm_workspace(func, geom, dtype),)
 
     grad_input = grad_weight = grad_bias = None
@@ -285,12 +274,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)
     if want_weight:
-        if run and method == "shifted":
-            grad_weight = _shifted_grad_weight(func, xp, gy, geom, pad_top, pad_left)
-        else:
-            grad_weight = np.zeros(w4.shape, dtype)
-            if run:
-                kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
+        grad_weight = np.zeros(w4.shape, dtype)
+        if run:
+            kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:
         grad_bias = gy.sum(axis=(0, 2, 3))

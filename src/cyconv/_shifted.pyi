@@ -5,8 +5,3 @@ def conv2d_forward(
     kh: int, kw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
     padded: NDArray, scratch: NDArray,
 ) -> None: ...
-def conv2d_grad_weight(
-    x: NDArray, grad_out: NDArray, gw_taps: NDArray,
-    kh: int, kw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    padded: NDArray, scratch: NDArray,
-) -> None: ...

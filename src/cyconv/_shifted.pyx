@@ -10,9 +10,12 @@ every tap, shifted. So, per image and group,
 
 is kh*kw GEMMs of (Kg x Cg) @ (Cg x n) with ``ldb = Hp*Wp``, accumulated in a
 scratch block (beta = 1 after the first). Columns ``j >= wo`` of out_ext read
-across two image rows; they are dropped when the block is copied out. The
-weight gradient is the adjoint: ``dW_pq += gy_ext @ shifted.T`` with those
-columns of ``gy_ext`` zero. (Known as the "shift" or "kn2row" formulation.)
+across two image rows; they are dropped when the block is copied out.
+(Known as the "shift" or "kn2row" formulation.) The input gradient at stride
+1 is this forward pass of the flipped kernels (see _backward.py). The weight
+gradient's adjoint, ``dW_pq += gy_ext @ shifted.T``, was measured 1.2-1.6x
+slower than im2col's one GEMM per image (its GEMMs are 64 x 64 with a very
+long inner dimension), so it is not done here.
 
 Several images go through each GEMM, stacked one under the other in the
 padded buffer (C, nb*Hp, Wp), so that small images still make large GEMMs:
@@ -23,7 +26,7 @@ last pixel is the last element of the last image. The caller checks that
 every GEMM size fits a C int.
 """
 from cython.parallel cimport prange
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from cyconv._fused cimport blas_t
 from cyconv._blas cimport gemm
@@ -128,65 +131,3 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                     r0 += count
             n0 += n_images
 
-
-def conv2d_grad_weight(const blas_t[:, :, :, ::1] x,
-                       const blas_t[:, :, :, ::1] grad_out,
-                       blas_t[:, :, ::1] gw_taps,
-                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph, Py_ssize_t pw,
-                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                       blas_t[:, :, ::1] padded, blas_t[::1] scratch):
-    """gw_taps[p*kw+q, k, c] += sum_{n,i,j} grad_out[n,k,i,j] * x[n, g*Cg+c, i-ph+p*dh, j-pw+q*dw].
-
-    The adjoint of conv2d_forward in the weights, stride 1, x zero outside
-    its bounds. Invariants as conv2d_forward, with grad_out (N, K, ho, wo)
-    in place of out and gw_taps (kh*kw, K, C/groups) zero-filled by the caller.
-    """
-    cdef Py_ssize_t n_batch = grad_out.shape[0], n_out = grad_out.shape[1]
-    cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]
-    cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t hp = ho + (kh - 1) * dh, wp = padded.shape[2]
-    cdef Py_ssize_t rows_total = padded.shape[1], per_block = rows_total // hp
-    cdef Py_ssize_t plane = rows_total * wp
-    cdef Py_ssize_t cg = gw_taps.shape[2], kg = n_out // groups
-    cdef Py_ssize_t rows = _block_rows(scratch.shape[0], kg, wp)
-    cdef Py_ssize_t n0, n_images, n_rows, g, k, t, r, i, r0, count, n_cols
-    cdef const blas_t *x_p = &x[0, 0, 0, 0]
-    cdef const blas_t *gy_p = &grad_out[0, 0, 0, 0]
-    cdef blas_t *gw_p = &gw_taps[0, 0, 0]
-    cdef blas_t *pad_p = &padded[0, 0, 0]
-    cdef blas_t *block = &scratch[0]
-    cdef blas_t *dst
-    cdef bint parallel
-    with nogil:
-        n0 = 0
-        while n0 < n_batch:
-            n_images = per_block if per_block < n_batch - n0 else n_batch - n0
-            _pad_images(x_p + n0 * n_in * h * w, pad_p, n_images, n_in, h, w, hp, wp,
-                        rows_total, ph, pw)
-            n_rows = (n_images - 1) * hp + ho
-            for g in range(groups):
-                r0 = 0
-                while r0 < n_rows:
-                    count = rows if rows < n_rows - r0 else n_rows - r0
-                    n_cols = (count - 1) * wp + wo
-                    # gy_ext: the gradient at the virtual rows' positions, zero
-                    # in the dropped columns and in the rows between images.
-                    parallel = kg > 1 and kg * count * wo >= PARALLEL_WORK
-                    for k in prange(kg, schedule='static', num_threads=omp_get_max_threads(),
-                                    use_threads_if=parallel):
-                        for r in range(r0, r0 + count):
-                            i = r % hp
-                            dst = block + k * n_cols + (r - r0) * wp
-                            if i < ho:
-                                memcpy(dst, gy_p + (((n0 + r // hp) * n_out + g * kg + k) * ho
-                                                    + i) * wo, wo * sizeof(blas_t))
-                            else:
-                                memset(dst, 0, wo * sizeof(blas_t))
-                            if r < r0 + count - 1:
-                                memset(dst + wo, 0, (wp - wo) * sizeof(blas_t))
-                    for t in range(kh * kw):
-                        gemm(False, True, kg, cg, n_cols, 1, block, n_cols,
-                             pad_p + g * cg * plane + (r0 + (t // kw) * dh) * wp + (t % kw) * dw,
-                             plane, 1, gw_p + (t * n_out + g * kg) * cg, cg)
-                    r0 += count
-            n0 += n_images

@@ -12,11 +12,13 @@ from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
     choose_method,
+    depthwise_scratch,
     gemm_workspace,
     geometry,
     kernel_input_shape,
     padding_plan,
     prepare_input,
+    run_direct,
     weight4,
 )
 from cyconv._shifted_gemm import run_shifted_forward
@@ -98,8 +100,7 @@ def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, me
     top, left = (geom.kh - 1) * geom.dh - pad_top, (geom.kw - 1) * geom.dw - pad_left
     zeros = np.zeros(geom.channels, gy.dtype)
     if method == "direct":
-        _direct.conv2d_forward(gy, wt, zeros, grad_input, 1, 1, top, left, geom.dh, geom.dw,
-                               groups)
+        run_direct(gy, wt, zeros, grad_input, 1, 1, top, left, geom.dh, geom.dw, groups)
     else:
         run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
 
@@ -275,7 +276,14 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         grad_input = grad_input.reshape(x.shape)
     if want_weight:
         grad_weight = np.zeros(w4.shape, dtype)
-        if run:
+        scratch = None
+        if run and method == "direct":
+            scratch = depthwise_scratch(xp, w4, gy.shape, geom.sh, geom.sw, geom.dh, geom.dw,
+                                        geom.groups)
+        if scratch is not None:
+            _direct.depthwise_grad_weight(xp, gy, grad_weight, pad_top, pad_left, geom.dh,
+                                          geom.dw, scratch)
+        elif run:
             kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:

@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from cyconv import _direct, _fft, _im2col
+# The function, not the module: test_threads watches the kernel modules' calls.
+from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
 from cyconv._validate import (
@@ -308,6 +310,40 @@ for _zero in ZERO_BIAS.values():
     _zero.flags.writeable = False
 
 
+# A depthwise convolution's plane is copied into a zero-padded buffer per
+# thread when the padded plane is at most this size (so it stays in L2): its
+# rows then have no border columns, which the direct loops sum one by one.
+DEPTHWISE_PLANE_BYTES = 2**18
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def depthwise_scratch(x, w, out_shape, sh, sw, dh, dw, groups):
+    """Zeroed plane buffers, one per thread, for the depthwise kernels; None if they do not apply.
+
+    They apply to float32/float64 depthwise convolutions (groups == C == K)
+    at stride 1 whose buffers (the padded plane, ``out_shape`` grown by the
+    kernel's extent, and as many flat rows as the output has) fit
+    DEPTHWISE_PLANE_BYTES.
+    """
+    kh, kw = w.shape[2], w.shape[3]
+    ho, wp = out_shape[2], out_shape[3] + (kw - 1) * dw
+    # The padded plane (Hp, Wp) and the flat rows (ho, Wp) that go with it.
+    cell = (ho + (kh - 1) * dh) * wp + ho * wp
+    if (groups == x.shape[1] == w.shape[0] > 1 and (sh, sw) == (1, 1)
+            and x.dtype in _FLOATS and cell * x.dtype.itemsize <= DEPTHWISE_PLANE_BYTES):
+        return np.zeros((max_threads(), cell), x.dtype)
+    return None
+
+
+def run_direct(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups):
+    """The direct loops on prepared arrays; depthwise at stride 1 has its own kernel."""
+    scratch = depthwise_scratch(x, w, out.shape, sh, sw, dh, dw, groups)
+    if scratch is not None:
+        _direct.depthwise_forward(x, w, bias, out, ph, pw, dh, dw, scratch)
+    else:
+        _direct.conv2d_forward(x, w, bias, out, sh, sw, ph, pw, dh, dw, groups)
+
+
 def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     """Run one forward kernel on prepared NCHW arrays; returns (N, K, ho, wo)."""
     dtype = x.dtype
@@ -326,7 +362,7 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
         return out
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if method == "direct":
-        _direct.conv2d_forward(x, w, bias, out, *args)
+        run_direct(x, w, bias, out, *args)
     elif method == "shifted":
         run_shifted_forward(func, x, w, bias, b is not None, out, geom, pad_top, pad_left)
     elif method == "fft":

@@ -15,7 +15,8 @@ a branch-free inner loop.
 """
 from cython cimport floating
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
+from libc.string cimport memcpy
 
 from cyconv._fused cimport direct_t
 from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
@@ -32,6 +33,12 @@ cdef extern from "_rowblock.h" nogil:
                                 Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
                                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pw,
                                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t j_a, Py_ssize_t j_b)
+    void cyconv_tapdots_float(const float *gy, const float *padded, Py_ssize_t ho, Py_ssize_t wo,
+                              Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
+                              Py_ssize_t dw, float *sums)
+    void cyconv_tapdots_double(const double *gy, const double *padded, Py_ssize_t ho,
+                               Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw,
+                               Py_ssize_t dh, Py_ssize_t dw, double *sums)
 
 
 cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bias,
@@ -177,6 +184,122 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
         for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads()):
             _output_row(x_p, w_p, out_p, &bias[0], row, n_in, n_out, ho, kg, cg,
                         h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
+
+
+cdef inline void _pad_plane(const floating *plane, floating *padded, Py_ssize_t rows,
+                            Py_ssize_t cols, Py_ssize_t w, Py_ssize_t wp,
+                            Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    """padded[y + ph, x + pw] = plane[y, x] for y < rows, x < cols; the rest is left alone."""
+    cdef Py_ssize_t y, x
+    cdef floating *dst
+    cdef const floating *src
+    for y in range(rows if cols > 0 else 0):
+        # A loop, not memcpy: rows are short, and a call per row cost more than the copy.
+        dst = padded + (y + ph) * wp + pw
+        src = plane + y * w
+        for x in range(cols):
+            dst[x] = src[x]
+
+
+def depthwise_forward(const floating[:, :, :, ::1] x,
+                      const floating[:, :, :, ::1] weight,
+                      const floating[::1] bias,
+                      floating[:, :, :, ::1] out,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                      floating[:, ::1] scratch):
+    """out[n,c,i,j] = bias[c] + sum_{p,q} weight[c,0,p,q] * x[n, c, i-ph+p*dh, j-pw+q*dw].
+
+    Depthwise convolution (groups == C == K) at stride 1, one plane at a
+    time: each thread copies its plane into a zero-padded (Hp, Wp) buffer,
+    Hp = ho + (kh-1)*dh, Wp = wo + (kw-1)*dw, so that every output row is
+    interior and runs the register-blocked row of _rowblock.h with no border
+    columns. (Reading the plane as one flat row, as the weight gradient does,
+    was measured slower here: the extra copy of the output costs more than
+    the wider passes save.) Invariants (checked in Python): x (N, C, H, W),
+    weight (C, 1, kh, kw), bias (C,), out (N, C, ho, wo), all non-empty and
+    C-contiguous; paddings >= 0, dilations >= 1; scratch (threads, >= Hp*Wp)
+    zero-filled, one row per thread the loop may use.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
+    cdef Py_ssize_t hp = ho + (kh - 1) * dh, wp = wo + (kw - 1) * dw
+    # The input rows and columns that land inside the padded buffer.
+    cdef Py_ssize_t rows = h if h < hp - ph else hp - ph
+    cdef Py_ssize_t cols = w if w < wp - pw else wp - pw
+    cdef Py_ssize_t n_planes = n_batch * channels, plane, c, i
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *w_p = &weight[0, 0, 0, 0]
+    cdef floating *out_p = &out[0, 0, 0, 0]
+    cdef floating *buffers = &scratch[0, 0]
+    cdef floating *padded
+    cdef int n_threads = min(omp_get_max_threads(), scratch.shape[0])
+    cdef bint parallel = n_planes > 1 and n_planes * ho * wo * kh * kw >= PARALLEL_WORK
+    with nogil:
+        for plane in prange(n_planes, schedule='static', num_threads=n_threads,
+                            use_threads_if=parallel):
+            c = plane % channels
+            padded = buffers + threadid() * scratch.shape[1]
+            # The border the caller zeroed is never written: only this region.
+            _pad_plane(x_p + plane * h * w, padded, rows, cols, w, wp, ph, pw)
+            for i in range(ho):
+                if floating is float:
+                    cyconv_rowblock_float(padded, w_p + c * kh * kw, out_p + (plane * ho + i) * wo,
+                                          bias[c], i, 0, kh, 1, hp, wp, kh, kw, 0, dh, dw, 0, wo)
+                else:
+                    cyconv_rowblock_double(padded, w_p + c * kh * kw,
+                                           out_p + (plane * ho + i) * wo,
+                                           bias[c], i, 0, kh, 1, hp, wp, kh, kw, 0, dh, dw, 0, wo)
+
+
+def depthwise_grad_weight(const floating[:, :, :, ::1] x,
+                          const floating[:, :, :, ::1] grad_out,
+                          floating[:, :, :, ::1] grad_weight,
+                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                          floating[:, ::1] scratch):
+    """grad_weight[c,0,p,q] += sum_{n,i,j} grad_out[n,c,i,j] * x[n, c, i-ph+p*dh, j-pw+q*dw].
+
+    The weight gradient of depthwise_forward. Each thread takes whole
+    channels, copies each image's plane into its zero-padded (Hp, Wp) buffer
+    and the gradient plane into rows of Wp (zero in the columns j >= wo),
+    and reads both as flat rows: gradient (i, j) is flat position i*Wp + j,
+    and under tap (p, q) it meets padded position i*Wp + j + p*dh*Wp + q*dw.
+    So each tap is one long dot product, kh*kw of them at a time in
+    _rowblock.h. Invariants as depthwise_forward, with grad_out
+    (N, C, ho, wo), grad_weight (C, 1, kh, kw) zero-filled by the caller, and
+    scratch (threads, Hp*Wp + ho*Wp).
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t kh = grad_weight.shape[2], kw = grad_weight.shape[3]
+    cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]
+    cdef Py_ssize_t hp = ho + (kh - 1) * dh, wp = wo + (kw - 1) * dw
+    cdef Py_ssize_t n_flat = (ho - 1) * wp + wo
+    cdef Py_ssize_t rows = h if h < hp - ph else hp - ph
+    cdef Py_ssize_t cols = w if w < wp - pw else wp - pw
+    cdef Py_ssize_t c, n, plane
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
+    cdef floating *gw_p = &grad_weight[0, 0, 0, 0]
+    cdef floating *buffers = &scratch[0, 0]
+    cdef floating *padded
+    cdef floating *flat
+    cdef int n_threads = min(omp_get_max_threads(), scratch.shape[0])
+    cdef bint parallel = channels > 1 and n_batch * channels * ho * wo * kh * kw >= PARALLEL_WORK
+    with nogil:
+        for c in prange(channels, schedule='static', num_threads=n_threads,
+                        use_threads_if=parallel):
+            padded = buffers + threadid() * scratch.shape[1]
+            flat = padded + hp * wp
+            for n in range(n_batch):
+                plane = n * channels + c
+                _pad_plane(x_p + plane * h * w, padded, rows, cols, w, wp, ph, pw)
+                _pad_plane(gy_p + plane * ho * wo, flat, ho, wo, wo, wp, 0, 0)
+                if floating is float:
+                    cyconv_tapdots_float(flat, padded, 1, n_flat, wp, kh, kw, dh, dw,
+                                         gw_p + c * kh * kw)
+                else:
+                    cyconv_tapdots_double(flat, padded, 1, n_flat, wp, kh, kw, dh, dw,
+                                          gw_p + c * kh * kw)
 
 
 # Backward pass: the two adjoints of the sum above, on float32/float64.

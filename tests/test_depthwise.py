@@ -1,0 +1,107 @@
+"""The depthwise kernels (groups == C == K, stride 1): forward and weight gradient.
+
+Each thread copies a plane into a zero-padded buffer; the forward runs its
+rows without border columns, the weight gradient reads the plane and the
+gradient as flat rows (columns past the output width zero). The widths below
+cross the vector blocks of _rowblock.h (16 float32 or 8 float64 lanes with
+AVX-512), the paddings reach past the kernel's extent, and the dilations
+spread the taps. References: tests/_reference.py (the sum by NumPy) for the
+forward, and im2col/col2im (no shared code) for the gradients.
+"""
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import cyconv
+import cyconv._conv
+
+from _reference import TOL, conv2d_api_ref
+
+FLOATS = (np.float32, np.float64)
+WIDTHS = (1, 5, 16, 17, 40, 70)
+PARAMS = [
+    dict(padding=1), dict(padding="same", dilation=(2, 3)), dict(padding=(4, 0)),
+    dict(padding=(0, 6)), dict(padding=2, padding_mode="reflect"),
+]
+IDS = ["pad1", "same-dilated", "pad-rows-beyond-kernel", "pad-cols-beyond-kernel", "reflect"]
+
+
+def _cases(rng, dtype, params):
+    """Depthwise problems of every width that the parameters allow."""
+    for width in WIDTHS:
+        for kernel in ((3, 3), (2, 5), (1, 1)):
+            xs, ws = (2, 3, 7, width), (3, 1) + kernel
+            shape_params = {k: v for k, v in params.items() if k != "padding_mode"}
+            try:
+                out_shape = cyconv.output_shape(xs, ws, groups=3, **shape_params)
+            except ValueError:
+                continue  # the kernel does not fit this width
+            if params.get("padding_mode") == "reflect" and width < 3:
+                continue  # reflect needs padding < size
+            yield (rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype),
+                   rng.standard_normal(3).astype(dtype),
+                   rng.standard_normal(out_shape).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("params", PARAMS, ids=IDS)
+def test_forward_matches_reference(params, dtype):
+    seen = 0
+    for x, w, b, _ in _cases(np.random.default_rng(41), dtype, params):
+        shape_params = {k: v for k, v in params.items() if k != "padding_mode"}
+        geom = cyconv._conv.geometry("test", x.shape, w.shape, 1, shape_params.get("padding", 0),
+                                     shape_params.get("dilation", 1), 3)
+        scratch = cyconv._conv.depthwise_scratch(x, w, (2, 3, geom.ho, geom.wo), 1, 1,
+                                                 geom.dh, geom.dw, 3)
+        assert scratch is not None  # these take the depthwise kernel
+        for method in ("direct", "auto"):
+            out = cyconv.conv2d(x, w, b, groups=3, **params, method=method)
+            assert out.dtype == dtype
+            assert_allclose(out, conv2d_api_ref(x, w, b, groups=3, **params),
+                            **TOL[np.dtype(dtype)])
+        seen += 1
+    assert seen >= 10
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("params", PARAMS, ids=IDS)
+def test_gradients_match_im2col(params, dtype):
+    for x, w, _, gy in _cases(np.random.default_rng(42), dtype, params):
+        expected = cyconv.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
+                                          w.astype(np.float64), groups=3, **params,
+                                          method="im2col")
+        got = cyconv.conv2d_backward(gy, x, w, groups=3, **params, method="direct")
+        for a, e in zip(got, expected):
+            assert a.dtype == dtype
+            assert_allclose(a, e, **TOL[np.dtype(dtype)])
+
+
+def test_where_the_depthwise_kernels_apply(monkeypatch):
+    x = np.zeros((1, 4, 9, 9), np.float32)
+
+    def scratch(w, out_shape=(1, 4, 9, 9), stride=1, groups=4, array=x):
+        return cyconv._conv.depthwise_scratch(array, w, out_shape, stride, stride, 1, 1, groups)
+
+    w = np.zeros((4, 1, 3, 3), np.float32)
+    assert scratch(w) is not None
+    assert scratch(w, stride=2) is None  # strided: the general loops
+    assert scratch(np.zeros((8, 1, 3, 3), np.float32), groups=4) is None  # 2 kernels per channel
+    assert scratch(np.zeros((1, 1, 3, 3)), groups=1, array=np.zeros((1, 1, 9, 9))) is None
+    # A plane too large for the buffer limit takes the general loops, same results.
+    monkeypatch.setattr(cyconv._conv, "DEPTHWISE_PLANE_BYTES", 4 * 10 * 10)
+    assert scratch(w) is None
+    rng = np.random.default_rng(43)
+    x, w = rng.standard_normal((2, 4, 9, 30)), rng.standard_normal((4, 1, 3, 3))
+    assert_allclose(cyconv.conv2d(x, w, padding=1, groups=4),
+                    conv2d_api_ref(x, w, padding=1, groups=4), **TOL[np.dtype(np.float64)])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nan_stays_in_its_windows(dtype):
+    x = np.ones((2, 3, 6, 40), dtype)
+    x[1, 2, 3, 17] = np.nan
+    w = np.ones((3, 1, 3, 3), dtype)
+    out = cyconv.conv2d(x, w, padding=1, groups=3)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(conv2d_api_ref(x, w, padding=1,
+                                                                         groups=3)))
+    assert np.isnan(out).sum() == 9

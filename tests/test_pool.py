@@ -473,6 +473,69 @@ def test_avg_pool_backward_finite_differences(k, s, p, ceil_mode, count_include_
     np.testing.assert_allclose(grad, ref, rtol=1e-12, atol=1e-12)
 
 
+AVG_BACKWARD_CASES = AVG_CASES + [
+    # The kernel writes every input cell itself (no zero-filled output):
+    # stride > kernel leaves rows and columns in no window, which must be 0.
+    ((1, 2, 9, 8), 2, 3, 0, False),
+    ((1, 2, 7, 9), (1, 2), (3, 4), 0, True),
+    # Windows wider than the input (kw > W), and one wider than H too.
+    ((2, 1, 6, 3), (3, 5), (2, 1), (1, 2), False),
+    ((1, 2, 2, 3), (4, 6), (1, 2), (2, 3), True),
+]
+
+
+@pytest.mark.parametrize("shape, k, s, p, ceil_mode", AVG_BACKWARD_CASES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("divisor_override", [None, 3, -2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_pool_backward_matches_reference(shape, k, s, p, ceil_mode, count_include_pad,
+                                             divisor_override, dtype):
+    kwargs = dict(stride=s, padding=p, ceil_mode=ceil_mode,
+                  count_include_pad=count_include_pad, divisor_override=divisor_override)
+    g = randn(cyconv.avg_pool2d(np.zeros(shape), k, **kwargs).shape, dtype, seed=7)
+    # Recycle a NaN-filled buffer of the output's size first: NumPy's
+    # allocator likely hands it back, and any cell the kernel missed shows.
+    np.full(shape, np.nan, dtype)
+    grad = cyconv.avg_pool2d_backward(g, shape, k, **kwargs)
+    kk, pp = pairs(k, p)
+    ss = kk if s is None else pairs(s)[0]
+    ref = avg_pool_backward_ref(g, shape, kk, ss, pp, ceil_mode, count_include_pad,
+                                divisor_override)
+    tol = 1e-6 if dtype is np.float32 else 1e-12
+    np.testing.assert_allclose(grad, ref, rtol=tol, atol=tol)
+    assert grad.dtype == dtype and grad.flags.c_contiguous
+
+
+@pytest.mark.parametrize("divisor_override", [None, 3, 2**24 + 1, -(2**40)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_pool_backward_rounds_each_share_once(divisor_override, dtype):
+    # Non-overlapping windows: each cell gets exactly one share, which must
+    # be g / divisor rounded once to the dtype. float32 divides in float
+    # while the divisor is a float (<= 2**24), else in double.
+    x_shape = (2, 3, 8, 10)
+    g = randn((2, 3, 4, 5), dtype, seed=8)
+    grad = cyconv.avg_pool2d_backward(g, x_shape, 2, divisor_override=divisor_override)
+    divisor = 4 if divisor_override is None else divisor_override
+    shares = (g.astype(np.float64) / divisor).astype(dtype)
+    np.testing.assert_array_equal(grad, shares.repeat(2, axis=-2).repeat(2, axis=-1))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_avg_pool_backward_threads(threads):
+    # Enough planes and cells for the kernel to split the planes between
+    # threads, each with its own scratch rows: the result must be that of
+    # the planes pooled one at a time (a single plane runs on one thread).
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    kwargs = dict(stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+    shape = (4, 8, 49, 48)  # 75264 cells: above the kernels' PARALLEL_WORK
+    g = randn(cyconv.avg_pool2d(np.zeros(shape), 3, **kwargs).shape, np.float32, seed=9)
+    with threadpoolctl.threadpool_limits(limits=threads):
+        grad = cyconv.avg_pool2d_backward(g, shape, 3, **kwargs)
+    for n, c in np.ndindex(4, 8):
+        np.testing.assert_array_equal(
+            grad[n, c], cyconv.avg_pool2d_backward(g[n, c], shape[2:], 3, **kwargs))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ndim", [2, 3, 4])
 def test_max_pool_backward_scatter_add(dtype, ndim):

@@ -22,7 +22,9 @@ from libc.math cimport INFINITY, isnan
 from libc.stdint cimport int64_t, uint64_t
 from cython cimport floating
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
+
+import numpy as np
 
 from cyconv._bounds cimport first_inside, end_inside
 from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
@@ -138,33 +140,32 @@ cdef struct Window:
     double divisor
 
 
-cdef inline Py_ssize_t _span(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, Py_ssize_t pad,
-                             Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+cdef inline double _axis_count(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, Py_ssize_t pad,
+                               bint count_include_pad, Py_ssize_t *lo,
+                               Py_ssize_t *hi) noexcept nogil:
     """Cells [lo, hi) of window [start, start+k) inside the input; returns its
-    length within the padded input [-pad, size+pad) (PyTorch's pool_size)."""
+    length along this axis for the divisor: within the padded input
+    [-pad, size+pad) (PyTorch's pool_size) if count_include_pad, else hi - lo."""
     cdef Py_ssize_t end = start + k
-    if end > size + pad:
-        end = size + pad
     lo[0] = start + first_inside(start, 1)
     hi[0] = start + end_inside(start, 1, size, k)
-    return end - start
+    if not count_include_pad:
+        return <double>(hi[0] - lo[0])
+    if end > size + pad:
+        end = size + pad
+    return <double>(end - start)
 
 
 cdef inline Window _avg_window(const AvgPool *pool, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     """The in-bounds cells of window (i, j) and its divisor: pool.divisor if
-    nonzero, else its cell count, padding cells included or not."""
+    nonzero, else the product of its two axis counts (in double: for kernels
+    of 2**32 cells a side the Py_ssize_t product wraps)."""
     cdef Window win
-    cdef Py_ssize_t span_h = _span(i * pool.sh - pool.ph, pool.kh, pool.h, pool.ph,
-                                   &win.y_lo, &win.y_hi)
-    cdef Py_ssize_t span_w = _span(j * pool.sw - pool.pw, pool.kw, pool.w, pool.pw,
-                                   &win.x_lo, &win.x_hi)
-    if pool.divisor != 0:
-        win.divisor = <double>pool.divisor
-    elif pool.count_include_pad:
-        # In double: for kernels of 2**32 cells a side the Py_ssize_t product wraps.
-        win.divisor = <double>span_h * <double>span_w
-    else:
-        win.divisor = <double>((win.y_hi - win.y_lo) * (win.x_hi - win.x_lo))
+    cdef double count_h = _axis_count(i * pool.sh - pool.ph, pool.kh, pool.h, pool.ph,
+                                      pool.count_include_pad, &win.y_lo, &win.y_hi)
+    cdef double count_w = _axis_count(j * pool.sw - pool.pw, pool.kw, pool.w, pool.pw,
+                                      pool.count_include_pad, &win.x_lo, &win.x_hi)
+    win.divisor = <double>pool.divisor if pool.divisor != 0 else count_h * count_w
     return win
 
 
@@ -211,34 +212,143 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                         _window_sum(plane, w, &win) / win.divisor)
 
 
+cdef inline void _spread_row(const floating *g, const double *count_w, double count_h,
+                             bint exact, Py_ssize_t w, Py_ssize_t wo, Py_ssize_t kw,
+                             Py_ssize_t sw, Py_ssize_t pw, floating *share,
+                             floating *spread, floating *row) noexcept nogil:
+    """row[x] = sum of g[j] / (count_h * count_w[j]) over the windows j holding x,
+    that is with j*sw - pw <= x < j*sw - pw + kw, in increasing j.
+
+    exact: every count_h * count_w[j] is an integer of at most 2**24 (a float).
+    share is scratch for wo values; spread is NULL, or scratch for W + kw - 1
+    values if kw <= W.
+    """
+    cdef Py_ssize_t j, x, t, x0, x_end
+    cdef Py_ssize_t base = kw - 1 - pw
+    # The divisions first, apart from the sums, so that they vectorize.
+    if floating is float:
+        if exact:
+            # A float quotient of float operands rounds like the double one
+            # rounded to float (53 >= 2*24 + 2 bits), at twice the lanes.
+            for j in range(wo):
+                share[j] = g[j] / <float>(count_h * count_w[j])
+        else:
+            for j in range(wo):
+                share[j] = <float>(g[j] / (count_h * count_w[j]))
+    else:
+        for j in range(wo):
+            share[j] = g[j] / (count_h * count_w[j])
+    for x in range(w):
+        row[x] = 0
+    if spread != NULL:
+        # A box filter: share[j] at spread[j*sw + base] among zeros, then
+        # row[x] = sum_t spread[x + t] for t < kw, as kw vectorized passes
+        # (the zeros in between add nothing).
+        for x in range(w + kw - 1):
+            spread[x] = 0
+        for j in range(wo):
+            spread[j * sw + base] = share[j]
+        for t in range(kw):
+            for x in range(w):
+                row[x] += spread[x + t]
+    else:
+        # Window by window, over its cells inside the row only.
+        for j in range(wo):
+            x0 = j * sw - pw
+            x_end = x0 + kw
+            if x_end > w:
+                x_end = w
+            for x in range(x0 if x0 > 0 else 0, x_end):
+                row[x] += share[j]
+
+
+cdef inline void _add_row(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
+    """dst[x] += src[x] for x < n."""
+    cdef Py_ssize_t x
+    for x in range(n):
+        dst[x] += src[x]
+
+
+cdef inline void _set_row(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
+    """dst[x] = src[x] for x < n, or 0 if src is NULL."""
+    cdef Py_ssize_t x
+    if src == NULL:
+        for x in range(n):
+            dst[x] = 0
+    else:
+        for x in range(n):
+            dst[x] = src[x]
+
+
+cdef void _avg_backward_plane(const floating *g, floating *plane, const AvgPool *pool,
+                              Py_ssize_t ho, Py_ssize_t wo, const double *count_w,
+                              bint exact, floating *u) noexcept nogil:
+    """One plane of avg_pool2d_backward: g is (ho, wo), plane (H, W); count_w
+    holds the column factors of the divisors (see _spread_row for exact); u is
+    scratch for W + wo values, and W + kw - 1 more if kw <= W."""
+    cdef Py_ssize_t h = pool.h, w = pool.w, i, y, y_lo, y_hi
+    cdef Py_ssize_t done = 0  # rows [0, done) of the plane are written
+    cdef double count_h
+    for i in range(ho):
+        count_h = _axis_count(i * pool.sh - pool.ph, pool.kh, h, pool.ph,
+                              pool.count_include_pad, &y_lo, &y_hi)
+        if pool.divisor != 0:
+            count_h = 1  # count_w holds the divisor
+        _spread_row(g + i * wo, count_w, count_h, exact, w, wo, pool.kw, pool.sw, pool.pw,
+                    u + w, u + w + wo if pool.kw <= w else NULL, u)
+        for y in range(done, y_lo):
+            _set_row(plane + y * w, NULL, w)
+        for y in range(y_lo, y_hi):
+            if y < done:
+                _add_row(plane + y * w, u, w)
+            else:
+                _set_row(plane + y * w, u, w)
+        if y_hi > done:
+            done = y_hi
+    for y in range(done, h):
+        _set_row(plane + y * w, NULL, w)
+
+
 def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in,
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                         Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
                         Py_ssize_t divisor):
-    """grad_in[c, y, x] += grad_out[c, i, j] / divisor(i, j) for every window (i, j) holding (y, x).
+    """grad_in[c, y, x] = sum_{windows (i, j) holding (y, x)} grad_out[c, i, j] / divisor(i, j).
 
-    The adjoint of avg_pool2d_forward with the same parameters. Invariants:
-    as avg_pool2d_forward with grad_out (planes, ho, wo) and grad_in
-    (planes, H, W) zero-filled.
+    The adjoint of avg_pool2d_forward with the same parameters. The divisor
+    is a product count_h(i) * count_w(j) (or the constant ``divisor``), so
+    the sum is separable: each grad_out row i is first spread along its
+    columns into a row u_i of W values, then added to the input rows its
+    windows hold. Every grad_in row is written while in cache, first a copy
+    of its first u_i, then the adds; rows and columns no window holds get 0
+    (grad_in need not be zero-filled). Invariants: as avg_pool2d_forward,
+    with grad_out (planes, ho, wo) and grad_in (planes, H, W).
     """
     cdef Py_ssize_t planes = grad_in.shape[0], h = grad_in.shape[1], w = grad_in.shape[2]
     cdef Py_ssize_t ho = grad_out.shape[1], wo = grad_out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
-    cdef Window win
-    cdef Py_ssize_t c, i, j, y, xx
-    cdef floating share
+    cdef int n_threads = omp_get_max_threads()
+    cdef Py_ssize_t c, j, x_lo, x_hi
+    # Per window column j: the column factor of its divisor.
+    cdef double[::1] count_w = np.empty(wo, dtype=np.float64)
+    # Divisors of at most kh*kw cells, or the given one.
+    cdef double largest = abs(<double>divisor) if divisor != 0 else <double>kh * <double>kw
+    cdef bint exact = largest <= 2.0**24
+    # Per thread: the row u_i (W values), the shares of one grad_out row (wo),
+    # and _spread_row's buffer if kw <= W.
+    cdef floating[:, ::1] scratch = np.empty(
+        (n_threads, w + wo + (w + kw - 1 if kw <= w else 0)),
+        dtype=np.float32 if floating is float else np.float64)
     cdef const floating *g_p = &grad_out[0, 0, 0]
-    cdef floating *plane
     cdef floating *gi_p = &grad_in[0, 0, 0]
     with nogil:
+        for j in range(wo):
+            count_w[j] = _axis_count(j * sw - pw, kw, w, pw, count_include_pad,
+                                     &x_lo, &x_hi)
+            if divisor != 0:
+                count_w[j] = <double>divisor
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=n_threads,
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
-            plane = gi_p + c * h * w
-            for i in range(ho):
-                for j in range(wo):
-                    win = _avg_window(&pool, i, j)
-                    share = <floating>(g_p[(c * ho + i) * wo + j] / win.divisor)
-                    for y in range(win.y_lo, win.y_hi):
-                        for xx in range(win.x_lo, win.x_hi):
-                            plane[y * w + xx] += share
+            _avg_backward_plane(g_p + c * ho * wo, gi_p + c * h * w, &pool, ho, wo,
+                                &count_w[0], exact, &scratch[threadid(), 0])

@@ -434,6 +434,16 @@ def test_empty_batch():
     assert cyconv.avg_pool2d_backward(out, x.shape, 2).shape == x.shape
 
 
+
+def test_max_pool_backward_of_no_windows_is_zero():
+    # max_pool2d_backward takes any grad_output rows and columns, none too:
+    # then no gradient reaches the input, which must still be all zeros.
+    np.full((2, 5, 6), np.nan)  # recycled memory, if NumPy hands it back
+    grad = cyconv.max_pool2d_backward(np.zeros((2, 0, 3)), np.zeros((2, 0, 3), int),
+                                      (2, 5, 6))
+    np.testing.assert_array_equal(grad, np.zeros((2, 5, 6)))
+
+
 # ----------------------------------------------------------------- backward
 
 @pytest.mark.parametrize("k, s, p, d, ceil_mode", [
@@ -545,6 +555,9 @@ def test_max_pool_backward_scatter_add(dtype, ndim):
     x = np.random.default_rng(RNG_SEED).integers(0, 4, shape).astype(dtype)
     out, idx = cyconv.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)
     g = randn(out.shape, dtype, seed=3)
+    # The kernel zero-fills the output itself: recycle a NaN-filled buffer of
+    # its size first (NumPy's allocator likely hands it back) to show a miss.
+    np.full(shape, np.nan, dtype)
     grad = cyconv.max_pool2d_backward(g, idx, shape)
     assert grad.dtype == dtype and grad.shape == shape
     tol = 1e-5 if dtype is np.float32 else 1e-12

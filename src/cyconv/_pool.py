@@ -339,19 +339,21 @@ def max_pool2d_backward(grad_output: npt.ArrayLike, indices: npt.ArrayLike,
     check_alloc(func, 8, grad_input=shape, grad_output=g.shape)
     dtype = float_dtype(g)
     planes = int(np.prod(lead, dtype=np.int64))
-    grad_input = np.zeros((planes, h * w), dtype=dtype)
-    if g.size:
-        # The kernel checks each index as it scatters and counts the bad ones
-        # (uint64 values past 2**63 wrap to negative here, and count too).
-        outside = _pooling.max_pool2d_backward(
-            np.ascontiguousarray(g, dtype=dtype).reshape(planes, -1),
-            np.ascontiguousarray(idx, dtype=np.int64).reshape(planes, -1),
-            grad_input)
-        if outside:
-            raise ValueError(
-                f"{func}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape "
-                f"{shape}, got values in [{idx.min()}, {idx.max()}] ({outside} outside)"
-            )
+    if not g.size:
+        return np.zeros(shape, dtype=dtype)
+    # The kernel zero-fills each plane just before it scatters into it, and
+    # checks each index as it scatters, counting the bad ones (uint64 values
+    # past 2**63 wrap to negative here, and count too).
+    grad_input = np.empty((planes, h * w), dtype=dtype)
+    outside = _pooling.max_pool2d_backward(
+        np.ascontiguousarray(g, dtype=dtype).reshape(planes, -1),
+        np.ascontiguousarray(idx, dtype=np.int64).reshape(planes, -1),
+        grad_input)
+    if outside:
+        raise ValueError(
+            f"{func}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape "
+            f"{shape}, got values in [{idx.min()}, {idx.max()}] ({outside} outside)"
+        )
     return grad_input.reshape(shape)
 
 

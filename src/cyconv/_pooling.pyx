@@ -90,9 +90,14 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
 
 cdef Py_ssize_t _scatter_plane(const floating *g, const int64_t *idx, floating *plane,
                                Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
-    """plane[idx[t]] += g[t] for t < n_out; returns how many idx[t] lie outside [0, n_in)."""
+    """plane = 0, then plane[idx[t]] += g[t] for t < n_out; returns how many
+    idx[t] lie outside [0, n_in)."""
     cdef Py_ssize_t t, bad = 0
     cdef int64_t i
+    # Zeroed here, just before the scatter, the plane is still in cache for
+    # it: no separate pass over the whole output.
+    for t in range(n_in):
+        plane[t] = 0
     for t in range(n_out):
         i = idx[t]
         # One unsigned compare tests both bounds (Caffe's trick).
@@ -105,14 +110,14 @@ cdef Py_ssize_t _scatter_plane(const floating *g, const int64_t *idx, floating *
 
 def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] indices,
                         floating[:, ::1] grad_in):
-    """grad_in[c, indices[c, t]] += grad_out[c, t] for every output pixel t.
+    """grad_in[c] = 0, then grad_in[c, indices[c, t]] += grad_out[c, t] for every output pixel t.
 
     Returns the number of indices outside [0, H*W), which are skipped: the
     range check happens here, in the same pass, rather than in two extra
     passes over the indices in Python (the caller raises if it is not 0).
     Invariants (checked in Python): all arrays C-contiguous and non-empty;
-    grad_out and indices are (planes, ho*wo), grad_in (planes, H*W) and
-    zero-filled.
+    grad_out and indices are (planes, ho*wo), grad_in (planes, H*W), which
+    need not be zero-filled.
     """
     cdef Py_ssize_t planes = grad_out.shape[0], n_out = grad_out.shape[1]
     cdef Py_ssize_t n_in = grad_in.shape[1], c, bad = 0
@@ -122,7 +127,7 @@ def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] i
     with nogil:
         # Planes are independent: threads split them.
         for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
-                        use_threads_if=planes > 1 and planes * n_out >= PARALLEL_WORK):
+                        use_threads_if=planes > 1 and planes * (n_in + n_out) >= PARALLEL_WORK):
             bad += _scatter_plane(g_p + c * n_out, idx_p + c * n_out, gi_p + c * n_in,
                                   n_out, n_in)
     return bad

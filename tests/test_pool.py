@@ -307,6 +307,29 @@ def test_nan_propagates():
     np.testing.assert_array_equal(np.isnan(avg), np.isnan(avg_pool_ref(x, (3, 3))))
 
 
+@pytest.mark.parametrize("k, s, p, d", [
+    (3, 1, 1, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), (2, 1)), (3, 3, 1, 2),
+    (4, (2, 5), 2, 1),
+    ((2, 9), (1, 2), (1, 4), 1),  # windows wider than the input (9 > W = 8)
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_ties_nan_and_minus_inf_at_each_stride(k, s, p, d, dtype):
+    # Few distinct values (ties everywhere), NaNs, and a region of -inf, at
+    # the column strides the kernel treats apart (1, 2, others) and with a
+    # kernel wider than the input.
+    rng = np.random.default_rng(RNG_SEED)
+    x = rng.integers(-2, 3, (2, 3, 11, 8)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[0, 1, :5, :6] = -np.inf
+    out, idx = cyconv.max_pool2d(x, k, stride=s, padding=p, dilation=d, ceil_mode=True,
+                                 return_indices=True)
+    kk, ss, pp, dd = pairs(k, s, p, d)
+    ref_out, ref_idx = max_pool_ref(x, kk, ss, pp, dd, ceil_mode=True)
+    np.testing.assert_array_equal(out, ref_out.astype(dtype))
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert np.isnan(out).any() and np.isneginf(out).any()
+
+
 def test_minus_inf_inputs():
     # A window of -inf reports -inf at its first in-bounds tap (padding never wins).
     x = np.full((1, 1, 4, 5), -np.inf)

@@ -55,6 +55,66 @@ cdef inline void _max_window(const floating *plane, Py_ssize_t w,
     index[0] = best_pos
 
 
+cdef inline void _max_tap(const floating *row, Py_ssize_t row_pos, Py_ssize_t off,
+                          Py_ssize_t sw, Py_ssize_t j_lo, Py_ssize_t j_hi,
+                          floating *out, int64_t *index) noexcept nogil:
+    """One tap for the windows j_lo <= j < j_hi of an output row: the tap at
+    row[j*sw + off] (flat position row_pos + j*sw + off) replaces out[j] and
+    index[j] if it is larger or NaN."""
+    cdef Py_ssize_t j, pos
+    cdef floating val
+    for j in range(j_lo, j_hi):
+        pos = j * sw + off
+        val = row[pos]
+        if val > out[j] or isnan(val):
+            out[j] = val
+            index[j] = row_pos + pos
+
+
+cdef void _max_plane(const floating *plane, Py_ssize_t h, Py_ssize_t w,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                     Py_ssize_t ho, Py_ssize_t wo, const Py_ssize_t *first_x,
+                     const Py_ssize_t *taps, floating *out, int64_t *index) noexcept nogil:
+    """One plane of max_pool2d_forward, a whole output row at a time.
+
+    The windows of an output row see the taps in the same row-major order
+    (p, then q) as _max_window, each tap as one pass over the windows that
+    it reaches, so the passes vectorize; each window starts from -inf at its
+    first in-bounds tap. first_x[j] is the first in-bounds input column of
+    window j; taps[2q], taps[2q+1] the windows [j_lo, j_hi) that tap column q
+    reaches (kw <= W).
+    """
+    cdef Py_ssize_t i, j, p, q, y0, p_lo, p_hi, y
+    cdef floating *out_row
+    cdef int64_t *index_row
+    for i in range(ho):
+        y0 = i * sh - ph
+        p_lo = first_inside(y0, dh)
+        p_hi = end_inside(y0, dh, h, kh)
+        out_row = out + i * wo
+        index_row = index + i * wo
+        y = y0 + p_lo * dh
+        for j in range(wo):
+            out_row[j] = -INFINITY
+            index_row[j] = y * w + first_x[j]
+        for p in range(p_lo, p_hi):
+            y = y0 + p * dh
+            for q in range(kw):
+                # Constant strides 1 and 2 (the common ones) let the compiler
+                # load the taps of 16 windows with two vector loads and a
+                # shuffle rather than one by one.
+                if sw == 2:
+                    _max_tap(plane + y * w, y * w, q * dw - pw, 2, taps[2 * q],
+                             taps[2 * q + 1], out_row, index_row)
+                elif sw == 1:
+                    _max_tap(plane + y * w, y * w, q * dw - pw, 1, taps[2 * q],
+                             taps[2 * q + 1], out_row, index_row)
+                else:
+                    _max_tap(plane + y * w, y * w, q * dw - pw, sw, taps[2 * q],
+                             taps[2 * q + 1], out_row, index_row)
+
+
 def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                        int64_t[:, :, ::1] indices,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
@@ -68,14 +128,30 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     """
     cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
-    cdef Py_ssize_t c, i, j, y0, x0, p_lo, p_hi, t
+    cdef Py_ssize_t c, i, j, q, y0, x0, p_lo, p_hi, t
     cdef const floating *x_p = &x[0, 0, 0]
     cdef floating *out_p = &out[0, 0, 0]
     cdef int64_t *idx_p = &indices[0, 0, 0]
+    # A window row at a time when the taps are few (kw <= W): per column,
+    # then per tap, the windows' bounds, computed once.
+    cdef bint by_rows = kw <= w
+    cdef Py_ssize_t[::1] first_x = np.empty(wo if by_rows else 0, dtype=np.intp)
+    cdef Py_ssize_t[::1] taps = np.empty(2 * kw if by_rows else 0, dtype=np.intp)
     with nogil:
+        if by_rows:
+            for j in range(wo):
+                x0 = j * sw - pw
+                first_x[j] = x0 + first_inside(x0, dw) * dw
+            for q in range(kw):
+                taps[2 * q] = first_inside(q * dw - pw, sw)
+                taps[2 * q + 1] = end_inside(q * dw - pw, sw, w, wo)
         # Planes are independent: threads split them.
         for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
+            if by_rows:
+                _max_plane(x_p + c * h * w, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
+                           &first_x[0], &taps[0], out_p + c * ho * wo, idx_p + c * ho * wo)
+                continue
             for i in range(ho):
                 y0 = i * sh - ph
                 p_lo = first_inside(y0, dh)

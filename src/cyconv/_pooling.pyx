@@ -261,6 +261,75 @@ cdef inline double _window_sum(const floating *plane, Py_ssize_t w,
     return total
 
 
+cdef void _column_counts(const AvgPool *pool, Py_ssize_t wo, double *count_w) noexcept nogil:
+    """count_w[j] = the column factor of window column j's divisor: its count
+    along W (_axis_count), or pool.divisor if nonzero (the row factor is then 1)."""
+    cdef Py_ssize_t j, x_lo, x_hi
+    for j in range(wo):
+        count_w[j] = _axis_count(j * pool.sw - pool.pw, pool.kw, pool.w, pool.pw,
+                                 pool.count_include_pad, &x_lo, &x_hi)
+        if pool.divisor != 0:
+            count_w[j] = <double>pool.divisor
+
+
+cdef inline double _row_count(const AvgPool *pool, Py_ssize_t i, Py_ssize_t *y_lo,
+                              Py_ssize_t *y_hi) noexcept nogil:
+    """The rows [y_lo, y_hi) of window row i inside the input, and the row
+    factor of its divisor (1 if pool.divisor is nonzero: see _column_counts)."""
+    cdef double count_h = _axis_count(i * pool.sh - pool.ph, pool.kh, pool.h, pool.ph,
+                                      pool.count_include_pad, y_lo, y_hi)
+    return 1 if pool.divisor != 0 else count_h
+
+
+cdef inline void _add_taps(const double *src, Py_ssize_t sw, double *acc,
+                           Py_ssize_t n) noexcept nogil:
+    """acc[j] += src[j*sw] for j < n."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        acc[j] += src[j * sw]
+
+
+cdef void _avg_forward_plane(const floating *plane, floating *out, const AvgPool *pool,
+                             Py_ssize_t ho, Py_ssize_t wo, const double *count_w,
+                             double *sums) noexcept nogil:
+    """One plane of avg_pool2d_forward, a whole output row at a time (kw <= W).
+
+    The window row's input rows are first summed into column totals (in
+    double), laid out with pool.pw zeros on the left and zeros past the
+    input, so that window j's sum is that of the kw totals from j*sw on,
+    added as one vectorized pass per tap. sums is scratch for
+    (wo-1)*sw + kw + pw + W + wo doubles.
+    """
+    cdef Py_ssize_t w = pool.w, kw = pool.kw, sw = pool.sw, pw = pool.pw
+    cdef Py_ssize_t n = (wo - 1) * sw + kw + pw + w  # covers the padding and overhang
+    cdef double *total = sums + pw
+    cdef double *acc = sums + n
+    cdef double count_h
+    cdef Py_ssize_t i, j, t, x, y, y_lo, y_hi
+    for x in range(n):
+        sums[x] = 0
+    for i in range(ho):
+        count_h = _row_count(pool, i, &y_lo, &y_hi)
+        for x in range(w):
+            total[x] = 0
+        for y in range(y_lo, y_hi):
+            for x in range(w):
+                total[x] += plane[y * w + x]
+        for j in range(wo):
+            acc[j] = 0
+        for t in range(kw):
+            # Constant strides 1 and 2 (the common ones) load the column
+            # totals of several windows at once.
+            if sw == 2:
+                _add_taps(sums + t, 2, acc, wo)
+            elif sw == 1:
+                _add_taps(sums + t, 1, acc, wo)
+            else:
+                _add_taps(sums + t, sw, acc, wo)
+        for j in range(wo):
+            out[i * wo + j] = <floating>(acc[j] / (count_h * count_w[j]))
+
+
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
@@ -276,16 +345,28 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
+    cdef int n_threads = omp_get_max_threads()
     cdef Window win
     cdef Py_ssize_t c, i, j
     cdef const floating *x_p = &x[0, 0, 0]
     cdef const floating *plane
     cdef floating *out_p = &out[0, 0, 0]
+    # A window row at a time when the taps are few (kw <= W), with the column
+    # factors of the divisors and, per thread, _avg_forward_plane's scratch.
+    cdef bint by_rows = kw <= w
+    cdef double[::1] count_w = np.empty(wo, dtype=np.float64)
+    cdef double[:, ::1] sums = np.empty(
+        (n_threads, (wo - 1) * sw + kw + pw + w + wo if by_rows else 0), dtype=np.float64)
     with nogil:
+        _column_counts(&pool, wo, &count_w[0])
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=n_threads,
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             plane = x_p + c * h * w
+            if by_rows:
+                _avg_forward_plane(plane, out_p + c * ho * wo, &pool, ho, wo, &count_w[0],
+                                   &sums[threadid(), 0])
+                continue
             for i in range(ho):
                 for j in range(wo):
                     win = _avg_window(&pool, i, j)
@@ -371,10 +452,7 @@ cdef void _avg_backward_plane(const floating *g, floating *plane, const AvgPool 
     cdef Py_ssize_t done = 0  # rows [0, done) of the plane are written
     cdef double count_h
     for i in range(ho):
-        count_h = _axis_count(i * pool.sh - pool.ph, pool.kh, h, pool.ph,
-                              pool.count_include_pad, &y_lo, &y_hi)
-        if pool.divisor != 0:
-            count_h = 1  # count_w holds the divisor
+        count_h = _row_count(pool, i, &y_lo, &y_hi)
         _spread_row(g + i * wo, count_w, count_h, exact, w, wo, pool.kw, pool.sw, pool.pw,
                     u + w, u + w + wo if pool.kw <= w else NULL, u)
         for y in range(done, y_lo):
@@ -409,7 +487,7 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
     cdef Py_ssize_t ho = grad_out.shape[1], wo = grad_out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
     cdef int n_threads = omp_get_max_threads()
-    cdef Py_ssize_t c, j, x_lo, x_hi
+    cdef Py_ssize_t c
     # Per window column j: the column factor of its divisor.
     cdef double[::1] count_w = np.empty(wo, dtype=np.float64)
     # Divisors of at most kh*kw cells, or the given one.
@@ -423,11 +501,7 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
     cdef const floating *g_p = &grad_out[0, 0, 0]
     cdef floating *gi_p = &grad_in[0, 0, 0]
     with nogil:
-        for j in range(wo):
-            count_w[j] = _axis_count(j * sw - pw, kw, w, pw, count_include_pad,
-                                     &x_lo, &x_hi)
-            if divisor != 0:
-                count_w[j] = <double>divisor
+        _column_counts(&pool, wo, &count_w[0])
         # Planes are independent: threads split them.
         for c in prange(planes, schedule='guided', num_threads=n_threads,
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):

@@ -307,18 +307,20 @@ def test_nan_propagates():
     np.testing.assert_array_equal(np.isnan(avg), np.isnan(avg_pool_ref(x, (3, 3))))
 
 
-@pytest.mark.parametrize("k, s, p, d", [
-    (3, 1, 1, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), (2, 1)), (3, 3, 1, 2),
-    (4, (2, 5), 2, 1),
-    ((2, 9), (1, 2), (1, 4), 1),  # windows wider than the input (9 > W = 8)
+@pytest.mark.parametrize("width, k, s, p, d", [
+    # Output rows of >= 8 windows (the row kernel) at the column strides it
+    # treats apart (1, 2, others), with dilation and ceil_mode overhangs.
+    (20, 3, 1, 1, 1), (21, 3, 2, 1, 1), (23, (2, 3), (1, 2), (1, 1), (2, 1)),
+    (40, 3, 3, 1, 2), (44, 4, (2, 5), 2, 1),
+    # Rows of fewer windows, and windows wider than the input (9 > W = 8):
+    # the window-at-a-time loop.
+    (8, 3, 2, 1, 1), (8, (2, 9), (1, 2), (1, 4), 1),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_pool_ties_nan_and_minus_inf_at_each_stride(k, s, p, d, dtype):
-    # Few distinct values (ties everywhere), NaNs, and a region of -inf, at
-    # the column strides the kernel treats apart (1, 2, others) and with a
-    # kernel wider than the input.
+def test_max_pool_ties_nan_and_minus_inf(width, k, s, p, d, dtype):
+    # Few distinct values (ties everywhere), NaNs, and a region of -inf.
     rng = np.random.default_rng(RNG_SEED)
-    x = rng.integers(-2, 3, (2, 3, 11, 8)).astype(dtype)
+    x = rng.integers(-2, 3, (2, 3, 11, width)).astype(dtype)
     x[rng.random(x.shape) < 0.05] = np.nan
     x[0, 1, :5, :6] = -np.inf
     out, idx = cyconv.max_pool2d(x, k, stride=s, padding=p, dilation=d, ceil_mode=True,
@@ -506,7 +508,17 @@ def test_avg_pool_backward_finite_differences(k, s, p, ceil_mode, count_include_
     np.testing.assert_allclose(grad, ref, rtol=1e-12, atol=1e-12)
 
 
-AVG_BACKWARD_CASES = AVG_CASES + [
+# Output rows of >= 8 windows (ROW_WINDOWS): the kernels' row-at-a-time
+# path, at column strides 1, 2 and others, with ceil_mode overhangs.
+AVG_ROW_CASES = [
+    ((1, 2, 9, 21), 3, 2, 1, True),
+    ((1, 2, 6, 17), (2, 3), 1, (1, 1), False),
+    ((2, 1, 7, 40), (2, 4), (2, 5), (1, 2), True),
+    ((1, 1, 5, 16), 2, None, 0, False),
+]
+
+
+AVG_BOTH_CASES = AVG_CASES + AVG_ROW_CASES + [
     # The kernel writes every input cell itself (no zero-filled output):
     # stride > kernel leaves rows and columns in no window, which must be 0.
     ((1, 2, 9, 8), 2, 3, 0, False),
@@ -517,25 +529,29 @@ AVG_BACKWARD_CASES = AVG_CASES + [
 ]
 
 
-@pytest.mark.parametrize("shape, k, s, p, ceil_mode", AVG_BACKWARD_CASES)
+@pytest.mark.parametrize("shape, k, s, p, ceil_mode", AVG_BOTH_CASES)
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("divisor_override", [None, 3, -2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_avg_pool_backward_matches_reference(shape, k, s, p, ceil_mode, count_include_pad,
-                                             divisor_override, dtype):
+def test_avg_pool_and_backward_match_reference(shape, k, s, p, ceil_mode, count_include_pad,
+                                               divisor_override, dtype):
     kwargs = dict(stride=s, padding=p, ceil_mode=ceil_mode,
                   count_include_pad=count_include_pad, divisor_override=divisor_override)
-    g = randn(cyconv.avg_pool2d(np.zeros(shape), k, **kwargs).shape, dtype, seed=7)
+    kk, pp = pairs(k, p)
+    ss = kk if s is None else pairs(s)[0]
+    ref_args = (kk, ss, pp, ceil_mode, count_include_pad, divisor_override)
+    tol = 1e-6 if dtype is np.float32 else 1e-12
+    x = randn(shape, dtype)
+    out = cyconv.avg_pool2d(x, k, **kwargs)
+    np.testing.assert_allclose(out, avg_pool_ref(x, *ref_args), rtol=tol, atol=tol)
+    assert out.dtype == dtype
+    g = randn(out.shape, dtype, seed=7)
     # Recycle a NaN-filled buffer of the output's size first: NumPy's
     # allocator likely hands it back, and any cell the kernel missed shows.
     np.full(shape, np.nan, dtype)
     grad = cyconv.avg_pool2d_backward(g, shape, k, **kwargs)
-    kk, pp = pairs(k, p)
-    ss = kk if s is None else pairs(s)[0]
-    ref = avg_pool_backward_ref(g, shape, kk, ss, pp, ceil_mode, count_include_pad,
-                                divisor_override)
-    tol = 1e-6 if dtype is np.float32 else 1e-12
-    np.testing.assert_allclose(grad, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad, avg_pool_backward_ref(g, shape, *ref_args),
+                               rtol=tol, atol=tol)
     assert grad.dtype == dtype and grad.flags.c_contiguous
 
 

@@ -11,6 +11,14 @@ it is 0, which adds nothing (it only counts in the divisor). The in-bounds
 tap range of a window is computed once per row and per column with the
 helpers of _bounds.pxd, so the inner loops carry no bounds test.
 
+Output rows of ROW_WINDOWS or more windows are computed a whole row at a
+time, so that the inner loops run over the windows of a row and vectorize:
+max pooling makes one pass per tap (p, q), in the windows' row-major tap
+order; average pooling sums the window rows' columns first (the divisor is
+a product of a row and a column factor), and its backward pass, the
+adjoint, spreads each gradient row along the columns, then over the rows.
+Each thread works on whole planes, with its own scratch (_thread_scratch).
+
 Max pooling follows PyTorch's CPU kernel (``cpu_max_pool``): the running
 maximum starts at -inf with the index of the first in-bounds tap, and a tap
 replaces it when ``val > max or isnan(val)``. So the first maximum in
@@ -28,6 +36,24 @@ import numpy as np
 
 from cyconv._bounds cimport first_inside, end_inside
 from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
+
+
+cdef enum:
+    # The row kernels (one vectorized pass per tap over an output row's
+    # windows) take over from the window-at-a-time loops from this many
+    # windows per row (measured on AVX-512: below 8 the overhead of the short
+    # passes loses), for kernels no wider than the input (they make kw
+    # passes per row, and a wider kernel's taps mostly land in the padding).
+    ROW_WINDOWS = 8
+
+
+cdef object _thread_scratch(int n_threads, Py_ssize_t n, dtype):
+    """np.empty((n_threads, m), dtype) for n values per thread, in cache lines
+    that no other thread writes: m is n rounded up to whole 64-byte lines, plus
+    one line, since the array need not start on a line boundary."""
+    cdef Py_ssize_t per_line = 64 // np.dtype(dtype).itemsize
+    return np.empty((n_threads, (n + per_line - 1) // per_line * per_line + per_line),
+                    dtype=dtype)
 
 
 cdef inline void _max_window(const floating *plane, Py_ssize_t w,
@@ -53,6 +79,24 @@ cdef inline void _max_window(const floating *plane, Py_ssize_t w,
                 best_pos = pos
     out[0] = best
     index[0] = best_pos
+
+
+cdef void _max_windows(const floating *plane, Py_ssize_t h, Py_ssize_t w,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                       Py_ssize_t ho, Py_ssize_t wo, floating *out,
+                       int64_t *index) noexcept nogil:
+    """One plane of max_pool2d_forward, a window at a time (_max_window)."""
+    cdef Py_ssize_t i, j, y0, x0, p_lo, p_hi
+    for i in range(ho):
+        y0 = i * sh - ph
+        p_lo = first_inside(y0, dh)
+        p_hi = end_inside(y0, dh, h, kh)
+        for j in range(wo):
+            x0 = j * sw - pw
+            _max_window(plane, w, y0, p_lo, p_hi, dh,
+                        x0, first_inside(x0, dw), end_inside(x0, dw, w, kw), dw,
+                        out + i * wo + j, index + i * wo + j)
 
 
 cdef inline void _max_tap(const floating *row, Py_ssize_t row_pos, Py_ssize_t off,
@@ -128,13 +172,13 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     """
     cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
-    cdef Py_ssize_t c, i, j, q, y0, x0, p_lo, p_hi, t
+    cdef Py_ssize_t c, j, q, x0
     cdef const floating *x_p = &x[0, 0, 0]
     cdef floating *out_p = &out[0, 0, 0]
     cdef int64_t *idx_p = &indices[0, 0, 0]
-    # A window row at a time when the taps are few (kw <= W): per column,
-    # then per tap, the windows' bounds, computed once.
-    cdef bint by_rows = kw <= w
+    # A window row at a time (see ROW_WINDOWS), with per column, then per
+    # tap, the windows' bounds, computed once.
+    cdef bint by_rows = kw <= w and wo >= ROW_WINDOWS
     cdef Py_ssize_t[::1] first_x = np.empty(wo if by_rows else 0, dtype=np.intp)
     cdef Py_ssize_t[::1] taps = np.empty(2 * kw if by_rows else 0, dtype=np.intp)
     with nogil:
@@ -151,17 +195,9 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
             if by_rows:
                 _max_plane(x_p + c * h * w, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
                            &first_x[0], &taps[0], out_p + c * ho * wo, idx_p + c * ho * wo)
-                continue
-            for i in range(ho):
-                y0 = i * sh - ph
-                p_lo = first_inside(y0, dh)
-                p_hi = end_inside(y0, dh, h, kh)
-                for j in range(wo):
-                    x0 = j * sw - pw
-                    t = (c * ho + i) * wo + j
-                    _max_window(x_p + c * h * w, w, y0, p_lo, p_hi, dh,
-                                x0, first_inside(x0, dw), end_inside(x0, dw, w, kw), dw,
-                                out_p + t, idx_p + t)
+            else:
+                _max_windows(x_p + c * h * w, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
+                             out_p + c * ho * wo, idx_p + c * ho * wo)
 
 
 cdef Py_ssize_t _scatter_plane(const floating *g, const int64_t *idx, floating *plane,
@@ -215,12 +251,6 @@ cdef struct AvgPool:
     bint count_include_pad
 
 
-cdef struct Window:
-    # Input cells [y_lo, y_hi) x [x_lo, x_hi) of one window, and its divisor.
-    Py_ssize_t y_lo, y_hi, x_lo, x_hi
-    double divisor
-
-
 cdef inline double _axis_count(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, Py_ssize_t pad,
                                bint count_include_pad, Py_ssize_t *lo,
                                Py_ssize_t *hi) noexcept nogil:
@@ -235,30 +265,6 @@ cdef inline double _axis_count(Py_ssize_t start, Py_ssize_t k, Py_ssize_t size, 
     if end > size + pad:
         end = size + pad
     return <double>(end - start)
-
-
-cdef inline Window _avg_window(const AvgPool *pool, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
-    """The in-bounds cells of window (i, j) and its divisor: pool.divisor if
-    nonzero, else the product of its two axis counts (in double: for kernels
-    of 2**32 cells a side the Py_ssize_t product wraps)."""
-    cdef Window win
-    cdef double count_h = _axis_count(i * pool.sh - pool.ph, pool.kh, pool.h, pool.ph,
-                                      pool.count_include_pad, &win.y_lo, &win.y_hi)
-    cdef double count_w = _axis_count(j * pool.sw - pool.pw, pool.kw, pool.w, pool.pw,
-                                      pool.count_include_pad, &win.x_lo, &win.x_hi)
-    win.divisor = <double>pool.divisor if pool.divisor != 0 else count_h * count_w
-    return win
-
-
-cdef inline double _window_sum(const floating *plane, Py_ssize_t w,
-                               const Window *win) noexcept nogil:
-    """Sum of plane[y, x] over the window's cells, in double so float32 loses nothing."""
-    cdef double total = 0
-    cdef Py_ssize_t y, x
-    for y in range(win.y_lo, win.y_hi):
-        for x in range(win.x_lo, win.x_hi):
-            total += plane[y * w + x]
-    return total
 
 
 cdef void _column_counts(const AvgPool *pool, Py_ssize_t wo, double *count_w) noexcept nogil:
@@ -287,6 +293,26 @@ cdef inline void _add_taps(const double *src, Py_ssize_t sw, double *acc,
     cdef Py_ssize_t j
     for j in range(n):
         acc[j] += src[j * sw]
+
+
+cdef void _avg_forward_windows(const floating *plane, floating *out, const AvgPool *pool,
+                               Py_ssize_t ho, Py_ssize_t wo,
+                               const double *count_w) noexcept nogil:
+    """One plane of avg_pool2d_forward, a window at a time: each window's
+    in-bounds cells summed in double, row by row, so float32 loses nothing."""
+    cdef Py_ssize_t w = pool.w, i, j, x, y, x0, x_lo, x_hi, y_lo, y_hi
+    cdef double count_h, total
+    for i in range(ho):
+        count_h = _row_count(pool, i, &y_lo, &y_hi)
+        for j in range(wo):
+            x0 = j * pool.sw - pool.pw
+            x_lo = x0 if x0 > 0 else 0
+            x_hi = x0 + pool.kw if x0 + pool.kw < w else w
+            total = 0
+            for y in range(y_lo, y_hi):
+                for x in range(x_lo, x_hi):
+                    total += plane[y * w + x]
+            out[i * wo + j] = <floating>(total / (count_h * count_w[j]))
 
 
 cdef void _avg_forward_plane(const floating *plane, floating *out, const AvgPool *pool,
@@ -346,32 +372,26 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
     cdef int n_threads = omp_get_max_threads()
-    cdef Window win
-    cdef Py_ssize_t c, i, j
+    cdef Py_ssize_t c
     cdef const floating *x_p = &x[0, 0, 0]
-    cdef const floating *plane
     cdef floating *out_p = &out[0, 0, 0]
-    # A window row at a time when the taps are few (kw <= W), with the column
-    # factors of the divisors and, per thread, _avg_forward_plane's scratch.
-    cdef bint by_rows = kw <= w
+    # A window row at a time (see ROW_WINDOWS), with the column factors of
+    # the divisors and, per thread, _avg_forward_plane's scratch.
+    cdef bint by_rows = kw <= w and wo >= ROW_WINDOWS
     cdef double[::1] count_w = np.empty(wo, dtype=np.float64)
-    cdef double[:, ::1] sums = np.empty(
-        (n_threads, (wo - 1) * sw + kw + pw + w + wo if by_rows else 0), dtype=np.float64)
+    cdef double[:, ::1] sums = _thread_scratch(
+        n_threads, (wo - 1) * sw + kw + pw + w + wo if by_rows else 0, np.float64)
     with nogil:
         _column_counts(&pool, wo, &count_w[0])
         # Planes are independent: threads split them.
         for c in prange(planes, schedule='guided', num_threads=n_threads,
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
-            plane = x_p + c * h * w
             if by_rows:
-                _avg_forward_plane(plane, out_p + c * ho * wo, &pool, ho, wo, &count_w[0],
-                                   &sums[threadid(), 0])
-                continue
-            for i in range(ho):
-                for j in range(wo):
-                    win = _avg_window(&pool, i, j)
-                    out_p[(c * ho + i) * wo + j] = <floating>(
-                        _window_sum(plane, w, &win) / win.divisor)
+                _avg_forward_plane(x_p + c * h * w, out_p + c * ho * wo, &pool, ho, wo,
+                                   &count_w[0], &sums[threadid(), 0])
+            else:
+                _avg_forward_windows(x_p + c * h * w, out_p + c * ho * wo, &pool, ho, wo,
+                                     &count_w[0])
 
 
 cdef inline void _spread_row(const floating *g, const double *count_w, double count_h,
@@ -382,8 +402,8 @@ cdef inline void _spread_row(const floating *g, const double *count_w, double co
     that is with j*sw - pw <= x < j*sw - pw + kw, in increasing j.
 
     exact: every count_h * count_w[j] is an integer of at most 2**24 (a float).
-    share is scratch for wo values; spread is NULL, or scratch for W + kw - 1
-    values if kw <= W.
+    share is scratch for wo values; spread is NULL (window by window), or
+    scratch for W + kw - 1 values (one pass per tap; needs kw <= W).
     """
     cdef Py_ssize_t j, x, t, x0, x_end
     cdef Py_ssize_t base = kw - 1 - pw
@@ -444,17 +464,17 @@ cdef inline void _set_row(floating *dst, const floating *src, Py_ssize_t n) noex
 
 cdef void _avg_backward_plane(const floating *g, floating *plane, const AvgPool *pool,
                               Py_ssize_t ho, Py_ssize_t wo, const double *count_w,
-                              bint exact, floating *u) noexcept nogil:
+                              bint exact, floating *u, floating *spread) noexcept nogil:
     """One plane of avg_pool2d_backward: g is (ho, wo), plane (H, W); count_w
-    holds the column factors of the divisors (see _spread_row for exact); u is
-    scratch for W + wo values, and W + kw - 1 more if kw <= W."""
+    holds the column factors of the divisors; exact and spread as _spread_row
+    takes them; u is scratch for W + wo values."""
     cdef Py_ssize_t h = pool.h, w = pool.w, i, y, y_lo, y_hi
     cdef Py_ssize_t done = 0  # rows [0, done) of the plane are written
     cdef double count_h
     for i in range(ho):
         count_h = _row_count(pool, i, &y_lo, &y_hi)
         _spread_row(g + i * wo, count_w, count_h, exact, w, wo, pool.kw, pool.sw, pool.pw,
-                    u + w, u + w + wo if pool.kw <= w else NULL, u)
+                    u + w, spread, u)
         for y in range(done, y_lo):
             _set_row(plane + y * w, NULL, w)
         for y in range(y_lo, y_hi):
@@ -494,10 +514,11 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
     cdef double largest = abs(<double>divisor) if divisor != 0 else <double>kh * <double>kw
     cdef bint exact = largest <= 2.0**24
     # Per thread: the row u_i (W values), the shares of one grad_out row (wo),
-    # and _spread_row's buffer if kw <= W.
-    cdef floating[:, ::1] scratch = np.empty(
-        (n_threads, w + wo + (w + kw - 1 if kw <= w else 0)),
-        dtype=np.float32 if floating is float else np.float64)
+    # and _spread_row's buffer for its passes per tap (see ROW_WINDOWS).
+    cdef bint by_taps = kw <= w and wo >= ROW_WINDOWS
+    cdef floating[:, ::1] scratch = _thread_scratch(
+        n_threads, w + wo + (w + kw - 1 if by_taps else 0),
+        np.float32 if floating is float else np.float64)
     cdef const floating *g_p = &grad_out[0, 0, 0]
     cdef floating *gi_p = &grad_in[0, 0, 0]
     with nogil:
@@ -506,4 +527,5 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
         for c in prange(planes, schedule='guided', num_threads=n_threads,
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             _avg_backward_plane(g_p + c * ho * wo, gi_p + c * h * w, &pool, ho, wo,
-                                &count_w[0], exact, &scratch[threadid(), 0])
+                                &count_w[0], exact, &scratch[threadid(), 0],
+                                &scratch[threadid(), w + wo] if by_taps else NULL)

@@ -107,12 +107,14 @@ cdef inline void _max_tap(const floating *row, Py_ssize_t row_pos, Py_ssize_t of
     index[j] if it is larger or NaN."""
     cdef Py_ssize_t j, pos
     cdef floating val
+    cdef bint take
     for j in range(j_lo, j_hi):
         pos = j * sw + off
         val = row[pos]
-        if val > out[j] or isnan(val):
-            out[j] = val
-            index[j] = row_pos + pos
+        # Select and store unconditionally: blends, not branches on the data.
+        take = val > out[j] or isnan(val)
+        out[j] = val if take else out[j]
+        index[j] = row_pos + pos if take else index[j]
 
 
 cdef void _max_plane(const floating *plane, Py_ssize_t h, Py_ssize_t w,

@@ -307,6 +307,31 @@ def test_nan_propagates():
     np.testing.assert_array_equal(np.isnan(avg), np.isnan(avg_pool_ref(x, (3, 3))))
 
 
+@pytest.mark.parametrize("width, k, s, p, d", [
+    # Output rows of >= 8 windows (the row kernel) at the column strides it
+    # treats apart (1, 2, others), with dilation and ceil_mode overhangs.
+    (20, 3, 1, 1, 1), (21, 3, 2, 1, 1), (23, (2, 3), (1, 2), (1, 1), (2, 1)),
+    (40, 3, 3, 1, 2), (44, 4, (2, 5), 2, 1),
+    # Rows of fewer windows, and windows wider than the input (9 > W = 8):
+    # the window-at-a-time loop.
+    (8, 3, 2, 1, 1), (8, (2, 9), (1, 2), (1, 4), 1),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_ties_nan_and_minus_inf(width, k, s, p, d, dtype):
+    # Few distinct values (ties everywhere), NaNs, and a region of -inf.
+    rng = np.random.default_rng(RNG_SEED)
+    x = rng.integers(-2, 3, (2, 3, 11, width)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[0, 1, :5, :6] = -np.inf
+    out, idx = cyconv.max_pool2d(x, k, stride=s, padding=p, dilation=d, ceil_mode=True,
+                                 return_indices=True)
+    kk, ss, pp, dd = pairs(k, s, p, d)
+    ref_out, ref_idx = max_pool_ref(x, kk, ss, pp, dd, ceil_mode=True)
+    np.testing.assert_array_equal(out, ref_out.astype(dtype))
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert np.isnan(out).any() and np.isneginf(out).any()
+
+
 def test_minus_inf_inputs():
     # A window of -inf reports -inf at its first in-bounds tap (padding never wins).
     x = np.full((1, 1, 4, 5), -np.inf)
@@ -434,6 +459,16 @@ def test_empty_batch():
     assert cyconv.avg_pool2d_backward(out, x.shape, 2).shape == x.shape
 
 
+
+def test_max_pool_backward_of_no_windows_is_zero():
+    # max_pool2d_backward takes any grad_output rows and columns, none too:
+    # then no gradient reaches the input, which must still be all zeros.
+    np.full((2, 5, 6), np.nan)  # recycled memory, if NumPy hands it back
+    grad = cyconv.max_pool2d_backward(np.zeros((2, 0, 3)), np.zeros((2, 0, 3), int),
+                                      (2, 5, 6))
+    np.testing.assert_array_equal(grad, np.zeros((2, 5, 6)))
+
+
 # ----------------------------------------------------------------- backward
 
 @pytest.mark.parametrize("k, s, p, d, ceil_mode", [
@@ -473,6 +508,83 @@ def test_avg_pool_backward_finite_differences(k, s, p, ceil_mode, count_include_
     np.testing.assert_allclose(grad, ref, rtol=1e-12, atol=1e-12)
 
 
+# Output rows of >= 8 windows (ROW_WINDOWS): the kernels' row-at-a-time
+# path, at column strides 1, 2 and others, with ceil_mode overhangs.
+AVG_ROW_CASES = [
+    ((1, 2, 9, 21), 3, 2, 1, True),
+    ((1, 2, 6, 17), (2, 3), 1, (1, 1), False),
+    ((2, 1, 7, 40), (2, 4), (2, 5), (1, 2), True),
+    ((1, 1, 5, 16), 2, None, 0, False),
+]
+
+
+AVG_BOTH_CASES = AVG_CASES + AVG_ROW_CASES + [
+    # The kernel writes every input cell itself (no zero-filled output):
+    # stride > kernel leaves rows and columns in no window, which must be 0.
+    ((1, 2, 9, 8), 2, 3, 0, False),
+    ((1, 2, 7, 9), (1, 2), (3, 4), 0, True),
+    # Windows wider than the input (kw > W), and one wider than H too.
+    ((2, 1, 6, 3), (3, 5), (2, 1), (1, 2), False),
+    ((1, 2, 2, 3), (4, 6), (1, 2), (2, 3), True),
+]
+
+
+@pytest.mark.parametrize("shape, k, s, p, ceil_mode", AVG_BOTH_CASES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("divisor_override", [None, 3, -2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_pool_and_backward_match_reference(shape, k, s, p, ceil_mode, count_include_pad,
+                                               divisor_override, dtype):
+    kwargs = dict(stride=s, padding=p, ceil_mode=ceil_mode,
+                  count_include_pad=count_include_pad, divisor_override=divisor_override)
+    kk, pp = pairs(k, p)
+    ss = kk if s is None else pairs(s)[0]
+    ref_args = (kk, ss, pp, ceil_mode, count_include_pad, divisor_override)
+    tol = 1e-6 if dtype is np.float32 else 1e-12
+    x = randn(shape, dtype)
+    out = cyconv.avg_pool2d(x, k, **kwargs)
+    np.testing.assert_allclose(out, avg_pool_ref(x, *ref_args), rtol=tol, atol=tol)
+    assert out.dtype == dtype
+    g = randn(out.shape, dtype, seed=7)
+    # Recycle a NaN-filled buffer of the output's size first: NumPy's
+    # allocator likely hands it back, and any cell the kernel missed shows.
+    np.full(shape, np.nan, dtype)
+    grad = cyconv.avg_pool2d_backward(g, shape, k, **kwargs)
+    np.testing.assert_allclose(grad, avg_pool_backward_ref(g, shape, *ref_args),
+                               rtol=tol, atol=tol)
+    assert grad.dtype == dtype and grad.flags.c_contiguous
+
+
+@pytest.mark.parametrize("divisor_override", [None, 3, 2**24 + 1, -(2**40)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_pool_backward_rounds_each_share_once(divisor_override, dtype):
+    # Non-overlapping windows: each cell gets exactly one share, which must
+    # be g / divisor rounded once to the dtype. float32 divides in float
+    # while the divisor is a float (<= 2**24), else in double.
+    x_shape = (2, 3, 8, 10)
+    g = randn((2, 3, 4, 5), dtype, seed=8)
+    grad = cyconv.avg_pool2d_backward(g, x_shape, 2, divisor_override=divisor_override)
+    divisor = 4 if divisor_override is None else divisor_override
+    shares = (g.astype(np.float64) / divisor).astype(dtype)
+    np.testing.assert_array_equal(grad, shares.repeat(2, axis=-2).repeat(2, axis=-1))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_avg_pool_backward_threads(threads):
+    # Enough planes and cells for the kernel to split the planes between
+    # threads, each with its own scratch rows: the result must be that of
+    # the planes pooled one at a time (a single plane runs on one thread).
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    kwargs = dict(stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+    shape = (4, 8, 49, 48)  # 75264 cells: above the kernels' PARALLEL_WORK
+    g = randn(cyconv.avg_pool2d(np.zeros(shape), 3, **kwargs).shape, np.float32, seed=9)
+    with threadpoolctl.threadpool_limits(limits=threads):
+        grad = cyconv.avg_pool2d_backward(g, shape, 3, **kwargs)
+    for n, c in np.ndindex(4, 8):
+        np.testing.assert_array_equal(
+            grad[n, c], cyconv.avg_pool2d_backward(g[n, c], shape[2:], 3, **kwargs))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ndim", [2, 3, 4])
 def test_max_pool_backward_scatter_add(dtype, ndim):
@@ -482,6 +594,9 @@ def test_max_pool_backward_scatter_add(dtype, ndim):
     x = np.random.default_rng(RNG_SEED).integers(0, 4, shape).astype(dtype)
     out, idx = cyconv.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)
     g = randn(out.shape, dtype, seed=3)
+    # The kernel zero-fills the output itself: recycle a NaN-filled buffer of
+    # its size first (NumPy's allocator likely hands it back) to show a miss.
+    np.full(shape, np.nan, dtype)
     grad = cyconv.max_pool2d_backward(g, idx, shape)
     assert grad.dtype == dtype and grad.shape == shape
     tol = 1e-5 if dtype is np.float32 else 1e-12

@@ -339,19 +339,21 @@ def max_pool2d_backward(grad_output: npt.ArrayLike, indices: npt.ArrayLike,
     check_alloc(func, 8, grad_input=shape, grad_output=g.shape)
     dtype = float_dtype(g)
     planes = int(np.prod(lead, dtype=np.int64))
-    grad_input = np.zeros((planes, h * w), dtype=dtype)
-    if g.size:
-        # The kernel checks each index as it scatters and counts the bad ones
-        # (uint64 values past 2**63 wrap to negative here, and count too).
-        outside = _pooling.max_pool2d_backward(
-            np.ascontiguousarray(g, dtype=dtype).reshape(planes, -1),
-            np.ascontiguousarray(idx, dtype=np.int64).reshape(planes, -1),
-            grad_input)
-        if outside:
-            raise ValueError(
-                f"{func}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape "
-                f"{shape}, got values in [{idx.min()}, {idx.max()}] ({outside} outside)"
-            )
+    if not g.size:
+        return np.zeros(shape, dtype=dtype)
+    # The kernel zero-fills each plane just before it scatters into it, and
+    # checks each index as it scatters, counting the bad ones (uint64 values
+    # past 2**63 wrap to negative here, and count too).
+    grad_input = np.empty((planes, h * w), dtype=dtype)
+    outside = _pooling.max_pool2d_backward(
+        np.ascontiguousarray(g, dtype=dtype).reshape(planes, -1),
+        np.ascontiguousarray(idx, dtype=np.int64).reshape(planes, -1),
+        grad_input)
+    if outside:
+        raise ValueError(
+            f"{func}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape "
+            f"{shape}, got values in [{idx.min()}, {idx.max()}] ({outside} outside)"
+        )
     return grad_input.reshape(shape)
 
 
@@ -533,7 +535,8 @@ def avg_pool2d_backward(grad_output: npt.ArrayLike, input_shape: Shape, kernel_s
             f"{geom.output_shape()} of input_shape {shape}"
         )
     dtype = float_dtype(g)
-    grad_input = np.zeros((geom.planes, geom.height, geom.width), dtype=dtype)
+    # The kernel writes every cell (no window: 0), so no zero-fill pass here.
+    grad_input = np.empty((geom.planes, geom.height, geom.width), dtype=dtype)
     if g.size:
         g3 = np.ascontiguousarray(g, dtype=dtype).reshape(geom.planes, geom.ho, geom.wo)
         _pooling.avg_pool2d_backward(g3, grad_input, *geom.params(), count_include_pad,

@@ -291,16 +291,21 @@ def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
                       tuple(out_shape[-2:]), dtype, max_threads())
 
 
-def fft_is_faster(out_pixels, taps, plan):
-    """True when the FFT (`fft_plan`'s ``plan``) is predicted to beat the direct sum."""
-    if out_pixels * taps < 2**10:
-        # Far too small to ask the model: three transforms cost some 45 us
-        # however small, 2**10 multiply-adds well under 1 us of direct loops.
-        # It is below the model's smallest FFT pick with the constants above
+def fft_is_faster(image_shape, kernel_shape, top, left, out_shape, dtype):
+    """True when the FFT is predicted to beat the direct sum on this stride-1 correlation.
+
+    The arguments are `fft_plan`'s, at stride 1.
+    """
+    (ho, wo), (kh, kw) = out_shape[-2:], kernel_shape
+    if ho * wo * kh * kw < 2**10:
+        # Far too small to plan: three transforms cost some 45 us however
+        # small, 2**10 multiply-adds well under 1 us of direct loops. It is
+        # below the model's smallest FFT pick with the constants above
         # (24576, complex64 32x64 kernel on a 12x1 image): no choice changes.
         return False
-    if plan is None:  # `fft_plan`'s: long double and integers have no FFT, and
-        return False  # an output whose windows all miss the image is zeros
+    plan = fft_plan(image_shape, kernel_shape, top, left, (1, 1), out_shape, dtype)
+    if plan is None:  # long double and integers have no FFT, and an output
+        return False  # whose windows all miss the image is zeros
     return plan.direct_seconds > plan.seconds
 
 

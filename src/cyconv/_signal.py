@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from cyconv import _direct
 from cyconv._conv import ZERO_BIAS, Geometry, run_forward
-from cyconv._fft import all_finite, fft_applies, fft_is_faster, fft_plan
+from cyconv._fft import all_finite, fft_applies, fft_is_faster
 from cyconv._typing import Method
 from cyconv._validate import MEMORY_BYTES, check_alloc, check_choice
 
@@ -220,8 +220,8 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         pads = (0, 0, 0, 0)
 
     if method == "auto":
-        plan = fft_plan(image.shape, kernel.shape, pads[0], pads[2], (1, 1), (ho, wo), compute)
-        method = "fft" if fft_is_faster(ho * wo, kh * kw, plan) else "direct"
+        faster = fft_is_faster(image.shape, kernel.shape, pads[0], pads[2], (ho, wo), compute)
+        method = "fft" if faster else "direct"
     if method == "fft":
         if not fft_applies(image, kernel):
             method = "direct"

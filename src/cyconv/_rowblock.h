@@ -1,4 +1,5 @@
-/* Register-blocked interior of one output row of a stride-1 direct correlation.
+/* Register-blocked rows of a stride-1 direct correlation, and the dot
+ * products of a depthwise weight gradient.
  *
  * The row loop in _direct.pyx adds one shifted input row per tap into the
  * output row, so every tap loads and stores the whole output row again: the
@@ -6,11 +7,12 @@
  * columns stays in vector registers while every tap (channel, row, column of
  * the kernel) is added into it, and is stored once. Only the interior columns
  * are done here, where every tap reads inside the input row, so the loop has
- * no bounds checks; the caller does the border columns.
+ * no bounds checks; the caller does the border columns (or pads the plane).
  *
  * GCC/Clang vector extensions give the SIMD width the compiler targets
  * (AVX-512 with -march=native on this project's machines, SSE2 on a portable
- * build); other compilers get the same loop on scalars.
+ * build); other compilers get the same sums on scalars. Each function is
+ * written once, as a macro, and instantiated for float and double at the end.
  */
 #ifndef CYCONV_ROWBLOCK_H
 #define CYCONV_ROWBLOCK_H
@@ -23,182 +25,175 @@
 #define CYCONV_VECTOR_BYTES 0
 #endif
 
+/* out_row[j] = bias + sum_{c, p_lo <= p < p_hi, q} w_k[(c*kh + p)*kw + q]
+ *                       * x_img[(c*h + y0 + p*dh)*w + j - pw + q*dw]
+ * for the columns [j_a, j_b), every tap inside x_img. */
+#define CYCONV_ROWBLOCK_SIGNATURE(NAME, T)                                              \
+    static inline void NAME(                                                            \
+        const T *x_img, const T *w_k, T *out_row, T bias, ptrdiff_t y0,                 \
+        ptrdiff_t p_lo, ptrdiff_t p_hi, ptrdiff_t channels, ptrdiff_t h,                \
+        ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pw, ptrdiff_t dh,            \
+        ptrdiff_t dw, ptrdiff_t j_a, ptrdiff_t j_b)
+
+/* The same sums one column at a time, for columns j..j_b-1. */
+#define CYCONV_ROWBLOCK_COLUMNS(T)                                                      \
+    for (; j < j_b; j++) {                                                              \
+        T acc = bias;                                                                   \
+        for (ptrdiff_t c = 0; c < channels; c++)                                        \
+            for (ptrdiff_t p = p_lo; p < p_hi; p++)                                     \
+                for (ptrdiff_t q = 0; q < kw; q++)                                      \
+                    acc += w_k[(c * kh + p) * kw + q]                                   \
+                           * x_img[(c * h + y0 + p * dh) * w + j - pw + q * dw];        \
+        out_row[j] = acc;                                                               \
+    }
+
+/* sums[p*kw + q] += sum_{i < ho, j < wo} gy[i*wo + j] * padded[(i + p*dh)*wp + j + q*dw]. */
+#define CYCONV_TAPDOTS_SIGNATURE(NAME, T)                                               \
+    static inline void NAME(                                                            \
+        const T *gy, const T *padded, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t wp,         \
+        ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh, ptrdiff_t dw, T *sums)
+
 #if CYCONV_VECTOR_BYTES
+
+/* The vector of one element type (aligned) and its unaligned, aliasing
+ * variant for loads and stores at any element offset. */
+#define CYCONV_DEFINE_VECTORS(T)                                                        \
+    typedef T cyconv_##T##_vec __attribute__((vector_size(CYCONV_VECTOR_BYTES)));       \
+    typedef T cyconv_##T##_uvec                                                         \
+        __attribute__((vector_size(CYCONV_VECTOR_BYTES), aligned(sizeof(T)), may_alias));
 
 /* Accumulate `width` vectors of outputs: vector u < width-1 at column
  * j + u*V, the last one at column `last` (j + (width-1)*V, or moved back to
  * end at j_b, overlapping the one before: each pass stores finished sums, so
- * recomputing a few columns is harmless). Taps are w_k[(c*kh + p)*kw + q]
- * for p in [p_lo, p_hi); the input element under tap (c, p, q) and output
- * column j is x_img[(c*h + y0 + p*dh)*w + j - pw + q*dw]. Every accumulator
- * is a chain of dependent multiply-adds, so wide passes keep more of them in
- * flight; the offsets are loop constants, so the addresses stay in registers. */
-#define CYCONV_ROWBLOCK_PASS(T, VEC, UVEC, V, width)                                \
-    do {                                                                            \
-        VEC acc[width];                                                             \
-        const ptrdiff_t shift = last - j;                                           \
-        for (int u = 0; u < (width); u++)                                           \
-            acc[u] = (VEC){0} + bias;                                               \
-        for (ptrdiff_t c = 0; c < channels; c++) {                                  \
-            for (ptrdiff_t p = p_lo; p < p_hi; p++) {                               \
-                const T *src = x_img + (c * h + y0 + p * dh) * w + (j - pw);        \
-                const T *taps = w_k + (c * kh + p) * kw;                            \
-                for (ptrdiff_t q = 0; q < kw; q++) {                                \
-                    const T tap = taps[q];                                          \
-                    const T *s = src + q * dw;                                      \
-                    for (int u = 0; u < (width) - 1; u++)                           \
-                        acc[u] += tap * *(const UVEC *)(s + u * (V));               \
-                    acc[(width) - 1] += tap * *(const UVEC *)(s + shift);           \
-                }                                                                   \
-            }                                                                       \
-        }                                                                           \
-        for (int u = 0; u < (width) - 1; u++)                                       \
-            *(UVEC *)(out_row + j + u * (V)) = acc[u];                              \
-        *(UVEC *)(out_row + last) = acc[(width) - 1];                               \
+ * recomputing a few columns is harmless). Every accumulator is a chain of
+ * dependent multiply-adds, so wide passes keep more of them in flight; the
+ * offsets are loop constants, so the addresses stay in registers. */
+#define CYCONV_ROWBLOCK_PASS(T, width)                                                  \
+    do {                                                                                \
+        cyconv_##T##_vec acc[width];                                                    \
+        const ptrdiff_t shift = last - j;                                               \
+        for (int u = 0; u < (width); u++)                                               \
+            acc[u] = (cyconv_##T##_vec){0} + bias;                                      \
+        for (ptrdiff_t c = 0; c < channels; c++) {                                      \
+            for (ptrdiff_t p = p_lo; p < p_hi; p++) {                                   \
+                const T *src = x_img + (c * h + y0 + p * dh) * w + (j - pw);            \
+                const T *taps = w_k + (c * kh + p) * kw;                                \
+                for (ptrdiff_t q = 0; q < kw; q++) {                                    \
+                    const T tap = taps[q];                                              \
+                    const T *s = src + q * dw;                                          \
+                    for (int u = 0; u < (width) - 1; u++)                               \
+                        acc[u] += tap * *(const cyconv_##T##_uvec *)(s + u * V);        \
+                    acc[(width) - 1] += tap * *(const cyconv_##T##_uvec *)(s + shift);  \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        for (int u = 0; u < (width) - 1; u++)                                           \
+            *(cyconv_##T##_uvec *)(out_row + j + u * V) = acc[u];                       \
+        *(cyconv_##T##_uvec *)(out_row + last) = acc[(width) - 1];                      \
     } while (0)
 
-/* The vector of one element type (aligned) and its unaligned, aliasing
- * variant for loads and stores at any element offset. */
-#define CYCONV_DEFINE_VECTORS(T)                                                    \
-    typedef T cyconv_##T##_vec __attribute__((vector_size(CYCONV_VECTOR_BYTES)));   \
-    typedef T cyconv_##T##_uvec                                                     \
-        __attribute__((vector_size(CYCONV_VECTOR_BYTES), aligned(sizeof(T)), may_alias));
+#define CYCONV_ROWBLOCK_CASE(T, n) case n: CYCONV_ROWBLOCK_PASS(T, n); break;
 
-#define CYCONV_ROWBLOCK_CASE(T, n)                                                  \
-    case n: CYCONV_ROWBLOCK_PASS(T, cyconv_##T##_vec, cyconv_##T##_uvec, V, n); break;
-
-/* One definition for each element type, instantiated below for float and
- * double. Columns [j_a, j_b) are written: passes of 8 vectors, then one pass
- * of the 1 to 8 vectors the rest needs, its last vector ending at j_b (so a
- * narrow row, as in depthwise layers, is a single pass over the taps); rows
- * narrower than one vector go scalar. */
-#define CYCONV_DEFINE_ROWBLOCK(NAME, T)                                             \
-    static inline void NAME(                                                        \
-        const T *x_img, const T *w_k, T *out_row, T bias, ptrdiff_t y0,             \
-        ptrdiff_t p_lo, ptrdiff_t p_hi, ptrdiff_t channels, ptrdiff_t h,            \
-        ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pw, ptrdiff_t dh,        \
-        ptrdiff_t dw, ptrdiff_t j_a, ptrdiff_t j_b)                                 \
-    {                                                                               \
-        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T);                        \
-        ptrdiff_t j = j_a, last;                                                    \
-        if (j_b - j_a < V) {                                                        \
-            for (; j < j_b; j++) {                                                  \
-                T acc = bias;                                                       \
-                for (ptrdiff_t c = 0; c < channels; c++)                            \
-                    for (ptrdiff_t p = p_lo; p < p_hi; p++)                         \
-                        for (ptrdiff_t q = 0; q < kw; q++)                          \
-                            acc += w_k[(c * kh + p) * kw + q]                       \
-                                   * x_img[(c * h + y0 + p * dh) * w + j - pw + q * dw]; \
-                out_row[j] = acc;                                                   \
-            }                                                                       \
-            return;                                                                 \
-        }                                                                           \
-        for (; j + 8 * V <= j_b; j += 8 * V) {                                      \
-            last = j + 7 * V;                                                       \
-            CYCONV_ROWBLOCK_PASS(T, cyconv_##T##_vec, cyconv_##T##_uvec, V, 8);     \
-        }                                                                           \
-        last = j_b - V;                                                             \
-        switch ((j_b - j + V - 1) / V) {                                            \
+/* Passes of 8 vectors, then one pass of the 1 to 8 vectors the rest needs,
+ * its last vector ending at j_b (so a narrow row, as in depthwise layers, is
+ * a single pass over the taps); rows narrower than one vector go scalar. */
+#define CYCONV_DEFINE_ROWBLOCK(NAME, T)                                                 \
+    CYCONV_ROWBLOCK_SIGNATURE(NAME, T)                                                  \
+    {                                                                                   \
+        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T);                            \
+        ptrdiff_t j = j_a, last;                                                        \
+        if (j_b - j_a < V) {                                                            \
+            CYCONV_ROWBLOCK_COLUMNS(T)                                                  \
+            return;                                                                     \
+        }                                                                               \
+        for (; j + 8 * V <= j_b; j += 8 * V) {                                          \
+            last = j + 7 * V;                                                           \
+            CYCONV_ROWBLOCK_PASS(T, 8);                                                 \
+        }                                                                               \
+        last = j_b - V;                                                                 \
+        switch ((j_b - j + V - 1) / V) {                                                \
         CYCONV_ROWBLOCK_CASE(T, 8) CYCONV_ROWBLOCK_CASE(T, 7) CYCONV_ROWBLOCK_CASE(T, 6) \
         CYCONV_ROWBLOCK_CASE(T, 5) CYCONV_ROWBLOCK_CASE(T, 4) CYCONV_ROWBLOCK_CASE(T, 3) \
-        CYCONV_ROWBLOCK_CASE(T, 2) CYCONV_ROWBLOCK_CASE(T, 1)                       \
-        }                                                                           \
+        CYCONV_ROWBLOCK_CASE(T, 2) CYCONV_ROWBLOCK_CASE(T, 1)                           \
+        }                                                                               \
     }
 
-/* The weight gradient of one plane: for `width` taps t0.., sums over the
- * plane of gy times the padded input shifted by the tap, with one vector
- * accumulator per tap (gy is loaded once for all of them) and scalar ones
- * for the columns past the last whole vector. */
-#define CYCONV_TAPDOTS_PASS(T, VEC, UVEC, V, width)                                 \
-    do {                                                                            \
-        VEC acc[width];                                                             \
-        T tail[width];                                                              \
-        const T *src[width];                                                        \
-        for (int u = 0; u < (width); u++) {                                         \
-            acc[u] = (VEC){0};                                                      \
-            tail[u] = 0;                                                            \
-            src[u] = padded + ((t0 + u) / kw) * dh * wp + ((t0 + u) % kw) * dw;     \
-        }                                                                           \
-        for (ptrdiff_t i = 0; i < ho; i++) {                                        \
-            const T *g = gy + i * wo;                                               \
-            ptrdiff_t j = 0;                                                        \
-            for (; j + (V) <= wo; j += (V)) {                                       \
-                const VEC gv = *(const UVEC *)(g + j);                              \
-                for (int u = 0; u < (width); u++)                                   \
-                    acc[u] += gv * *(const UVEC *)(src[u] + i * wp + j);            \
-            }                                                                       \
-            for (; j < wo; j++)                                                     \
-                for (int u = 0; u < (width); u++)                                   \
-                    tail[u] += g[j] * src[u][i * wp + j];                           \
-        }                                                                           \
-        for (int u = 0; u < (width); u++) {                                         \
-            T total = tail[u];                                                      \
-            for (ptrdiff_t l = 0; l < (V); l++)                                     \
-                total += acc[u][l];                                                 \
-            sums[t0 + u] += total;                                                  \
-        }                                                                           \
-        t0 += (width);                                                              \
+/* For `width` taps t0..: sums over the plane of gy times the padded input
+ * shifted by the tap, one vector accumulator per tap (gy is loaded once for
+ * all of them), scalar ones for the columns past the last whole vector. */
+#define CYCONV_TAPDOTS_PASS(T, width)                                                   \
+    do {                                                                                \
+        cyconv_##T##_vec acc[width];                                                    \
+        T tail[width];                                                                  \
+        const T *src[width];                                                            \
+        for (int u = 0; u < (width); u++) {                                             \
+            acc[u] = (cyconv_##T##_vec){0};                                             \
+            tail[u] = 0;                                                                \
+            src[u] = padded + ((t0 + u) / kw) * dh * wp + ((t0 + u) % kw) * dw;         \
+        }                                                                               \
+        for (ptrdiff_t i = 0; i < ho; i++) {                                            \
+            const T *g = gy + i * wo;                                                   \
+            ptrdiff_t j = 0;                                                            \
+            for (; j + V <= wo; j += V) {                                               \
+                const cyconv_##T##_vec gv = *(const cyconv_##T##_uvec *)(g + j);        \
+                for (int u = 0; u < (width); u++)                                       \
+                    acc[u] += gv * *(const cyconv_##T##_uvec *)(src[u] + i * wp + j);   \
+            }                                                                           \
+            for (; j < wo; j++)                                                         \
+                for (int u = 0; u < (width); u++)                                       \
+                    tail[u] += g[j] * src[u][i * wp + j];                               \
+        }                                                                               \
+        for (int u = 0; u < (width); u++) {                                             \
+            T total = tail[u];                                                          \
+            for (ptrdiff_t l = 0; l < V; l++)                                           \
+                total += acc[u][l];                                                     \
+            sums[t0 + u] += total;                                                      \
+        }                                                                               \
+        t0 += (width);                                                                  \
     } while (0)
 
-#define CYCONV_TAPDOTS_CASE(T, n)                                                   \
-    case n: CYCONV_TAPDOTS_PASS(T, cyconv_##T##_vec, cyconv_##T##_uvec, V, n); break;
+#define CYCONV_TAPDOTS_CASE(T, n) case n: CYCONV_TAPDOTS_PASS(T, n); break;
 
-/* sums[p*kw + q] += sum_{i < ho, j < wo} gy[i*wo + j] * padded[(i + p*dh)*wp + j + q*dw]:
- * the kh*kw taps in as few passes of at most 8 as will do, of even widths
+/* The kh*kw taps in as few passes of at most 8 as will do, of even widths
  * (9 taps: 5 then 4), each tap its own chain of multiply-adds. */
-#define CYCONV_DEFINE_TAPDOTS(NAME, T)                                              \
-    static inline void NAME(                                                        \
-        const T *gy, const T *padded, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t wp,     \
-        ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh, ptrdiff_t dw, T *sums)            \
-    {                                                                               \
-        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T), taps = kh * kw;        \
-        const ptrdiff_t passes = (taps + 7) / 8;                                    \
-        ptrdiff_t t0 = 0;                                                           \
-        for (ptrdiff_t pass = 0; pass < passes; pass++) {                           \
-            switch ((taps - t0 + (passes - pass) - 1) / (passes - pass)) {          \
+#define CYCONV_DEFINE_TAPDOTS(NAME, T)                                                  \
+    CYCONV_TAPDOTS_SIGNATURE(NAME, T)                                                   \
+    {                                                                                   \
+        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T), taps = kh * kw;            \
+        const ptrdiff_t passes = (taps + 7) / 8;                                        \
+        ptrdiff_t t0 = 0;                                                               \
+        for (ptrdiff_t pass = 0; pass < passes; pass++) {                               \
+            switch ((taps - t0 + (passes - pass) - 1) / (passes - pass)) {              \
             CYCONV_TAPDOTS_CASE(T, 8) CYCONV_TAPDOTS_CASE(T, 7) CYCONV_TAPDOTS_CASE(T, 6) \
             CYCONV_TAPDOTS_CASE(T, 5) CYCONV_TAPDOTS_CASE(T, 4) CYCONV_TAPDOTS_CASE(T, 3) \
-            CYCONV_TAPDOTS_CASE(T, 2) CYCONV_TAPDOTS_CASE(T, 1)                     \
-            }                                                                       \
-        }                                                                           \
+            CYCONV_TAPDOTS_CASE(T, 2) CYCONV_TAPDOTS_CASE(T, 1)                         \
+            }                                                                           \
+        }                                                                               \
     }
 
-#else /* no vector extensions: the same sums, one column at a time */
-
-#define CYCONV_DEFINE_ROWBLOCK(NAME, T)                                             \
-    static inline void NAME(                                                        \
-        const T *x_img, const T *w_k, T *out_row, T bias, ptrdiff_t y0,             \
-        ptrdiff_t p_lo, ptrdiff_t p_hi, ptrdiff_t channels, ptrdiff_t h,            \
-        ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pw, ptrdiff_t dh,        \
-        ptrdiff_t dw, ptrdiff_t j_a, ptrdiff_t j_b)                                 \
-    {                                                                               \
-        for (ptrdiff_t j = j_a; j < j_b; j++) {                                     \
-            T acc = bias;                                                           \
-            for (ptrdiff_t c = 0; c < channels; c++)                                \
-                for (ptrdiff_t p = p_lo; p < p_hi; p++)                             \
-                    for (ptrdiff_t q = 0; q < kw; q++)                              \
-                        acc += w_k[(c * kh + p) * kw + q] *                         \
-                               x_img[(c * h + y0 + p * dh) * w + j - pw + q * dw];  \
-            out_row[j] = acc;                                                       \
-        }                                                                           \
-    }
-
-#define CYCONV_DEFINE_TAPDOTS(NAME, T)                                              \
-    static inline void NAME(                                                        \
-        const T *gy, const T *padded, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t wp,     \
-        ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh, ptrdiff_t dw, T *sums)            \
-    {                                                                               \
-        for (ptrdiff_t t = 0; t < kh * kw; t++) {                                   \
-            const T *src = padded + (t / kw) * dh * wp + (t % kw) * dw;             \
-            T total = 0;                                                            \
-            for (ptrdiff_t i = 0; i < ho; i++)                                      \
-                for (ptrdiff_t j = 0; j < wo; j++)                                  \
-                    total += gy[i * wo + j] * src[i * wp + j];                      \
-            sums[t] += total;                                                       \
-        }                                                                           \
-    }
+#else /* no vector extensions: the same sums on scalars */
 
 #define CYCONV_DEFINE_VECTORS(T)
+
+#define CYCONV_DEFINE_ROWBLOCK(NAME, T)                                                 \
+    CYCONV_ROWBLOCK_SIGNATURE(NAME, T)                                                  \
+    {                                                                                   \
+        ptrdiff_t j = j_a;                                                              \
+        CYCONV_ROWBLOCK_COLUMNS(T)                                                      \
+    }
+
+#define CYCONV_DEFINE_TAPDOTS(NAME, T)                                                  \
+    CYCONV_TAPDOTS_SIGNATURE(NAME, T)                                                   \
+    {                                                                                   \
+        for (ptrdiff_t t = 0; t < kh * kw; t++) {                                       \
+            const T *src = padded + (t / kw) * dh * wp + (t % kw) * dw;                 \
+            T total = 0;                                                                \
+            for (ptrdiff_t i = 0; i < ho; i++)                                          \
+                for (ptrdiff_t j = 0; j < wo; j++)                                      \
+                    total += gy[i * wo + j] * src[i * wp + j];                          \
+            sums[t] += total;                                                           \
+        }                                                                               \
+    }
 
 #endif
 

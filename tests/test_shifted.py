@@ -49,7 +49,7 @@ def _cell(xs, ws, params):
                                  params.get("padding", 0), params.get("dilation", 1),
                                  params.get("groups", 1))
     hp, wp = cyconv._shifted_gemm.shifted_plane(geom, max(geom.ho, geom.height),
-                                        max(geom.wo, geom.width))
+                                                max(geom.wo, geom.width))
     return geom, max(geom.channels, geom.kernels) * hp * wp
 
 

@@ -149,22 +149,18 @@ def bench_layers(rows, repeats, quick, torch, gemm_gflops):
         ref_b = np.concatenate([ref_b[0].ravel(), ref_b[1].ravel()])
         tol = 1e-3 * np.abs(ref_b).max()
 
-        def flat(grads):
-            return np.concatenate([grads[0].ravel(), grads[1].ravel()])
+        def flat(grads):  # for the check only: the timed calls return the two arrays
+            return np.concatenate([np.asarray(grads[0]).ravel(), np.asarray(grads[1]).ravel()])
         peers = {}
         if torch is not None:
             tgy = torch.from_numpy(gy)
-
-            def torch_backward():
-                gi, gw, _ = torch.ops.aten.convolution_backward(
-                    tgy, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1], False, [0, 0],
-                    groups, [True, True, False])
-                return flat((gi.numpy(), gw.numpy()))
-            peers["torch"] = torch_backward
-        ours = {m: (lambda m=m: flat(cyconv.conv2d_backward(
-                    gy, x, w, **args, method=m, output_mask=(True, True, False))))
+            peers["torch"] = lambda: torch.ops.aten.convolution_backward(
+                tgy, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1], False, [0, 0],
+                groups, [True, True, False])
+        ours = {m: (lambda m=m: cyconv.conv2d_backward(
+                    gy, x, w, **args, method=m, output_mask=(True, True, False)))
                 for m in ("auto", "direct", "im2col")}
-        row = compare(f"{name} bwd", ours, peers, ref_b, tol, repeats)
+        row = compare(f"{name} bwd", ours, peers, ref_b, tol, repeats, result=flat)
         row["gemm_pct"] = 100 * 2 * flops / row["cyconv"]["auto"] / 1e9 / gemm_gflops
         rows.append(row)
 
@@ -238,13 +234,16 @@ def bench_small(rows, repeats):
 
 # ---- table -----------------------------------------------------------------
 
-def compare(case, ours, peers, ref, tol, repeats, number=1):
+def compare(case, ours, peers, ref, tol, repeats, number=1, result=None):
     """Check every callable against ref, then time them all; returns a result row.
 
     ``number``: calls per timed run (see ``median_time``), for microsecond calls.
+    ``result`` turns what a callable returns into an array for the check
+    (the timed calls return it as it is).
     """
     for label, fn in {**{"cyconv " + m: f for m, f in ours.items()}, **peers}.items():
-        got = np.asarray(fn(), dtype=np.float64).reshape(np.shape(ref))
+        got = fn() if result is None else result(fn())
+        got = np.asarray(got, dtype=np.float64).reshape(np.shape(ref))
         err = np.abs(got - ref).max(initial=0.0)
         if not err <= tol:
             raise AssertionError(f"{case}: {label} differs from the reference by {err:g}")

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import cyconv
+import cyconv._conv
+import cyconv._shifted_gemm
 from cyconv._validate import WORKSPACE_BYTES
 
 # Small NumPy temporaries (reduction buffers, the bias, index arrays) beside
@@ -60,6 +62,26 @@ def test_im2col_backward_workspace_is_bounded():
     # grad_weight[k, c, 1, 1] is the unshifted correlation of dY with the input.
     assert np.isclose(grads[1][5, 7, 1, 1], np.sum(gy[:, 5] * x[:, 7]))
     assert peak - outputs <= WORKSPACE_BYTES + MARGIN, (peak, outputs)
+
+
+def test_auto_stride_1_buffers_are_bounded():
+    # At stride 1 'auto' runs the per-tap GEMMs: their padded images and
+    # output block stay under their limits forward; backward, the input
+    # gradient's buffers and the weight gradient's im2col workspace are not
+    # held at the same time.
+    x, w = _big_batch()
+    geom = cyconv._conv.geometry("test", x.shape, w.shape, 1, 1, 1, 1)
+    assert cyconv._conv.choose_method(geom, x.dtype) == "shifted"
+    shifted = cyconv._shifted_gemm.SHIFTED_IMAGES_BYTES + cyconv._shifted_gemm.SHIFTED_BLOCK_BYTES
+    out, peak = _traced_peak(cyconv.conv2d, x, w, padding=1)
+    assert np.isclose(out[3, 5, 7, 9], np.sum(w[5] * x[3, :, 6:9, 8:11]))
+    assert peak - out.nbytes <= shifted + MARGIN, (peak, out.nbytes)
+    gy = np.random.default_rng(1).standard_normal((8, 8, 160, 160))
+    grads, peak = _traced_peak(cyconv.conv2d_backward, gy, x, w, padding=1)
+    assert np.isclose(grads[1][5, 7, 1, 1], np.sum(gy[:, 5] * x[:, 7]))
+    assert np.isclose(grads[0][2, 3, 50, 60], np.sum(gy[2, :, 49:52, 59:62] * w[:, 3, ::-1, ::-1]))
+    outputs = sum(g.nbytes for g in grads)
+    assert peak - outputs <= max(WORKSPACE_BYTES, shifted) + MARGIN, (peak, outputs)
 
 
 # ---------------------------------------------------------------- leaks

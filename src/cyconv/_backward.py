@@ -255,12 +255,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # input gradient too for padding beyond the kernel.
     as_forward = method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
     kernels = _direct if method == "direct" else _im2col
-    # The kernels' trailing arguments; im2col ones take a workspace too.
-    args: tuple[int | np.ndarray, ...] = (geom.sh, geom.sw, pad_top, pad_left, geom.dh,
-                                          geom.dw, geom.groups)
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
-    if run and kernels is _im2col and (want_weight or (want_input and not as_forward)):
-        args += (gemm_workspace(func, geom, dtype),)
+
+    def kernel_args():
+        """The kernels' trailing arguments; im2col's take a workspace, made per call
+        so that it is freed before the next buffers are made."""
+        args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
+        return args + (gemm_workspace(func, geom, dtype),) if kernels is _im2col else args
 
     grad_input = grad_weight = grad_bias = None
     if want_input:
@@ -270,7 +271,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         else:
             grad_input = np.zeros(xp_shape, dtype)
             if run:
-                kernels.conv2d_grad_input(gy, w4, grad_input, *args)
+                kernels.conv2d_grad_input(gy, w4, grad_input, *kernel_args())
         if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)
@@ -284,7 +285,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             _direct.depthwise_grad_weight(xp, gy, grad_weight, pad_top, pad_left, geom.dh,
                                           geom.dw, scratch)
         elif run:
-            kernels.conv2d_grad_weight(xp, gy, grad_weight, *args)
+            kernels.conv2d_grad_weight(xp, gy, grad_weight, *kernel_args())
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:
         grad_bias = gy.sum(axis=(0, 2, 3))

@@ -27,7 +27,7 @@ import scipy.signal
 
 import cyconv
 # The timing helper, optional imports and NumPy reference layer of `python -m cyconv bench`.
-from cyconv._cli_bench import median_time, median_times, numpy_conv2d, optional_import as try_import
+from cyconv._cli_bench import median_time, numpy_conv2d, optional_import as try_import
 
 
 def environment():
@@ -247,12 +247,9 @@ def compare(case, ours, peers, ref, tol, repeats, number=1, result=None):
         err = np.abs(got - ref).max(initial=0.0)
         if not err <= tol:
             raise AssertionError(f"{case}: {label} differs from the reference by {err:g}")
-    # All timed in turns, so that none pays for the state the others leave.
-    times = median_times({**{("cyconv", m): f for m, f in ours.items()},
-                          **{("peer", p): f for p, f in peers.items()}}, repeats, 0.2, number)
     row = {"case": case,
-           "cyconv": {m: times["cyconv", m] for m in ours},
-           "peers": {p: times["peer", p] for p in peers}}
+           "cyconv": {m: median_time(f, repeats, 0.2, number) for m, f in ours.items()},
+           "peers": {p: median_time(f, repeats, 0.2, number) for p, f in peers.items()}}
     print_row(row)
     return row
 

@@ -180,16 +180,6 @@ def test_median_time():
     assert len(calls) == 6  # one warm-up, then the repeats
 
 
-def test_median_times_times_in_turns():
-    order = []
-    times = _cli_bench.median_times({"a": lambda: order.append("a"),
-                                     "b": lambda: order.append("b")},
-                                    repeats=3, min_seconds=0, number=2)
-    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
-    # One warm-up call each, then rounds of 2 calls of a, 2 of b.
-    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3
-
-
 def test_median_time_times_several_calls_per_run():
     calls = []
     assert _cli_bench.median_time(lambda: calls.append(1), repeats=3, min_seconds=0,

@@ -58,33 +58,6 @@ def median_time(fn, repeats, min_seconds, number=1):
     return statistics.median(times)
 
 
-def median_times(fns, repeats, min_seconds, number=1):
-    """``median_time`` of several callables, timed in turns: {name: seconds}.
-
-    Round after round, each callable runs ``number`` calls in a row, so all of
-    them meet the same state of the machine (the caches, the allocator, the
-    threads a previous call left spinning) instead of the first one timed
-    paying for what the checks before it left behind. At least ``repeats``
-    rounds, more (up to 20 times as many) until ``min_seconds`` per callable
-    have passed; one warm-up call of each first.
-    """
-    for fn in fns.values():
-        fn()
-    calls = range(number)
-    times = {name: [] for name in fns}
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < repeats or (time.perf_counter() - start < min_seconds * len(fns)
-                               and rounds < 20 * repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in calls:
-                fn()
-            times[name].append((time.perf_counter() - t0) / number)
-        rounds += 1
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def optional_import(name):
     """The module if it is installed, else None."""
     try:

@@ -20,6 +20,7 @@ and conv2d at stride 2 against the exercise's hand-computed answer.
 import argparse
 import json
 import platform
+import time
 
 import numpy as np
 import scipy
@@ -234,6 +235,17 @@ def bench_small(rows, repeats):
 
 # ---- table -----------------------------------------------------------------
 
+def settled_median_time(fn, repeats, number):
+    """median_time after 0.1 s of untimed calls of ``fn``: the calls checked or
+    timed before leave the memory allocator (large blocks freed, fresh pages to
+    fault in) and thread pools in states that the first calls of the next one
+    pay for, whichever comes first."""
+    end = time.perf_counter() + 0.1
+    while time.perf_counter() < end:
+        fn()
+    return median_time(fn, repeats, 0.2, number)
+
+
 def compare(case, ours, peers, ref, tol, repeats, number=1, result=None):
     """Check every callable against ref, then time them all; returns a result row.
 
@@ -248,8 +260,8 @@ def compare(case, ours, peers, ref, tol, repeats, number=1, result=None):
         if not err <= tol:
             raise AssertionError(f"{case}: {label} differs from the reference by {err:g}")
     row = {"case": case,
-           "cyconv": {m: median_time(f, repeats, 0.2, number) for m, f in ours.items()},
-           "peers": {p: median_time(f, repeats, 0.2, number) for p, f in peers.items()}}
+           "cyconv": {m: settled_median_time(f, repeats, number) for m, f in ours.items()},
+           "peers": {p: settled_median_time(f, repeats, number) for p, f in peers.items()}}
     print_row(row)
     return row
 

@@ -105,6 +105,16 @@ def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, me
         run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
 
 
+def _direct_grad_weight(x, gy, grad_weight, sh, sw, ph, pw, dh, dw, groups):
+    """The direct loops' weight gradient (accumulated into a zeroed ``grad_weight``);
+    depthwise at stride 1 has its own kernel, as in `run_direct`."""
+    scratch = depthwise_scratch(x, grad_weight, gy.shape, sh, sw, dh, dw, groups)
+    if scratch is not None:
+        _direct.depthwise_grad_weight(x, gy, grad_weight, ph, pw, dh, dw, scratch)
+    else:
+        _direct.conv2d_grad_weight(x, gy, grad_weight, sh, sw, ph, pw, dh, dw, groups)
+
+
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
                     stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, *, padding_mode: PaddingMode = "zeros",
@@ -277,15 +287,10 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         grad_input = grad_input.reshape(x.shape)
     if want_weight:
         grad_weight = np.zeros(w4.shape, dtype)
-        scratch = None
-        if run and method == "direct":
-            scratch = depthwise_scratch(xp, w4, gy.shape, geom.sh, geom.sw, geom.dh, geom.dw,
-                                        geom.groups)
-        if scratch is not None:
-            _direct.depthwise_grad_weight(xp, gy, grad_weight, pad_top, pad_left, geom.dh,
-                                          geom.dw, scratch)
-        elif run:
-            kernels.conv2d_grad_weight(xp, gy, grad_weight, *kernel_args())
+        if run:
+            grad_weight_kernel = (_direct_grad_weight if kernels is _direct
+                                  else _im2col.conv2d_grad_weight)
+            grad_weight_kernel(xp, gy, grad_weight, *kernel_args())
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:
         grad_bias = gy.sum(axis=(0, 2, 3))

@@ -354,8 +354,9 @@ def test_read_only_one_at_a_time():
 @pytest.mark.parametrize("block", [1, 3, 7, 11])
 def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     # run_forward sizes the workspace from the module global WORKSPACE_BYTES
-    # at call time: shrink it so each GEMM covers `block` output pixels, a
-    # count that splits the 5-wide output rows in the middle.
+    # at call time, one row per thread: shrink it so each GEMM covers at most
+    # `block` output pixels, a count that splits the 5-wide output rows in
+    # the middle.
     rng = np.random.default_rng(12)
     xs, ws = (2, 4, 7, 11), (6, 2, 3, 3)
     kwargs = dict(groups=2, padding=(1, 0), stride=(1, 2), dilation=(2, 1))
@@ -364,12 +365,14 @@ def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     ho, wo = cyconv.output_shape(xs, ws, **kwargs)[2:]
     assert wo == 5 and block % wo and block < ho * wo
     itemsize = np.dtype(dtype).itemsize
-    monkeypatch.setattr(cyconv._conv, "WORKSPACE_BYTES", block * q_len * itemsize + itemsize - 1)
+    n_threads = cyconv._openmp.max_threads()
+    monkeypatch.setattr(cyconv._conv, "WORKSPACE_BYTES",
+                        n_threads * block * q_len * itemsize + itemsize - 1)
     seen = []
     real = cyconv._conv._im2col
 
-    def spy(*args):  # records the workspace size the GEMM driver is given
-        seen.append(args[-1].size)
+    def spy(*args):  # records the workspace row the GEMM driver is given
+        seen.append(args[-2].shape[1])
         return real.conv2d_forward(*args)
 
     monkeypatch.setattr(cyconv._conv, "_im2col", types.SimpleNamespace(conv2d_forward=spy))

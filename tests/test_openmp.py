@@ -27,11 +27,12 @@ def test_threadpoolctl_limits_the_kernel_threads():
 @pytest.mark.skipif(not _openmp.openmp_enabled(), reason="built without OpenMP")
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_omp_num_threads_sets_the_kernel_threads(threads):
+    # ... up to the CPUs this process may use.
     env = dict(os.environ, OMP_NUM_THREADS=threads)
     code = "from cyconv import _openmp; print(_openmp.max_threads())"
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True).stdout
-    assert out.strip() == threads
+    assert int(out) == min(int(threads), len(os.sched_getaffinity(0)))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -55,14 +56,3 @@ def test_results_do_not_depend_on_the_thread_count(threads):
         grads = cyconv.conv2d_backward(serial["direct"], x, w, padding=1, method="direct")
         for got, want in zip(grads, serial["grad"]):
             np.testing.assert_array_equal(got, want)
-
-
-@pytest.mark.parametrize("user_value", [None, "ACTIVE"])
-def test_omp_wait_policy_defaults_to_passive_but_the_user_wins(user_value):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if user_value:
-        env["OMP_WAIT_POLICY"] = user_value
-    code = "import os, cyconv; print(os.environ['OMP_WAIT_POLICY'])"
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    assert out.strip() == (user_value or "PASSIVE")

@@ -4,16 +4,9 @@ Direct (nested-sum) and im2col + BLAS GEMM kernels written in Cython, under a
 ``torch.nn.functional``-style API for batched multi-channel convolution and
 ``scipy.signal``-compatible image filtering.
 """
-import os
-
-# OpenMP's threads spin between parallel loops by default. On a machine where
-# other processes (or BLAS's own threads) want the cores, a spinning thread
-# turns a 0.2 ms kernel into tens of ms; sleeping costs microseconds. This
-# must be set before libgomp loads (with the first kernel module below); a
-# value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from cyconv._backward import conv2d_backward  # noqa: E402
+# The thread count's cap and the fork handler are set up before any kernel runs.
+from cyconv import _threads  # noqa: F401
+from cyconv._backward import conv2d_backward
 from cyconv._conv import conv2d, output_shape
 from cyconv._operator import conv_matrix, conv_operator
 from cyconv._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward

@@ -1,6 +1,7 @@
 """Convolution backward: conv2d_backward, the gradients of conv2d."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -22,6 +23,7 @@ from cyconv._conv import (
     weight4,
 )
 from cyconv._shifted_gemm import run_shifted_forward
+from cyconv._threads import gemm_team
 from cyconv._validate import (
     PAD_MODES,
     as_array,
@@ -113,6 +115,18 @@ def _direct_grad_weight(x, gy, grad_weight, sh, sw, ph, pw, dh, dw, groups):
         _direct.depthwise_grad_weight(x, gy, grad_weight, ph, pw, dh, dw, scratch)
     else:
         _direct.conv2d_grad_weight(x, gy, grad_weight, sh, sw, ph, pw, dh, dw, groups)
+
+
+def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
+    """im2col's weight gradient: one partial sum per thread, added at the end."""
+    dtype = gy.dtype
+    with gemm_team() as n_threads:
+        check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
+        partial = np.zeros((n_threads, math.prod(weight_shape)), dtype)
+        _im2col.conv2d_grad_weight(xp, gy, partial, geom.kh, geom.kw, *args,
+                                   gemm_workspace(func, geom, dtype, n_threads), n_threads)
+    total = partial[0] if n_threads == 1 else partial.sum(axis=0)
+    return total.reshape(weight_shape)
 
 
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
@@ -267,12 +281,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
 
-    def kernel_args():
-        """The kernels' trailing arguments; im2col's take a workspace, made per call
-        so that it is freed before the next buffers are made."""
-        args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
-        return args + (gemm_workspace(func, geom, dtype),) if kernels is _im2col else args
-
+    args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     grad_input = grad_weight = grad_bias = None
     if want_input:
         if run and as_forward:
@@ -280,17 +289,26 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method)
         else:
             grad_input = np.zeros(xp_shape, dtype)
-            if run:
-                kernels.conv2d_grad_input(gy, w4, grad_input, *kernel_args())
+            if run and kernels is _direct:
+                _direct.conv2d_grad_input(gy, w4, grad_input, *args)
+            elif run:
+                # The workspace is made per kernel call, so that it is freed
+                # before the next buffers are made.
+                with gemm_team() as n_threads:
+                    _im2col.conv2d_grad_input(gy, w4, grad_input, *args,
+                                              gemm_workspace(func, geom, dtype, n_threads),
+                                              n_threads)
         if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)
     if want_weight:
-        grad_weight = np.zeros(w4.shape, dtype)
-        if run:
-            grad_weight_kernel = (_direct_grad_weight if kernels is _direct
-                                  else _im2col.conv2d_grad_weight)
-            grad_weight_kernel(xp, gy, grad_weight, *kernel_args())
+        if not run:
+            grad_weight = np.zeros(w4.shape, dtype)
+        elif kernels is _direct:
+            grad_weight = np.zeros(w4.shape, dtype)
+            _direct_grad_weight(xp, gy, grad_weight, *args)
+        else:
+            grad_weight = _im2col_grad_weight(func, xp, gy, w4.shape, geom, args)
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:
         grad_bias = gy.sum(axis=(0, 2, 3))

@@ -11,6 +11,7 @@ from cyconv import _direct, _fft, _im2col
 # The function, not the module: test_threads watches the kernel modules' calls.
 from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
+from cyconv._threads import gemm_team
 from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
 from cyconv._validate import (
     MEMORY_BYTES,
@@ -273,17 +274,19 @@ def gemm_sizes(geom):
                 output_pixels=geom.ho * geom.wo)
 
 
-def gemm_workspace(func, geom, dtype):
-    """Scratch for one block of unrolled columns: at most WORKSPACE_BYTES, >= one column.
+def gemm_workspace(func, geom, dtype, n_threads):
+    """Scratch for unrolled columns, one row per thread: WORKSPACE_BYTES in all, >= one column each.
 
-    The im2col drivers unroll ``workspace.size // patch_size`` output pixels
-    at a time. Raises ValueError if a GEMM dimension does not fit a C int.
+    Each thread of an im2col driver unrolls ``row.size // patch_size``
+    output pixels at a time. Raises ValueError if a GEMM dimension does not
+    fit a C int.
     """
     sizes = gemm_sizes(geom)
     check_int_sizes(func, **sizes)
     q_len, n_pos = sizes["patch_size"], sizes["output_pixels"]
-    block = max(1, min(n_pos, WORKSPACE_BYTES // (q_len * dtype.itemsize)))
-    return np.empty(q_len * block, dtype)
+    block = max(1, min(n_pos, WORKSPACE_BYTES // (n_threads * q_len * dtype.itemsize)))
+    check_alloc(func, dtype.itemsize, workspace=(n_threads, q_len * block))
+    return np.empty((n_threads, q_len * block), dtype)
 
 
 def choose_method(geom, dtype):
@@ -368,8 +371,9 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     elif method == "fft":
         _fft.conv2d_forward(x, w, bias, out, *args)
     else:
-        _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
-                               gemm_workspace(func, geom, dtype))
+        with gemm_team() as n_threads:
+            _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
+                                   gemm_workspace(func, geom, dtype, n_threads), n_threads)
     return out
 
 

@@ -19,7 +19,7 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
 
 from cyconv._fused cimport direct_t
-from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
+from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
 from cyconv._bounds cimport first_inside, end_inside
 
 cdef extern from "_rowblock.h" nogil:
@@ -181,7 +181,7 @@ def conv2d_forward(const direct_t[:, :, :, ::1] x,
     with nogil:
         # Output rows are independent: threads split them, so one image with
         # one kernel still uses every core.
-        for row in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads()):
+        for row in prange(n_rows, schedule='guided', num_threads=kernel_threads()):
             _output_row(x_p, w_p, out_p, &bias[0], row, n_in, n_out, ho, kg, cg,
                         h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw)
 
@@ -233,7 +233,7 @@ def depthwise_forward(const floating[:, :, :, ::1] x,
     cdef floating *out_p = &out[0, 0, 0, 0]
     cdef floating *buffers = &scratch[0, 0]
     cdef floating *padded
-    cdef int n_threads = min(omp_get_max_threads(), scratch.shape[0])
+    cdef int n_threads = min(kernel_threads(), scratch.shape[0])
     cdef bint parallel = n_planes > 1 and n_planes * ho * wo * kh * kw >= PARALLEL_WORK
     with nogil:
         for plane in prange(n_planes, schedule='static', num_threads=n_threads,
@@ -283,7 +283,7 @@ def depthwise_grad_weight(const floating[:, :, :, ::1] x,
     cdef floating *buffers = &scratch[0, 0]
     cdef floating *padded
     cdef floating *flat
-    cdef int n_threads = min(omp_get_max_threads(), scratch.shape[0])
+    cdef int n_threads = min(kernel_threads(), scratch.shape[0])
     cdef bint parallel = channels > 1 and n_batch * channels * ho * wo * kh * kw >= PARALLEL_WORK
     with nogil:
         for c in prange(channels, schedule='static', num_threads=n_threads,
@@ -398,7 +398,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef bint parallel = n_out > 1 and n_batch * n_out * ho * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
         # Each kernel's gradient is written by one thread.
-        for k in prange(n_out, schedule='guided', num_threads=omp_get_max_threads(),
+        for k in prange(n_out, schedule='guided', num_threads=kernel_threads(),
                         use_threads_if=parallel):
             g = k // kg
             for c in range(cg):
@@ -439,7 +439,7 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef bint parallel = n_planes > 1 and n_batch * n_out * ho * wo * cg * kh * kw >= PARALLEL_WORK
     with nogil:
         # Each (n, c) input plane is written by one thread.
-        for plane in prange(n_planes, schedule='guided', num_threads=omp_get_max_threads(),
+        for plane in prange(n_planes, schedule='guided', num_threads=kernel_threads(),
                             use_threads_if=parallel):
             n = plane // n_in
             ci = plane % n_in

@@ -7,19 +7,19 @@ def im2col(
 def conv2d_forward(
     x: NDArray, weight: NDArray, bias: NDArray, has_bias: bool, out: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray,
+    workspace: NDArray, n_threads: int,
 ) -> None: ...
 def col2im(
     cols: NDArray, x: NDArray, kh: int, kw: int, wo: int,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
 ) -> None: ...
 def conv2d_grad_weight(
-    x: NDArray, grad_out: NDArray, grad_weight: NDArray,
+    x: NDArray, grad_out: NDArray, grad_weight: NDArray, kh: int, kw: int,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray,
+    workspace: NDArray, n_threads: int,
 ) -> None: ...
 def conv2d_grad_input(
     grad_out: NDArray, weight: NDArray, grad_input: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray,
+    workspace: NDArray, n_threads: int,
 ) -> None: ...

@@ -13,13 +13,14 @@ block of output pixels at a time into a workspace the caller allocates, so
 memory stays under a cap whatever the image size.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
 
 from cyconv._fused cimport blas_t
 from cyconv._blas cimport gemm
 from cyconv._bounds cimport first_inside, end_inside
-from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
+from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
+from cyconv._split cimport even_part
 
 
 cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
@@ -88,18 +89,17 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                   Py_ssize_t dh, Py_ssize_t dw,
                   Py_ssize_t pos_start, Py_ssize_t pos_count,
-                  blas_t *cols) noexcept nogil:
+                  blas_t *cols, int n_threads) noexcept nogil:
     """cols[r, t] = x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
 
     cols is (channels*kh*kw, pos_count), C-ordered; x is (channels, h, w).
-    Rows are independent, so threads split them. A GEMM follows every
-    block: this relies on OpenMP's threads sleeping, not spinning, after the
-    loop (cyconv sets OMP_WAIT_POLICY=PASSIVE), or they would take the cores
-    from BLAS's threads.
+    Rows are independent, so up to ``n_threads`` threads split them (the
+    GEMM drivers call it with 1: each of their threads unrolls its own block).
     """
     cdef Py_ssize_t r, c, p, q, n_rows = channels * kh * kw
-    for r in prange(n_rows, schedule='guided', num_threads=omp_get_max_threads(),
-                    use_threads_if=n_rows > 1 and n_rows * pos_count >= PARALLEL_WORK):
+    for r in prange(n_rows, schedule='guided', num_threads=n_threads,
+                    use_threads_if=n_threads > 1 and n_rows > 1
+                    and n_rows * pos_count >= PARALLEL_WORK):
         c = r // (kh * kw)
         p = (r // kw) % kh
         q = r % kw
@@ -113,15 +113,16 @@ cdef void _fold(const blas_t *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                 Py_ssize_t dh, Py_ssize_t dw,
                 Py_ssize_t pos_start, Py_ssize_t pos_count,
-                blas_t *x) noexcept nogil:
+                blas_t *x, int n_threads) noexcept nogil:
     """x[c, y, x] += cols[r, t] (the adjoint of _unroll; padding entries dropped).
 
-    The taps of one channel overlap in x, so threads split channels only
-    (see _unroll on OpenMP and BLAS threads).
+    The taps of one channel overlap in x, so up to ``n_threads`` threads
+    split channels only.
     """
     cdef Py_ssize_t c, p, q, r
-    for c in prange(channels, schedule='guided', num_threads=omp_get_max_threads(),
-                    use_threads_if=channels > 1 and channels * kh * kw * pos_count >= PARALLEL_WORK):
+    for c in prange(channels, schedule='guided', num_threads=n_threads,
+                    use_threads_if=n_threads > 1 and channels > 1
+                    and channels * kh * kw * pos_count >= PARALLEL_WORK):
         for p in range(kh):
             for q in range(kw):
                 r = (c * kh + p) * kw + q
@@ -147,7 +148,32 @@ def im2col(const blas_t[:, :, :, ::1] x, blas_t[:, :, ::1] cols,
     with nogil:
         for n in range(n_batch):
             _unroll(x_p + n * channels * h * w, channels, h, w, kh, kw, wo,
-                    sh, sw, ph, pw, dh, dw, 0, n_pos, cols_p + n * rows * n_pos)
+                    sh, sw, ph, pw, dh, dw, 0, n_pos, cols_p + n * rows * n_pos,
+                    kernel_threads())
+
+
+cdef void _forward_block(const blas_t *x_group, const blas_t *w_group, const blas_t *bias_group,
+                         bint has_bias, blas_t *out_group, blas_t *cols,
+                         Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                         Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
+                         Py_ssize_t start, Py_ssize_t count) noexcept nogil:
+    """Output pixels start..start+count-1 of one (image, group): unroll, then one GEMM."""
+    cdef Py_ssize_t k, t, q_len = cg * kh * kw
+    # beta = 1 accumulates onto the bias written first; beta = 0 overwrites.
+    cdef blas_t beta = 1 if has_bias else 0
+    if has_bias:
+        for k in range(kg):
+            for t in range(start, start + count):
+                out_group[k * n_pos + t] = bias_group[k]
+    if pointwise:
+        gemm(False, False, kg, count, q_len, 1, w_group, q_len,
+             x_group + start, n_pos, beta, out_group + start, n_pos)
+        return
+    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
+    gemm(False, False, kg, count, q_len, 1, w_group, q_len, cols, count,
+         beta, out_group + start, n_pos)
 
 
 def conv2d_forward(const blas_t[:, :, :, ::1] x,
@@ -156,54 +182,46 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                    blas_t[:, :, :, ::1] out,
                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                   blas_t[::1] workspace):
+                   blas_t[:, ::1] workspace, int n_threads):
     """out[n, g-block] = weight[g-block] @ im2col(x[n, g-channels]) (+ bias[k]).
 
-    One GEMM per (image, group, block of output pixels). The block holds
-    ``workspace.size // Q`` pixels (Q = Cg*kh*kw; the caller makes it >= 1).
-    A 1x1 kernel at stride 1 without padding multiplies the input planes
-    directly (Caffe's ``is_1x1_``), with no unrolling.
+    Tasks of (image, group, block of output pixels), taken in turn by
+    ``n_threads`` threads: each unrolls its block into its own workspace row
+    and runs the GEMM on one BLAS thread (see cyconv._threads). A block holds
+    at most ``workspace.shape[1] // Q`` pixels (Q = Cg*kh*kw; the caller
+    makes it >= 1). A 1x1 kernel at stride 1 without padding multiplies the
+    input planes directly (Caffe's ``is_1x1_``), with no unrolling.
 
     Invariants: as conv2d_forward in _direct, plus Kg, Q and ho*wo fit in a
-    C int (checked in Python), bias (K,) even when has_bias is False.
+    C int (checked in Python), bias (K,) even when has_bias is False,
+    workspace (>= n_threads, ...), n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
     cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw, n_pos = ho * wo
-    cdef Py_ssize_t block = workspace.shape[0] // q_len
+    cdef Py_ssize_t block = even_part(n_pos, workspace.shape[1] // q_len, n_batch * groups,
+                                      n_threads)
+    cdef Py_ssize_t n_blocks = (n_pos + block - 1) // block, tasks = n_batch * groups * n_blocks
     cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
-    cdef Py_ssize_t n, g, k, t, start, count
+    cdef Py_ssize_t task, n, g, start
     cdef const blas_t *x_p = &x[0, 0, 0, 0]
     cdef const blas_t *w_p = &weight[0, 0, 0, 0]
     cdef blas_t *out_p = &out[0, 0, 0, 0]
-    cdef blas_t *cols = &workspace[0]
-    cdef const blas_t *x_group
-    cdef blas_t *out_group
-    # beta = 1 accumulates onto the bias written first; beta = 0 overwrites.
-    cdef blas_t beta = 1 if has_bias else 0
+    cdef blas_t *ws_p = &workspace[0, 0]
+    cdef Py_ssize_t ws_row = workspace.shape[1]
     with nogil:
-        for n in range(n_batch):
-            if has_bias:
-                for k in range(n_out):
-                    for t in range(n_pos):
-                        out_p[(n * n_out + k) * n_pos + t] = bias[k]
-            for g in range(groups):
-                x_group = x_p + (n * n_in + g * cg) * h * w
-                out_group = out_p + (n * n_out + g * kg) * n_pos
-                if pointwise:
-                    gemm(False, False, kg, n_pos, q_len, 1, w_p + g * kg * q_len, q_len,
-                         x_group, n_pos, beta, out_group, n_pos)
-                    continue
-                start = 0
-                while start < n_pos:
-                    count = block if block < n_pos - start else n_pos - start
-                    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
-                            start, count, cols)
-                    gemm(False, False, kg, count, q_len, 1, w_p + g * kg * q_len, q_len,
-                         cols, count, beta, out_group + start, n_pos)
-                    start += count
+        for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
+                           use_threads_if=n_threads > 1 and tasks > 1):
+            n = task // (groups * n_blocks)
+            g = task // n_blocks % groups
+            start = task % n_blocks * block
+            _forward_block(x_p + (n * n_in + g * cg) * h * w, w_p + g * kg * q_len,
+                           &bias[g * kg], has_bias, out_p + (n * n_out + g * kg) * n_pos,
+                           ws_p + threadid() * ws_row, cg, h, w, kg, kh, kw, wo, n_pos,
+                           sh, sw, ph, pw, dh, dw, pointwise,
+                           start, block if block < n_pos - start else n_pos - start)
 
 
 # Backward pass: col2im (the adjoint of _unroll) and the gradient GEMMs
@@ -226,56 +244,105 @@ def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
     with nogil:
         for n in range(n_batch):
             _fold(cols_p + n * rows * n_pos, channels, h, w, kh, kw, wo,
-                  sh, sw, ph, pw, dh, dw, 0, n_pos, x_p + n * channels * h * w)
+                  sh, sw, ph, pw, dh, dw, 0, n_pos, x_p + n * channels * h * w,
+                  kernel_threads())
+
+
+cdef void _grad_weight_block(const floating *x_group, const floating *gy_group,
+                             floating *gw_group, floating *cols,
+                             Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                             Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
+                             Py_ssize_t start, Py_ssize_t count) noexcept nogil:
+    """gw_group += grad_out[pixels start..start+count-1] @ their unrolled columns.T."""
+    cdef Py_ssize_t q_len = cg * kh * kw
+    if pointwise:
+        gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
+             x_group + start, n_pos, 1, gw_group, q_len)
+        return
+    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
+    gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
+         cols, count, 1, gw_group, q_len)
 
 
 def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                        const floating[:, :, :, ::1] grad_out,
-                       floating[:, :, :, ::1] grad_weight,
+                       floating[:, ::1] grad_weight,
+                       Py_ssize_t kh, Py_ssize_t kw,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                       floating[::1] workspace):
-    """grad_weight[g-block] += sum_n grad_out[n, g-block] @ im2col(x[n, g-channels]).T.
+                       floating[:, ::1] workspace, int n_threads):
+    """grad_weight[t] += sum over thread t's tasks of grad_out[n, g-block] @ im2col(x[n, g-channels]).T.
 
-    One GEMM per (image, group, block of output pixels), accumulated with
-    beta = 1. The block holds ``workspace.size // Q`` pixels (Q =
-    Cg*kh*kw; the caller makes it >= 1). A 1x1 kernel at stride 1 without
-    padding multiplies by the input planes directly.
+    Tasks of (image, group, block of output pixels), split statically over
+    ``n_threads`` threads (the same split, so the same sums, on every run);
+    thread t accumulates into its own row ``grad_weight[t]`` (a flattened
+    (K, Cg, kh, kw) gradient, beta = 1), and the caller adds the rows. A block
+    holds at most ``workspace.shape[1] // Q`` pixels (Q = Cg*kh*kw; the
+    caller makes it >= 1). A 1x1 kernel at stride 1 without padding
+    multiplies by the input planes directly.
 
     Invariants: as conv2d_grad_weight in _direct, plus grad_weight
-    zero-filled and Kg, Q and ho*wo fit in a C int (checked in Python).
+    (>= n_threads, K*Q) zero-filled, workspace (>= n_threads, ...), Kg, Q
+    and ho*wo fit in a C int (checked in Python), n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = x.shape[0], n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t n_out = grad_out.shape[1], wo = grad_out.shape[3]
     cdef Py_ssize_t n_pos = grad_out.shape[2] * wo
-    cdef Py_ssize_t cg = grad_weight.shape[1], kh = grad_weight.shape[2]
-    cdef Py_ssize_t kw = grad_weight.shape[3], kg = n_out // groups, q_len = cg * kh * kw
-    cdef Py_ssize_t block = workspace.shape[0] // q_len
+    cdef Py_ssize_t kg = n_out // groups, cg = n_in // groups, q_len = cg * kh * kw
+    cdef Py_ssize_t block = even_part(n_pos, workspace.shape[1] // q_len, n_batch * groups,
+                                      n_threads)
+    cdef Py_ssize_t n_blocks = (n_pos + block - 1) // block, tasks = n_batch * groups * n_blocks
     cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
-    cdef Py_ssize_t n, g, start, count
+    cdef Py_ssize_t task, n, g, start, thread
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
-    cdef floating *gw_p = &grad_weight[0, 0, 0, 0]
-    cdef floating *cols = &workspace[0]
-    cdef const floating *x_group
-    cdef const floating *gy_group
+    cdef floating *gw_p = &grad_weight[0, 0]
+    cdef floating *ws_p = &workspace[0, 0]
+    cdef Py_ssize_t ws_row = workspace.shape[1], gw_row = grad_weight.shape[1]
     with nogil:
-        for n in range(n_batch):
-            for g in range(groups):
-                x_group = x_p + (n * n_in + g * cg) * h * w
-                gy_group = gy_p + (n * n_out + g * kg) * n_pos
-                if pointwise:
-                    gemm(False, True, kg, q_len, n_pos, 1, gy_group, n_pos,
-                         x_group, n_pos, 1, gw_p + g * kg * q_len, q_len)
-                    continue
-                start = 0
-                while start < n_pos:
-                    count = block if block < n_pos - start else n_pos - start
-                    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
-                            start, count, cols)
-                    gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
-                         cols, count, 1, gw_p + g * kg * q_len, q_len)
-                    start += count
+        for task in prange(tasks, schedule='static', num_threads=n_threads,
+                           use_threads_if=n_threads > 1 and tasks > 1):
+            n = task // (groups * n_blocks)
+            g = task // n_blocks % groups
+            start = task % n_blocks * block
+            thread = threadid()
+            _grad_weight_block(x_p + (n * n_in + g * cg) * h * w,
+                               gy_p + (n * n_out + g * kg) * n_pos,
+                               gw_p + thread * gw_row + g * kg * q_len, ws_p + thread * ws_row,
+                               cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
+                               pointwise, start,
+                               block if block < n_pos - start else n_pos - start)
+
+
+cdef void _grad_input_channels(const floating *gy_group, const floating *w_group,
+                               floating *gx_group, floating *cols,
+                               Py_ssize_t c0, Py_ssize_t n_channels, Py_ssize_t block,
+                               Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
+                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
+                               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                               Py_ssize_t dh, Py_ssize_t dw, bint pointwise) noexcept nogil:
+    """Input channels c0..c0+n_channels-1 of one (image, group): (W.T @ dY) folded, block by block.
+
+    Their rows of W.T are columns c0*kh*kw.. of W (lda Q); the blocks fold
+    into the same planes, so one task does them all in turn.
+    """
+    cdef Py_ssize_t q_len = cg * kh * kw, taps = kh * kw, start, count
+    cdef const floating *w_rows = w_group + c0 * taps
+    cdef floating *gx_channels = gx_group + c0 * h * w
+    start = 0
+    while start < n_pos:
+        count = block if block < n_pos - start else n_pos - start
+        if pointwise:
+            gemm(True, False, n_channels, count, kg, 1, w_rows, q_len,
+                 gy_group + start, n_pos, 0, gx_channels + start, n_pos)
+        else:
+            gemm(True, False, n_channels * taps, count, kg, 1, w_rows, q_len,
+                 gy_group + start, n_pos, 0, cols, count)
+            _fold(cols, n_channels, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+                  start, count, gx_channels, 1)
+        start += count
 
 
 def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
@@ -283,16 +350,19 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
                       floating[:, :, :, ::1] grad_input,
                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                      floating[::1] workspace):
+                      floating[:, ::1] workspace, int n_threads):
     """grad_input[n, g-channels] = col2im(weight[g-block].T @ grad_out[n, g-block]).
 
-    One GEMM per (image, group, block of output pixels) into the workspace,
-    folded into the input planes at once; the block holds
-    ``workspace.size // Q`` pixels (Q = Cg*kh*kw; the caller makes it >= 1).
-    A 1x1 kernel at stride 1 without padding writes the product directly.
+    Tasks of (image, group, run of input channels) -- disjoint planes, so no
+    two threads fold into the same cell --, taken in turn by ``n_threads``
+    threads, each with its own workspace row and BLAS on one thread. Each
+    task runs blocks of at most ``workspace.shape[1] // Q`` output pixels
+    (Q = Cg*kh*kw; the caller makes it >= 1). A 1x1 kernel at stride 1
+    without padding writes the product directly.
 
     Invariants: as conv2d_grad_input in _direct, plus Kg, Q and ho*wo fit in
-    a C int (checked in Python).
+    a C int (checked in Python), grad_input zero-filled, workspace
+    (>= n_threads, ...), n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = grad_input.shape[0], n_in = grad_input.shape[1]
     cdef Py_ssize_t h = grad_input.shape[2], w = grad_input.shape[3]
@@ -300,29 +370,24 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef Py_ssize_t n_pos = grad_out.shape[2] * wo
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw
-    cdef Py_ssize_t block = workspace.shape[0] // q_len
+    cdef Py_ssize_t block = workspace.shape[1] // q_len
+    cdef Py_ssize_t run = even_part(cg, cg, n_batch * groups, n_threads)
+    cdef Py_ssize_t n_runs = (cg + run - 1) // run, tasks = n_batch * groups * n_runs
     cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
-    cdef Py_ssize_t n, g, start, count
+    cdef Py_ssize_t task, n, g, c0
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
     cdef const floating *w_p = &weight[0, 0, 0, 0]
     cdef floating *gx_p = &grad_input[0, 0, 0, 0]
-    cdef floating *cols = &workspace[0]
-    cdef floating *gx_group
-    cdef const floating *gy_group
+    cdef floating *ws_p = &workspace[0, 0]
+    cdef Py_ssize_t ws_row = workspace.shape[1]
     with nogil:
-        for n in range(n_batch):
-            for g in range(groups):
-                gx_group = gx_p + (n * n_in + g * cg) * h * w
-                gy_group = gy_p + (n * n_out + g * kg) * n_pos
-                if pointwise:
-                    gemm(True, False, q_len, n_pos, kg, 1, w_p + g * kg * q_len, q_len,
-                         gy_group, n_pos, 0, gx_group, n_pos)
-                    continue
-                start = 0
-                while start < n_pos:
-                    count = block if block < n_pos - start else n_pos - start
-                    gemm(True, False, q_len, count, kg, 1, w_p + g * kg * q_len, q_len,
-                         gy_group + start, n_pos, 0, cols, count)
-                    _fold(cols, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
-                          start, count, gx_group)
-                    start += count
+        for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
+                           use_threads_if=n_threads > 1 and tasks > 1):
+            n = task // (groups * n_runs)
+            g = task // n_runs % groups
+            c0 = task % n_runs * run
+            _grad_input_channels(gy_p + (n * n_out + g * kg) * n_pos, w_p + g * kg * q_len,
+                                 gx_p + (n * n_in + g * cg) * h * w, ws_p + threadid() * ws_row,
+                                 c0, run if run < cg - c0 else cg - c0, block,
+                                 cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
+                                 pointwise)

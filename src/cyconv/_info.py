@@ -12,24 +12,35 @@ import cyconv
 
 
 def kernel_threads():
-    """Threads a parallel kernel loop runs on now: OpenMP's count, or 1 without OpenMP.
-
-    The BLAS GEMM that ``method='im2col'`` calls threads itself (see `blas`).
-    """
+    """Threads a parallel kernel loop runs on now: OpenMP's count (capped), or 1 without OpenMP."""
     from cyconv import _openmp
 
     return _openmp.max_threads() if _openmp.openmp_enabled() else 1
 
 
 def kernel_threading():
-    """`kernel_threads` in words, saying where the count comes from."""
+    """`kernel_threads` in words, saying where the count comes from and its cap."""
     from cyconv import _openmp
 
     if not _openmp.openmp_enabled():
         return "single-threaded (built without OpenMP)"
     n = kernel_threads()
+    if _openmp.forked():
+        return f"{n} thread (a forked child: GNU OpenMP's pool does not survive fork)"
     return (f"{n} thread{'s' if n != 1 else ''} (OpenMP: set by OMP_NUM_THREADS "
-            "or threadpoolctl)")
+            f"or threadpoolctl, capped at the {_openmp.cpu_limit()} CPUs this process "
+            "may use)")
+
+
+def gemm_threading():
+    """Who threads the GEMM paths, in words (see cyconv._threads)."""
+    from cyconv._threads import blas_threads
+
+    if blas_threads.controlled:
+        return (f"the kernels' threads, one GEMM each, BLAS on one thread during "
+                f"the call ({blas_threads.name})")
+    return (f"BLAS's own threads, one GEMM at a time ({blas_threads.name} BLAS: "
+            "its thread control was not found)")
 
 
 def build_flags():
@@ -116,7 +127,7 @@ def collect():
                     ("numpy", np.__version__), ("scipy", scipy.__version__),
                     ("cpu count", str(os.cpu_count()))],
         "threads": [("kernels", kernel_threading()),
-                    ("im2col GEMM", "threaded by the BLAS below")],
+                    ("GEMM paths", gemm_threading())],
         "BLAS": blas_rows,
         "build": [("compiler", flags["compiler"]),
                   ("buildtype", flags["buildtype"]),

@@ -17,3 +17,7 @@ cdef extern from *:
 # starting the team costs microseconds (sklearn's _use_threads_for_workload).
 cdef enum:
     PARALLEL_WORK = 65536
+
+# The threads a kernel loop may use now: OpenMP's setting, capped at the CPUs
+# the process may run on, and 1 in a child forked from a threaded parent.
+cdef int kernel_threads() noexcept nogil

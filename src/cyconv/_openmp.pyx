@@ -1,5 +1,28 @@
-"""What the kernels' thread pool looks like from Python (for info and tests)."""
+"""The kernels' thread count: OpenMP's setting, capped, and one thread after fork.
+
+Every parallel kernel loop asks ``kernel_threads()`` for its team size. The
+count is OpenMP's (``OMP_NUM_THREADS``, or threadpoolctl's
+``threadpool_limits(n, user_api='openmp')`` at run time), capped at the CPUs
+this process may run on (scikit-learn caps its OpenMP threads the same way):
+``OMP_NUM_THREADS=100000`` must not create 100000 threads.
+
+GNU libgomp's thread pool does not survive ``fork``: a child whose parent
+ran a parallel loop hangs in its first one. So a forked child runs every
+kernel loop on its own thread (`cyconv._threads` marks it); spawn and
+forkserver children start afresh and use every CPU.
+"""
 from cyconv._openmp cimport CYCONV_OPENMP, omp_get_max_threads
+
+# Set from Python at import and after fork (cyconv._threads).
+cdef int _cpu_limit = 1
+cdef bint _forked = False
+
+
+cdef int kernel_threads() noexcept nogil:
+    if _forked:
+        return 1
+    cdef int n = omp_get_max_threads()
+    return n if n < _cpu_limit else _cpu_limit
 
 
 def openmp_enabled():
@@ -8,9 +31,27 @@ def openmp_enabled():
 
 
 def max_threads():
-    """Threads a parallel kernel loop would use now.
+    """Threads a parallel kernel loop would use now (see the module docstring)."""
+    return kernel_threads()
 
-    OpenMP reads OMP_NUM_THREADS at start-up; threadpoolctl's
-    ``threadpool_limits(n, user_api='openmp')`` changes it at run time.
-    """
-    return omp_get_max_threads()
+
+def set_cpu_limit(int n):
+    """Cap the kernels' threads at ``n`` (the CPUs this process may use)."""
+    global _cpu_limit
+    _cpu_limit = n if n > 1 else 1
+
+
+def cpu_limit():
+    """The cap set by `set_cpu_limit`."""
+    return _cpu_limit
+
+
+def mark_forked():
+    """In a forked child: run every kernel loop on the calling thread from now on."""
+    global _forked
+    _forked = True
+
+
+def forked():
+    """True in a forked child (see `mark_forked`)."""
+    return bool(_forked)

@@ -35,7 +35,7 @@ from cython.parallel cimport prange, threadid
 import numpy as np
 
 from cyconv._bounds cimport first_inside, end_inside
-from cyconv._openmp cimport PARALLEL_WORK, omp_get_max_threads
+from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
 
 
 cdef enum:
@@ -192,7 +192,7 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                 taps[2 * q] = first_inside(q * dw - pw, sw)
                 taps[2 * q + 1] = end_inside(q * dw - pw, sw, w, wo)
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=kernel_threads(),
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             if by_rows:
                 _max_plane(x_p + c * h * w, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
@@ -240,7 +240,7 @@ def max_pool2d_backward(const floating[:, ::1] grad_out, const int64_t[:, ::1] i
     cdef floating *gi_p = &grad_in[0, 0]
     with nogil:
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='guided', num_threads=omp_get_max_threads(),
+        for c in prange(planes, schedule='guided', num_threads=kernel_threads(),
                         use_threads_if=planes > 1 and planes * (n_in + n_out) >= PARALLEL_WORK):
             bad += _scatter_plane(g_p + c * n_out, idx_p + c * n_out, gi_p + c * n_in,
                                   n_out, n_in)
@@ -373,7 +373,7 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
-    cdef int n_threads = omp_get_max_threads()
+    cdef int n_threads = kernel_threads()
     cdef Py_ssize_t c
     cdef const floating *x_p = &x[0, 0, 0]
     cdef floating *out_p = &out[0, 0, 0]
@@ -508,7 +508,7 @@ def avg_pool2d_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] 
     cdef Py_ssize_t planes = grad_in.shape[0], h = grad_in.shape[1], w = grad_in.shape[2]
     cdef Py_ssize_t ho = grad_out.shape[1], wo = grad_out.shape[2]
     cdef AvgPool pool = AvgPool(h, w, kh, kw, sh, sw, ph, pw, divisor, count_include_pad)
-    cdef int n_threads = omp_get_max_threads()
+    cdef int n_threads = kernel_threads()
     cdef Py_ssize_t c
     # Per window column j: the column factor of its divisor.
     cdef double[::1] count_w = np.empty(wo, dtype=np.float64)

@@ -9,13 +9,14 @@ forward call that conv2d and the input gradient share.
 import numpy as np
 
 from cyconv import _shifted
+from cyconv._threads import gemm_team
 from cyconv._validate import INT_MAX, check_alloc, check_int_sizes, fits_int
 
 # The shifted GEMMs (see _shifted.pyx) read a zero-padded copy of a few images
 # at a time, at most SHIFTED_IMAGES_BYTES (one image if larger), and
-# accumulate into an output block of at most SHIFTED_BLOCK_BYTES that is read
-# and written once per kernel tap, so it should stay in L2 (2 MiB per core
-# here). Both were measured on the benchmark layers.
+# accumulate into an output block of at most SHIFTED_BLOCK_BYTES per thread
+# that is read and written once per kernel tap, so it should stay in L2 (2 MiB
+# per core here). Both were measured on the benchmark layers.
 SHIFTED_IMAGES_BYTES = 4 * 2**20
 SHIFTED_BLOCK_BYTES = 2**20
 
@@ -37,16 +38,17 @@ def shifted_fits(geom, dtype):
             and fits_int(hp * wp, channels * wp))
 
 
-def shifted_buffers(func, batch, channels, kernels_per_group, hp, wp, dtype):
-    """The zeroed padded images (channels, nb*hp, wp) and the output block of the shifted GEMMs."""
+def shifted_buffers(func, batch, channels, kernels_per_group, hp, wp, dtype, n_threads):
+    """The zeroed padded images (channels, nb*hp, wp) and one output block per thread."""
     check_int_sizes(func, padded_plane=hp * wp, block_row=kernels_per_group * wp)
     image_bytes = channels * hp * wp * dtype.itemsize
     per_block = max(1, min(batch, SHIFTED_IMAGES_BYTES // image_bytes, INT_MAX // (hp * wp)))
-    check_alloc(func, dtype.itemsize, padded_images=(channels, per_block * hp, wp))
     rows = max(1, SHIFTED_BLOCK_BYTES // (kernels_per_group * wp * dtype.itemsize))
     check_int_sizes(func, block=kernels_per_group * rows * wp)
+    check_alloc(func, dtype.itemsize, padded_images=(channels, per_block * hp, wp),
+                blocks=(n_threads, kernels_per_group * rows * wp))
     return (np.zeros((channels, per_block * hp, wp), dtype),
-            np.empty(kernels_per_group * rows * wp, dtype))
+            np.empty((n_threads, kernels_per_group * rows * wp), dtype))
 
 
 def kernel_taps(w4):
@@ -61,7 +63,10 @@ def run_shifted_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_left
     ``out`` may be any size (the input gradient uses it with the input's).
     """
     hp, wp = shifted_plane(geom, out.shape[2], out.shape[3])
-    padded, block = shifted_buffers(func, x.shape[0], x.shape[1], w.shape[0] // geom.groups,
-                                    hp, wp, x.dtype)
-    _shifted.conv2d_forward(x, kernel_taps(w), bias, has_bias, out, geom.kh, geom.kw,
-                            pad_top, pad_left, geom.dh, geom.dw, geom.groups, padded, block)
+    taps = kernel_taps(w)
+    with gemm_team() as n_threads:
+        padded, blocks = shifted_buffers(func, x.shape[0], x.shape[1],
+                                         w.shape[0] // geom.groups, hp, wp, x.dtype, n_threads)
+        _shifted.conv2d_forward(x, taps, bias, has_bias, out, geom.kh, geom.kw,
+                                pad_top, pad_left, geom.dh, geom.dw, geom.groups,
+                                padded, blocks, n_threads)

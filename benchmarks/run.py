@@ -16,19 +16,67 @@ percentage of it they reach. The ``small`` group times the course exercise's
 5x5 image and 3x3 kernel, where the Python layer's microseconds are the
 whole cost: correlate2d/convolve2d against SciPy in every dtype and mode,
 and conv2d at stride 2 against the exercise's hand-computed answer.
+
+What a long-running process sees: by default glibc's allocator is put in its
+steady state first (``mallopt``: mmap threshold 32 MiB, trim threshold 1 GiB,
+so freed blocks are reused instead of handed back and faulted in afresh);
+``--malloc default`` keeps glibc's dynamic threshold, under which a case's
+time depends on what the process did before. ``--first torch`` imports
+PyTorch before cyconv (as most scripts with conv layers do: cyconv's kernels
+then run on torch's OpenMP runtime); ``--orders`` runs the layer and pooling
+groups once in each import order, each in a process of its own, and prints
+both columns side by side.
 """
 import argparse
+import ctypes
 import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
-import numpy as np
-import scipy
-import scipy.signal
 
-import cyconv
+def _process_options():
+    """The options that must act before cyconv (and torch) are imported."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv")
+    parser.add_argument("--malloc", choices=("steady", "default"), default="steady")
+    return parser.parse_known_args()[0]
+
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def steady_allocator():
+    """Put glibc's allocator in a long-running process's state; returns how, in words."""
+    try:
+        libc = ctypes.CDLL(None)
+        ok = (libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20) == 1
+              and libc.mallopt(M_TRIM_THRESHOLD, 2**30) == 1)
+    except (OSError, AttributeError):
+        ok = False
+    return ("steady: mallopt M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB" if ok
+            else "default (mallopt not available)")
+
+
+PROCESS = _process_options()
+MALLOC = steady_allocator() if PROCESS.malloc == "steady" else "glibc default (dynamic mmap threshold)"
+if PROCESS.first == "torch":
+    try:
+        import torch  # noqa: F401  (before cyconv: its libgomp is the process's)
+    except ImportError:
+        sys.exit("--first torch: PyTorch is not installed")
+
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.signal  # noqa: E402
+
+import cyconv  # noqa: E402
 # The timing helper, optional imports and NumPy reference layer of `python -m cyconv bench`.
-from cyconv._cli_bench import median_time, numpy_conv2d, optional_import as try_import
+from cyconv._cli_bench import median_time, numpy_conv2d, optional_import as try_import  # noqa: E402
 
 
 def environment():
@@ -39,11 +87,15 @@ def environment():
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "cyconv": cyconv.__version__,
+        "imported first": PROCESS.first,
+        "malloc": MALLOC,
     }
     from cyconv import _build_info, _openmp
+    from cyconv._info import gemm_threading
 
     info["cyconv_simd"] = _build_info.SIMD_FLAGS
     info["cyconv_threads"] = _openmp.max_threads()
+    info["cyconv_gemm_threads"] = gemm_threading()
     for name in ("cv2", "torch"):
         module = try_import(name)
         if module is not None:
@@ -285,6 +337,33 @@ def print_row(row):
     print(text, flush=True)
 
 
+def run_both_orders(argv, groups):
+    """Run ``groups`` once per import order, each in its own process; print both columns."""
+    rows = {}
+    for first in ("cyconv", "torch"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "rows.json")
+            cmd = [sys.executable, __file__, *argv, "--first", first, "--json", out]
+            for group in groups:
+                cmd += ["--only", group]
+            print(f"--- {first} imported first: {' '.join(cmd[1:])}", flush=True)
+            subprocess.run(cmd, check=True)
+            with open(out) as f:
+                report = json.load(f)
+        rows[first] = {row["case"]: row for row in report["rows"]}
+        gemm = report["sgemm_gflops"]
+        print(f"(that run: sgemm {gemm:.0f} GFLOP/s)\n")
+    print(f"{'case':<40} {'cyconv first':>12} {'torch first':>12} {'ratio':>6}"
+          f" {'torch (c. first)':>16} {'torch (t. first)':>16}")
+    for case, row in rows["cyconv"].items():
+        other = rows["torch"][case]
+        a, b = row["cyconv"]["auto"], other["cyconv"]["auto"]
+        peers = [r["peers"].get("torch") for r in (row, other)]
+        text = f"{case:<40} {seconds(a):>12} {seconds(b):>12} {b / a:6.2f}"
+        text += "".join(f" {seconds(t) if t else '-':>16}" for t in peers)
+        print(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
@@ -292,9 +371,21 @@ def main():
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--only", choices=("filter", "layers", "pool", "small"),
                         action="append", help="run only these groups")
+    parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv",
+                        help="import this one first (default cyconv)")
+    parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
+                        help="glibc's allocator in its steady state (default) or as it starts")
+    parser.add_argument("--orders", action="store_true",
+                        help="the layer and pooling groups (or --only ones) in both import "
+                             "orders, one process each, side by side")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 9)
     groups = args.only or ("filter", "layers", "pool", "small")
+    if args.orders:
+        argv = ["--malloc", args.malloc] + (["--quick"] if args.quick else [])
+        argv += ["--repeats", str(args.repeats)] if args.repeats else []
+        run_both_orders(argv, args.only or ("layers", "pool"))
+        return
     cv2, torch = try_import("cv2"), try_import("torch")
     env = environment()
     print(json.dumps(env, indent=1))

@@ -24,14 +24,17 @@ so freed blocks are reused instead of handed back and faulted in afresh);
 time depends on what the process did before. ``--first torch`` imports
 PyTorch before cyconv (as most scripts with conv layers do: cyconv's kernels
 then run on torch's OpenMP runtime); ``--orders`` runs the layer and pooling
-groups once in each import order, each in a process of its own, and prints
-both columns side by side.
+groups in each import order, each in a process of its own, and prints both
+columns side by side; ``--rounds N`` alternates the two orders N times and
+prints each case's median (a drift of a shared machine's speed then hits
+both orders alike).
 """
 import argparse
 import ctypes
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -337,30 +340,36 @@ def print_row(row):
     print(text, flush=True)
 
 
-def run_both_orders(argv, groups):
-    """Run ``groups`` once per import order, each in its own process; print both columns."""
-    rows = {}
-    for first in ("cyconv", "torch"):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "rows.json")
-            cmd = [sys.executable, __file__, *argv, "--first", first, "--json", out]
-            for group in groups:
-                cmd += ["--only", group]
-            print(f"--- {first} imported first: {' '.join(cmd[1:])}", flush=True)
-            subprocess.run(cmd, check=True)
-            with open(out) as f:
-                report = json.load(f)
-        rows[first] = {row["case"]: row for row in report["rows"]}
-        gemm = report["sgemm_gflops"]
-        print(f"(that run: sgemm {gemm:.0f} GFLOP/s)\n")
+def run_both_orders(argv, groups, rounds):
+    """Run ``groups`` in both import orders, each in its own process, ``rounds`` times
+    alternating the orders (so a drift of the machine's speed hits both alike); print
+    each case's median over the rounds for both orders side by side."""
+    times = {"cyconv": {}, "torch": {}}
+    peer = {"cyconv": {}, "torch": {}}
+    for _ in range(rounds):
+        for first in ("cyconv", "torch"):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "rows.json")
+                cmd = [sys.executable, __file__, *argv, "--first", first, "--json", out]
+                for group in groups:
+                    cmd += ["--only", group]
+                print(f"--- {first} imported first: {' '.join(cmd[1:])}", flush=True)
+                subprocess.run(cmd, check=True)
+                with open(out) as f:
+                    report = json.load(f)
+            for row in report["rows"]:
+                times[first].setdefault(row["case"], []).append(row["cyconv"]["auto"])
+                peer[first].setdefault(row["case"], []).append(row["peers"].get("torch"))
+            print(f"(that run: sgemm {report['sgemm_gflops']:.0f} GFLOP/s)\n")
+    print(f"medians over {rounds} round(s) of both orders")
     print(f"{'case':<40} {'cyconv first':>12} {'torch first':>12} {'ratio':>6}"
           f" {'torch (c. first)':>16} {'torch (t. first)':>16}")
-    for case, row in rows["cyconv"].items():
-        other = rows["torch"][case]
-        a, b = row["cyconv"]["auto"], other["cyconv"]["auto"]
-        peers = [r["peers"].get("torch") for r in (row, other)]
+    for case, ours in times["cyconv"].items():
+        a, b = statistics.median(ours), statistics.median(times["torch"][case])
         text = f"{case:<40} {seconds(a):>12} {seconds(b):>12} {b / a:6.2f}"
-        text += "".join(f" {seconds(t) if t else '-':>16}" for t in peers)
+        for first in ("cyconv", "torch"):
+            t = [x for x in peer[first][case] if x]
+            text += f" {seconds(statistics.median(t)) if t else '-':>16}"
         print(text)
 
 
@@ -378,13 +387,15 @@ def main():
     parser.add_argument("--orders", action="store_true",
                         help="the layer and pooling groups (or --only ones) in both import "
                              "orders, one process each, side by side")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --orders: how many times to alternate the two orders")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 9)
     groups = args.only or ("filter", "layers", "pool", "small")
     if args.orders:
         argv = ["--malloc", args.malloc] + (["--quick"] if args.quick else [])
         argv += ["--repeats", str(args.repeats)] if args.repeats else []
-        run_both_orders(argv, args.only or ("layers", "pool"))
+        run_both_orders(argv, args.only or ("layers", "pool"), args.rounds)
         return
     cv2, torch = try_import("cv2"), try_import("torch")
     env = environment()

@@ -136,6 +136,10 @@ def _spy_on_kernels(monkeypatch, counter, log):
             for attr, value in vars(module).items():
                 if isinstance(value, types.ModuleType) and value in compiled.values():
                     monkeypatch.setattr(module, attr, _Spy(value, counter, log))
+    # _signal keeps the direct kernel's specializations: route them through the spy too.
+    signal = sys.modules["cyconv._signal"]
+    monkeypatch.setattr(signal, "_DIRECT_PLANE", dict.fromkeys(
+        signal._DIRECT_PLANE, signal._direct.conv2d_forward))
 
 
 def _long_jobs():

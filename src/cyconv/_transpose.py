@@ -114,6 +114,16 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     --------
     conv2d, conv2d_backward, conv_transpose2d_backward
 
+    Notes
+    -----
+    With ``g = c // (C/groups)``, ``Kg = K/groups``, ``y = i*sh - ph + p*dh`` and
+    ``x = j*sw - pw + q*dw``:
+    ``out[n, g*Kg + k, y, x] += input[n, c, i, j] * weight[c, k, p, q]``, summed
+    over ``c, i, j, p, q``, plus ``bias``; ``(y, x)`` outside the output are
+    dropped. This is `conv2d_backward`'s ``grad_input`` for a `conv2d` of an
+    ``(N, K, Ho, Wo)`` input whose ``grad_output`` is ``input`` (zero-extended
+    at the bottom/right when ``output_padding >= stride``).
+
     Examples
     --------
     Each input pixel stamps a scaled copy of the kernel, ``stride`` apart:
@@ -174,8 +184,8 @@ def conv_transpose2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike,
         ``dL/d(output)``; its shape must be what `conv_transpose2d` returns.
     input : array_like, shape (N, C, H, W) or (C, H, W)
     weight : array_like, shape (C, K // groups, kh, kw)
-    stride, padding, output_padding, groups, dilation
-        As in `conv_transpose2d`.
+    stride, padding, output_padding, groups, dilation : int or tuple of 2 ints
+        As in `conv_transpose2d` (``groups`` an int).
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -199,6 +209,14 @@ def conv_transpose2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike,
     See Also
     --------
     conv_transpose2d, conv2d_backward
+
+    Notes
+    -----
+    ``conv_transpose2d(x, w)`` is linear in each of ``x`` and ``w``, with
+    ``<g, conv_transpose2d(x, w)> == <conv2d(g, w), x>``: so ``grad_input`` is
+    that `conv2d` (cropped to ``input``'s size) and ``grad_weight`` is
+    `conv2d_backward`'s weight gradient with ``g`` as the input and ``x`` as
+    the output gradient.
 
     Examples
     --------

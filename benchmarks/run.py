@@ -8,7 +8,8 @@ one command:
 Peers: SciPy always (``scipy.signal.correlate2d``, ``scipy.signal.correlate``
 with its automatic method, and a NumPy im2col + matmul layer); OpenCV
 (``cv2.filter2D``) with the ``bench`` extra; PyTorch's CPU convolution and
-pooling when torch is installed (the layers include a conv_transpose2d decoder layer). Each result is checked against a reference
+pooling when torch is installed (the layers include a conv_transpose2d
+decoder layer). Each result is checked against a reference
 before it is timed; times are medians over repeats; ratios are
 peer time / cyconv time (above 1: cyconv is faster). The sgemm rate of the
 BLAS SciPy uses is measured in the same run, and the layers report the

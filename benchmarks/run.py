@@ -8,7 +8,8 @@ one command:
 Peers: SciPy always (``scipy.signal.correlate2d``, ``scipy.signal.correlate``
 with its automatic method, and a NumPy im2col + matmul layer); OpenCV
 (``cv2.filter2D``) with the ``bench`` extra; PyTorch's CPU convolution and
-pooling when torch is installed. Each result is checked against a reference
+pooling when torch is installed (the layers include a conv_transpose2d
+decoder layer). Each result is checked against a reference
 before it is timed; times are medians over repeats; ratios are
 peer time / cyconv time (above 1: cyconv is faster). The sgemm rate of the
 BLAS SciPy uses is measured in the same run, and the layers report the
@@ -219,6 +220,23 @@ def bench_layers(rows, repeats, quick, torch, gemm_gflops):
         row = compare(f"{name} bwd", ours, peers, ref_b, tol, repeats, result=flat)
         row["gemm_pct"] = 100 * 2 * flops / row["cyconv"]["auto"] / 1e9 / gemm_gflops
         rows.append(row)
+    bench_transpose(rows, repeats, rng, torch, gemm_gflops)
+
+
+def bench_transpose(rows, repeats, rng, torch, gemm_gflops):
+    """A decoder layer: N8-C64-28 -> K32, 4x4 stride 2 padding 1 transposed (to 56x56)."""
+    x = rng.standard_normal((8, 64, 28, 28), dtype=np.float32)
+    w = rng.standard_normal((64, 32, 4, 4), dtype=np.float32)
+    ref = cyconv.conv_transpose2d(x.astype(np.float64), w.astype(np.float64), None, 2, 1)
+    peers = {}
+    if torch is not None:
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        peers["torch"] = lambda: torch.nn.functional.conv_transpose2d(tx, tw, None, 2, 1).numpy()
+    ours = {"auto": lambda: cyconv.conv_transpose2d(x, w, None, 2, 1)}
+    row = compare("N8-C64-28-K32-4x4/2 transpose", ours, peers, ref,
+                  1e-3 * np.abs(ref).max(), repeats)
+    row["gemm_pct"] = 100 * 2 * x.size * 32 * 16 / row["cyconv"]["auto"] / 1e9 / gemm_gflops
+    rows.append(row)
 
 
 # ---- pooling ---------------------------------------------------------------

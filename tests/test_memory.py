@@ -132,6 +132,14 @@ def _calls():
             gy[:1], x32[:1], w, padding=1, groups=2, padding_mode="circular", method="im2col")),
         ("conv2d_backward error", (gy, x, w), lambda: raises(
             cyconv.conv2d_backward, gy, x, w, groups=2)),
+        ("conv_transpose2d", (gy, w), lambda: cyconv.conv_transpose2d(
+            gy, w, padding=1, groups=2)),
+        ("conv_transpose2d error", (gy, w), lambda: raises(
+            cyconv.conv_transpose2d, gy, w, stride=2, output_padding=2)),
+        ("conv_transpose2d_backward", (x, gy, w), lambda: cyconv.conv_transpose2d_backward(
+            x, gy, w, padding=1, groups=2)),
+        ("conv_transpose2d_backward error", (x, gy, w), lambda: raises(
+            cyconv.conv_transpose2d_backward, x, gy, w, groups=2, padding=2)),
         ("im2col", (x32,), lambda: cyconv.im2col(x32, 3, stride=2, padding=1)),
         ("im2col error", (x,), lambda: raises(cyconv.im2col, x, 3, stride=0)),
         ("col2im", (cols,), lambda: cyconv.col2im(cols, (9, 9), 3, padding=1, stride=(1, 2),

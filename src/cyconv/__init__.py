@@ -11,6 +11,7 @@ from cyconv._conv import conv2d, output_shape
 from cyconv._operator import conv_matrix, conv_operator
 from cyconv._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from cyconv._signal import convolve2d, correlate2d
+from cyconv._transpose import conv_transpose2d, conv_transpose2d_backward
 from cyconv._unfold import col2im, im2col
 
 __version__ = "0.1.0"
@@ -23,6 +24,8 @@ __all__ = [
     "conv2d_backward",
     "conv_matrix",
     "conv_operator",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
     "convolve2d",
     "correlate2d",
     "im2col",

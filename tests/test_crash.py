@@ -322,7 +322,7 @@ def pool_cases():
         ("max_pool2d(np.full((3, 3), -np.inf), 2**33, padding=2**32)",
          "ok:np.isneginf(r).all()"),
         ("max_pool2d_backward(G4, IDX, (2, 4, 3, 3))", "ok:(r[:, :, 0, 0] == 4).all()"),
-        ("max_pool2d_backward(G4, IDX - 1, (2, 4, 3, 3))", "ValueError"),
+        ("max_pool2d_backward(G4, IDX - 2, (2, 4, 3, 3))", "ValueError"),
         ("max_pool2d_backward(G4, IDX + 9, (2, 4, 3, 3))", "ValueError"),
         ("max_pool2d_backward(G4, IDX + 2**62, (2, 4, 3, 3))", "ValueError"),
         ("max_pool2d_backward(G4, IDX.astype(float), (2, 4, 3, 3))", "TypeError"),

@@ -299,3 +299,27 @@ def test_blas_int_limit(monkeypatch):
         cyconv.conv2d(x, w, method="im2col")
     for method in ("auto", "direct"):
         assert_array_equal(cyconv.conv2d(x, w, method=method), np.full((1, 8, 4, 4), 4.0))
+
+
+def test_int_argument_message_says_int_only():
+    # groups is a single int: its message must not offer "a pair".
+    with pytest.raises(TypeError, match=r"groups must be an int, got 2\.0"):
+        cyconv.conv2d(np.ones((1, 2, 4, 4)), np.ones((2, 1, 3, 3)), groups=2.0)
+    with pytest.raises(TypeError, match="stride must be an int or a pair of ints"):
+        cyconv.conv2d(np.ones((4, 4)), np.ones((3, 3)), stride=1.0)
+
+
+def test_shape_arguments_name_the_bad_entry():
+    with pytest.raises(TypeError, match=r"input_shape\[2\]"):
+        cyconv.max_pool2d_backward(np.ones((2, 3, 3, 3)), np.zeros((2, 3, 3, 3), int),
+                                   (2, 3, 6.0, 6))
+    with pytest.raises(TypeError, match=r"weight_shape\[1\]"):
+        cyconv.output_shape((5, 6), (3, 3.0))
+
+
+@pytest.mark.parametrize("bad", [{5: 1, 6: 2}, {5, 6}, "56", 5])
+def test_shape_arguments_reject_non_sequences(bad):
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        cyconv.output_shape(bad, (3, 3))
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        cyconv.max_pool2d_backward(np.ones((1, 1)), np.zeros((1, 1), int), bad)

@@ -14,6 +14,7 @@ import pytest
 import cyconv
 import cyconv._conv
 import cyconv._shifted_gemm
+import cyconv._validate
 from cyconv._validate import WORKSPACE_BYTES
 
 # Small NumPy temporaries (reduction buffers, the bias, index arrays) beside
@@ -173,6 +174,36 @@ def _calls():
 
 
 CALLS_EACH = 1000
+
+
+def test_max_pool_without_indices_allocates_only_its_output():
+    """No (N, C, Ho, Wo) int64 index array unless return_indices=True."""
+    x = np.random.default_rng(2).standard_normal((4, 8, 128, 128))  # 4 MiB
+    out, peak = _traced_peak(cyconv.max_pool2d, x, 3, 1, 1)
+    assert out.nbytes == x.nbytes
+    np.testing.assert_array_equal(out[1, 2, 5, 7], x[1, 2, 4:7, 6:9].max())
+    assert peak <= out.nbytes + 2**16, (peak, out.nbytes)
+    (out2, idx), peak_idx = _traced_peak(cyconv.max_pool2d, x, 3, 1, 1,
+                                         return_indices=True)
+    np.testing.assert_array_equal(out2, out)
+    assert peak_idx >= out.nbytes + idx.nbytes
+
+
+def test_call_whose_arrays_together_exceed_memory_is_refused(monkeypatch):
+    """Each array fits, their total does not: MemoryError naming the sizes,
+    before anything is allocated."""
+    x = np.ones((64, 64))  # 32 KiB; a kernel-1 pooling's output is as large
+    monkeypatch.setattr(cyconv._validate, "MEMORY_BYTES", x.nbytes + x.nbytes // 2)
+    for call in (lambda: cyconv.max_pool2d(x, 1), lambda: cyconv.avg_pool2d(x, 1)):
+        with pytest.raises(MemoryError, match=r"together .*input \(64, 64\): 32768 bytes"):
+            _traced_peak(call)
+        tracemalloc.start()
+        try:
+            with pytest.raises(MemoryError):
+                call()
+            assert tracemalloc.get_traced_memory()[1] < x.nbytes // 2
+        finally:
+            tracemalloc.stop()
 
 
 def test_no_leaks():

@@ -76,7 +76,9 @@ def max_pool_ref(x, k, s=None, p=(0, 0), d=(1, 1), ceil_mode=False):
                             if val > best or np.isnan(val):
                                 best, best_pos = val, y * w + xx
                     out[b, ch, i, j] = best
-                    idx[b, ch, i, j] = first_inside if best_pos is None else best_pos
+                    # -1: no tap inside the input (a dilated window wholly in the padding).
+                    idx[b, ch, i, j] = ((-1 if first_inside is None else first_inside)
+                                        if best_pos is None else best_pos)
     return out, idx
 
 
@@ -645,23 +647,61 @@ X = np.zeros((1, 1, 6, 6))
     (dict(kernel_size=(1, 2, 3)), "kernel_size"),
     (dict(kernel_size=7), "height"),
     (dict(kernel_size=(2, 4), dilation=(1, 2)), "width"),
-    (dict(kernel_size=(2, 1), padding=(1, 0), dilation=(7, 1)), "padding"),
 ])
 def test_max_pool_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         cyconv.max_pool2d(X, **kwargs)
 
 
-def test_all_padding_window_rejected():
-    # Taps -1 and 2 of the first window: both in the padding of a 2-row input.
-    with pytest.raises(ValueError, match="entirely in the padding"):
-        cyconv.max_pool2d(np.ones((2, 5)), (2, 1), padding=(1, 0), dilation=(3, 1))
-    # The same geometry with a 3-row input has tap 2 inside: accepted.
-    out = cyconv.max_pool2d(np.arange(15.).reshape(3, 5), (2, 1), padding=(1, 0),
-                            dilation=(3, 1))
-    np.testing.assert_array_equal(
-        out, max_pool_ref(np.arange(15.).reshape(1, 1, 3, 5), (2, 1), (2, 1), (1, 0),
-                          (3, 1))[0][0, 0])
+# Geometries with a window whose taps all lie in the padding (dilation jumps
+# over the input): (input shape, kernel_size, stride, padding, dilation).
+ALL_PADDING = [
+    ((1, 1), (1, 2), 1, (0, 1), 2),                # the issue's 1-wide plane
+    ((2, 5), (2, 1), (2, 1), (1, 0), (3, 1)),      # taps -1 and 2 of a 2-row input
+    ((3, 3, 3), (2, 2), 1, 1, 4),                  # both axes
+    ((2, 2, 1, 20), (2, 2), 1, 1, (2, 1)),         # 21 windows a row: the row path
+    ((1, 1, 6, 6), (2, 1), 1, (1, 0), (7, 1)),     # taps -1 and 6: every window
+]
+
+
+@pytest.mark.parametrize("shape, k, s, p, d", ALL_PADDING)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_padding_window_is_minus_inf(shape, k, s, p, d, dtype):
+    """Such a window pools to -inf with index -1, and its gradient goes nowhere."""
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
+    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    out, idx = cyconv.max_pool2d(x, k, s, p, d, return_indices=True)
+    x4 = x.reshape((-1, 1) + shape[-2:])
+    ref, ref_idx = max_pool_ref(x4, pair(k), pair(s), pair(p), pair(d))
+    assert np.isneginf(ref).any()
+    np.testing.assert_array_equal(out, ref.reshape(out.shape).astype(dtype))
+    np.testing.assert_array_equal(idx, ref_idx.reshape(idx.shape))
+    np.testing.assert_array_equal(cyconv.max_pool2d(x, k, s, p, d), out)
+    # Backward: a scatter of the gradient by the reference indices, skipping -1.
+    g = np.random.default_rng(4).standard_normal(out.shape)
+    grad = cyconv.max_pool2d_backward(g, idx, x.shape)
+    want = np.zeros((x4.shape[0], x4.shape[2] * x4.shape[3]))
+    for plane, (gp, ip) in enumerate(zip(g.reshape(len(want), -1),
+                                         ref_idx.reshape(len(want), -1))):
+        for gv, iv in zip(gp, ip):
+            if iv >= 0:
+                want[plane, iv] += gv
+    np.testing.assert_allclose(grad, want.reshape(x.shape))
+
+
+@pytest.mark.parametrize("shape, k, s, p, d", ALL_PADDING)
+def test_all_padding_window_matches_torch(shape, k, s, p, d):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(5).standard_normal(shape)
+    want = torch.nn.functional.max_pool2d(torch.from_numpy(x)[None] if x.ndim == 2
+                                          else torch.from_numpy(x), k, s, p, d)
+    out = cyconv.max_pool2d(x, k, s, p, d)
+    np.testing.assert_array_equal(out, want.numpy().reshape(out.shape))
+
+
+def test_backward_rejects_other_negative_indices():
+    with pytest.raises(ValueError, match="indices must be -1 or lie in"):
+        cyconv.max_pool2d_backward(np.ones((1, 1)), np.full((1, 1), -2), (1, 1))
 
 
 @pytest.mark.parametrize("bad, error", [
@@ -725,10 +765,11 @@ def test_max_pool_backward_errors():
         cyconv.max_pool2d_backward(g, idx, (1, 2, 6, 6))
     with pytest.raises(ValueError, match="input_shape"):
         cyconv.max_pool2d_backward(g.ravel(), idx.ravel(), (36,))
-    for bad in (36, -1):
+    for bad in (36, -2):  # -1 is a window wholly in the padding
         bad_idx = idx.copy()
         bad_idx[0, 0, 1, 2] = bad
-        with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\) = \[0, 36\)"):
+        with pytest.raises(ValueError,
+                           match=r"indices must be -1 or lie in \[0, H\*W\) = \[0, 36\)"):
             cyconv.max_pool2d_backward(g, bad_idx, X.shape)
     # An index valid for a larger plane is out of range for a smaller one.
     with pytest.raises(ValueError, match="indices"):
@@ -795,3 +836,43 @@ def test_against_torch(k, s, p, d, ceil_mode):
             out_t.backward(torch.from_numpy(g))
             np.testing.assert_allclose(cyconv.avg_pool2d_backward(g, x.shape, *args),
                                        xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+_LONG_POOL = """
+import sys
+import traceback
+import numpy as np
+import cyconv
+x = np.ones((256, 256, 256), dtype=np.float32)
+cyconv.max_pool2d(x[:1], 3)  # built and warm
+print("start", flush=True)
+try:
+    cyconv.max_pool2d(x, 31, stride=1, padding=15)
+except KeyboardInterrupt as e:
+    # Where Python acted on the signal: inside max_pool2d (between two
+    # kernel calls) if the work is chunked, else only after it returned.
+    print("interrupted in", traceback.extract_tb(e.__traceback__)[-1].filename, flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_long_pooling():
+    """SIGINT during a pooling of ~256 chunks of work acts after the current
+    chunk, inside the call, not when the whole call has ended."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", _LONG_POOL], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "start"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        rest = child.communicate(timeout=120)[0]
+    finally:
+        child.kill()
+    assert child.returncode == 3, rest
+    assert rest.startswith("interrupted in") and rest.strip().endswith("_pool.py"), rest

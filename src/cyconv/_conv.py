@@ -14,6 +14,7 @@ from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._threads import gemm_team
 from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
 from cyconv._validate import (
+    int_tuple,
     MEMORY_BYTES,
     PAD_MODES,
     WORKSPACE_BYTES,
@@ -61,21 +62,10 @@ class Geometry(NamedTuple):
         return full[4 - self.ndim:] if self.ndim > 2 else full[2:]
 
 
-def _shape(func, name, shape):
-    """A shape as a tuple of ints >= 0 (output_shape takes them from the caller)."""
-    if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
-        return shape  # already one, as an ndarray's shape is: the usual case
-    try:
-        entries = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{func}: {name} must be a tuple of ints, got {shape!r}") from None
-    return tuple(as_int(func, f"{name}[{i}]", s, 0) for i, s in enumerate(entries))
-
-
 def _batched_shapes(func, input_shape, weight_shape):
     """Map the 2-D/3-D/4-D conventions to NCHW shapes; returns (x4, w4, ndim)."""
-    input_shape = _shape(func, "input_shape", input_shape)
-    weight_shape = _shape(func, "weight_shape", weight_shape)
+    input_shape = int_tuple(func, "input_shape", input_shape)
+    weight_shape = int_tuple(func, "weight_shape", weight_shape)
     ndim = len(input_shape)
     if ndim == 2:
         if len(weight_shape) != 2:

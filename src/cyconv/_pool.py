@@ -15,9 +15,23 @@ from cyconv._validate import (
     check_alloc,
     check_extent,
     float_dtype,
+    int_tuple,
     out_size,
     pair,
 )
+
+
+# Planes per kernel call: about this much work (values read or written, taps
+# visited), so that a long pooling returns to Python, which acts on Ctrl-C,
+# every few tens of milliseconds, while each call still has work enough for
+# all threads. One plane is never split.
+CHUNK_WORK = 2**26
+
+
+def plane_chunks(planes, work_per_plane):
+    """Slices of [0, planes) of about CHUNK_WORK work each (one for a small call)."""
+    step = max(1, CHUNK_WORK // max(1, work_per_plane))
+    return [slice(c, min(c + step, planes)) for c in range(0, planes, step)]
 
 
 class PoolGeometry(NamedTuple):
@@ -57,9 +71,7 @@ def _flag(func, name, value):
 
 def _shape(func, name, shape):
     """A 2-D, 3-D or 4-D shape as a tuple of non-negative ints."""
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
-        raise TypeError(f"{func}: {name} must be a tuple of ints, got {shape!r}")
-    shape = tuple(as_int(func, name, s, 0) for s in shape)
+    shape = int_tuple(func, name, shape)
     if len(shape) not in (2, 3, 4):
         raise ValueError(
             f"{func}: {name} must be 2-D (H, W), 3-D (C, H, W) or 4-D (N, C, H, W), "
@@ -92,25 +104,19 @@ def _pool_size(func, axis, size, kernel, stride, pad, dilation, ceil_mode, shape
     return n_out
 
 
-def _check_windows(func, axis, size, kernel, stride, pad, dilation, n_out, shapes):
-    """Raise ValueError if a dilated window has all its taps in the padding.
+def _has_empty_window(size, kernel, stride, pad, dilation, n_out):
+    """Whether a dilated window along one axis has all its taps in the padding.
 
     Only a window starting in the left padding can (the padding is at most
     half the kernel), and only with dilation > 1: its taps may jump from the
-    left padding over the whole input into the right padding. PyTorch returns
-    -inf there with an index outside the window, which no backward can use.
+    left padding over the whole input into the right padding. Such a window
+    pools to -inf, as in PyTorch, with index -1.
     """
+    if dilation == 1 or pad == 0:
+        return False
     starts = np.arange(min(n_out, -(-pad // stride))) * stride - pad
     first = starts + -(starts // dilation) * dilation  # first tap >= 0
-    empty = np.flatnonzero(first >= size)
-    if empty.size:
-        i = int(empty[0])
-        taps = [int(starts[i]) + p * dilation for p in range(kernel)]
-        raise ValueError(
-            f"{func}: window {i} along the {axis} (taps {taps}) lies entirely in "
-            f"the padding of an input {axis} of {size} with dilation {dilation} "
-            f"({shapes}); use less padding or dilation"
-        )
+    return bool(np.any(first >= size))
 
 
 def pool_geometry(func, shape, kernel_size, stride, padding, dilation,
@@ -138,8 +144,6 @@ def pool_geometry(func, shape, kernel_size, stride, padding, dilation,
         raise ValueError(f"{func}: the input height and width must be >= 1 ({shapes})")
     ho = _pool_size(func, "height", h, kh, sh, ph, dh, ceil_mode, shapes)
     wo = _pool_size(func, "width", w, kw, sw, pw, dw, ceil_mode, shapes)
-    _check_windows(func, "height", h, kh, sh, ph, dh, ho, shapes)
-    _check_windows(func, "width", w, kw, sw, pw, dw, wo, shapes)
     # The input (or its gradient) and the output, at 8 bytes (float64, int64 indices).
     check_alloc(func, 8, input=shape, output=(*lead, ho, wo))
     return PoolGeometry(tuple(lead), int(np.prod(lead, dtype=np.int64)), h, w,
@@ -192,15 +196,15 @@ def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | Non
         New C-contiguous array, float32 for float32 input, else float64.
     indices : ndarray of int64, same shape as `out`
         Only with ``return_indices=True``: the flat position ``y*W + x`` of
-        each maximum in its ``H*W`` input plane, for `max_pool2d_backward`.
+        each maximum in its ``H*W`` input plane, for `max_pool2d_backward`;
+        -1 for a window with no tap inside the input (see Notes).
 
     Raises
     ------
     ValueError
         For an input that is not 2-D, 3-D or 4-D or has no rows or columns,
         kernel_size/stride/dilation < 1, padding < 0 or above
-        ``kernel_size // 2``, an empty output, or a dilated window lying
-        entirely in the padding.
+        ``kernel_size // 2``, or an empty output.
     TypeError
         For complex, object or string input, non-integer parameters or
         non-bool flags.
@@ -223,7 +227,11 @@ def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | Non
     at or beyond ``H + ph``), likewise ``Wo``. As in PyTorch, the first maximum
     in row-major window order wins a tie, and NaN propagates: a tap replaces
     the running maximum when ``val > max or isnan(val)``, so the index of a
-    window holding NaN is that of its last NaN.
+    window holding NaN is that of its last NaN. With dilation, a window can
+    have every tap in the padding (kernel (1, 2), dilation 2, padding 1 on a
+    1-wide plane): it pools to -inf, as in PyTorch, with index -1 (PyTorch
+    reports a position outside the window), which `max_pool2d_backward`
+    skips.
 
     Examples
     --------
@@ -249,11 +257,19 @@ def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | Non
     return_indices = _flag(func, "return_indices", return_indices)
     dtype = float_dtype(x)
     out = np.empty((geom.planes, geom.ho, geom.wo), dtype=dtype)
-    indices = np.empty(out.shape, dtype=np.int64)
+    # The int64 indices only when asked for: the kernel otherwise keeps them
+    # in a scratch row per thread.
+    indices = np.empty(out.shape, dtype=np.int64) if return_indices else None
     if out.size:
         x3 = np.ascontiguousarray(x, dtype=dtype).reshape(geom.planes, geom.height,
                                                           geom.width)
-        _pooling.max_pool2d_forward(x3, out, indices, *geom.params(), geom.dh, geom.dw)
+        empty = (_has_empty_window(geom.height, geom.kh, geom.sh, geom.ph, geom.dh, geom.ho)
+                 or _has_empty_window(geom.width, geom.kw, geom.sw, geom.pw, geom.dw, geom.wo))
+        for sl in plane_chunks(geom.planes, geom.height * geom.width
+                               + geom.ho * geom.wo * geom.kh * geom.kw):
+            _pooling.max_pool2d_forward(x3[sl], out[sl],
+                                        None if indices is None else indices[sl],
+                                        *geom.params(), geom.dh, geom.dw, empty)
     out = out.reshape(geom.output_shape())
     if return_indices:
         return out, indices.reshape(geom.output_shape())
@@ -301,7 +317,8 @@ def max_pool2d_backward(grad_output: npt.ArrayLike, indices: npt.ArrayLike,
     -----
     ``grad_input[n, c].flat[indices[n, c, i, j]] += grad_output[n, c, i, j]``:
     each output gradient goes to its maximum's cell, and a cell that is the
-    maximum of several (overlapping) windows receives their sum.
+    maximum of several (overlapping) windows receives their sum. An index of
+    -1 (a window wholly in the padding) sends its gradient nowhere.
 
     Examples
     --------
@@ -345,13 +362,14 @@ def max_pool2d_backward(grad_output: npt.ArrayLike, indices: npt.ArrayLike,
     # checks each index as it scatters, counting the bad ones (uint64 values
     # past 2**63 wrap to negative here, and count too).
     grad_input = np.empty((planes, h * w), dtype=dtype)
-    outside = _pooling.max_pool2d_backward(
-        np.ascontiguousarray(g, dtype=dtype).reshape(planes, -1),
-        np.ascontiguousarray(idx, dtype=np.int64).reshape(planes, -1),
-        grad_input)
+    g2 = np.ascontiguousarray(g, dtype=dtype).reshape(planes, -1)
+    idx2 = np.ascontiguousarray(idx, dtype=np.int64).reshape(planes, -1)
+    outside = 0
+    for sl in plane_chunks(planes, h * w + g2.shape[1]):
+        outside += _pooling.max_pool2d_backward(g2[sl], idx2[sl], grad_input[sl])
     if outside:
         raise ValueError(
-            f"{func}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape "
+            f"{func}: indices must be -1 or lie in [0, H*W) = [0, {h * w}) for input_shape "
             f"{shape}, got values in [{idx.min()}, {idx.max()}] ({outside} outside)"
         )
     return grad_input.reshape(shape)
@@ -458,7 +476,10 @@ def avg_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | Non
     if out.size:
         x3 = np.ascontiguousarray(x, dtype=dtype).reshape(geom.planes, geom.height,
                                                           geom.width)
-        _pooling.avg_pool2d_forward(x3, out, *geom.params(), count_include_pad, divisor)
+        for sl in plane_chunks(geom.planes, geom.height * geom.width
+                               + geom.ho * geom.wo * geom.kh * geom.kw):
+            _pooling.avg_pool2d_forward(x3[sl], out[sl], *geom.params(), count_include_pad,
+                                        divisor)
     return out.reshape(geom.output_shape())
 
 
@@ -539,6 +560,8 @@ def avg_pool2d_backward(grad_output: npt.ArrayLike, input_shape: Shape, kernel_s
     grad_input = np.empty((geom.planes, geom.height, geom.width), dtype=dtype)
     if g.size:
         g3 = np.ascontiguousarray(g, dtype=dtype).reshape(geom.planes, geom.ho, geom.wo)
-        _pooling.avg_pool2d_backward(g3, grad_input, *geom.params(), count_include_pad,
-                                     divisor)
+        for sl in plane_chunks(geom.planes, geom.height * geom.width
+                               + geom.ho * geom.wo * geom.kh * geom.kw):
+            _pooling.avg_pool2d_backward(g3[sl], grad_input[sl], *geom.params(),
+                                         count_include_pad, divisor)
     return grad_input.reshape(shape)

@@ -62,8 +62,9 @@ cdef inline void _max_window(const floating *plane, Py_ssize_t w,
                              floating *out, int64_t *index) noexcept nogil:
     """out = max of plane[y0 + p*dh, x0 + q*dw] over p in [p_lo, p_hi), q in [q_lo, q_hi).
 
-    index = the flat position y*w + x of that maximum. Both ranges are
-    non-empty and in bounds.
+    index = the flat position y*w + x of that maximum. Both ranges are in
+    bounds; if either is empty (a dilated window wholly in the padding),
+    out = -inf and index = -1, as nothing in the input is its maximum.
     """
     cdef Py_ssize_t p, q, pos, row
     cdef floating val
@@ -77,6 +78,8 @@ cdef inline void _max_window(const floating *plane, Py_ssize_t w,
             if val > best or isnan(val):
                 best = val
                 best_pos = pos
+    if p_lo >= p_hi or q_lo >= q_hi:
+        best_pos = -1
     out[0] = best
     index[0] = best_pos
 
@@ -85,8 +88,12 @@ cdef void _max_windows(const floating *plane, Py_ssize_t h, Py_ssize_t w,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                        Py_ssize_t ho, Py_ssize_t wo, floating *out,
-                       int64_t *index) noexcept nogil:
-    """One plane of max_pool2d_forward, a window at a time (_max_window)."""
+                       int64_t *index, Py_ssize_t index_step) noexcept nogil:
+    """One plane of max_pool2d_forward, a window at a time (_max_window).
+
+    Window (i, j)'s index goes to index[(i*wo + j) * index_step]: index_step
+    is 1, or 0 to drop the indices into one scratch cell.
+    """
     cdef Py_ssize_t i, j, y0, x0, p_lo, p_hi
     for i in range(ho):
         y0 = i * sh - ph
@@ -96,7 +103,7 @@ cdef void _max_windows(const floating *plane, Py_ssize_t h, Py_ssize_t w,
             x0 = j * sw - pw
             _max_window(plane, w, y0, p_lo, p_hi, dh,
                         x0, first_inside(x0, dw), end_inside(x0, dw, w, kw), dw,
-                        out + i * wo + j, index + i * wo + j)
+                        out + i * wo + j, index + (i * wo + j) * index_step)
 
 
 cdef inline void _max_tap(const floating *row, Py_ssize_t row_pos, Py_ssize_t off,
@@ -121,7 +128,8 @@ cdef void _max_plane(const floating *plane, Py_ssize_t h, Py_ssize_t w,
                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                      Py_ssize_t ho, Py_ssize_t wo, const Py_ssize_t *first_x,
-                     const Py_ssize_t *taps, floating *out, int64_t *index) noexcept nogil:
+                     const Py_ssize_t *taps, floating *out, int64_t *index,
+                     Py_ssize_t index_step) noexcept nogil:
     """One plane of max_pool2d_forward, a whole output row at a time.
 
     The windows of an output row see the taps in the same row-major order
@@ -129,7 +137,9 @@ cdef void _max_plane(const floating *plane, Py_ssize_t h, Py_ssize_t w,
     it reaches, so the passes vectorize; each window starts from -inf at its
     first in-bounds tap. first_x[j] is the first in-bounds input column of
     window j; taps[2q], taps[2q+1] the windows [j_lo, j_hi) that tap column q
-    reaches (kw <= W).
+    reaches (kw <= W); every window has an in-bounds tap. Output row i's
+    indices go to index + i*wo*index_step: index_step is 1, or 0 to drop
+    them into one scratch row of wo values.
     """
     cdef Py_ssize_t i, j, p, q, y0, p_lo, p_hi, y
     cdef floating *out_row
@@ -139,7 +149,7 @@ cdef void _max_plane(const floating *plane, Py_ssize_t h, Py_ssize_t w,
         p_lo = first_inside(y0, dh)
         p_hi = end_inside(y0, dh, h, kh)
         out_row = out + i * wo
-        index_row = index + i * wo
+        index_row = index + i * wo * index_step
         y = y0 + p_lo * dh
         for j in range(wo):
             out_row[j] = -INFINITY
@@ -164,23 +174,40 @@ cdef void _max_plane(const floating *plane, Py_ssize_t h, Py_ssize_t w,
 def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                        int64_t[:, :, ::1] indices,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw):
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                       bint empty_windows=False):
     """out[c,i,j] = max_{p,q} x[c, i*sh-ph+p*dh, j*sw-pw+q*dw]; indices[c,i,j] = y*W + x of it.
 
     Invariants (checked in Python): all arrays C-contiguous and non-empty;
     x is (planes, H, W), out and indices (planes, ho, wo); kernel sizes,
-    strides and dilations >= 1, paddings >= 0; every window has at least one
-    in-bounds tap in each direction.
+    strides and dilations >= 1, paddings >= 0. indices may be None: the
+    indices then go to a scratch row per thread, and no (planes, ho, wo)
+    int64 array is needed. empty_windows: some window has no in-bounds tap
+    (dilation jumping over the input); those get -inf and index -1, on the
+    window-at-a-time path.
     """
     cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
     cdef Py_ssize_t ho = out.shape[1], wo = out.shape[2]
     cdef Py_ssize_t c, j, q, x0
     cdef const floating *x_p = &x[0, 0, 0]
     cdef floating *out_p = &out[0, 0, 0]
-    cdef int64_t *idx_p = &indices[0, 0, 0]
+    cdef int n_threads = kernel_threads()
+    cdef int64_t[:, ::1] idx_scratch
+    cdef int64_t *idx_p
+    # Window (c, i, j)'s index goes to idx_p + c*plane_step
+    # + thread*thread_step + (i*wo + j)*step: into indices, or with
+    # indices=None into a scratch row of wo values per thread.
+    cdef Py_ssize_t step = 1, plane_step = ho * wo, thread_step = 0
+    if indices is None:
+        idx_scratch = _thread_scratch(n_threads, wo, np.int64)
+        idx_p = &idx_scratch[0, 0]
+        thread_step = idx_scratch.shape[1]
+        step = plane_step = 0
+    else:
+        idx_p = &indices[0, 0, 0]
     # A window row at a time (see ROW_WINDOWS), with per column, then per
     # tap, the windows' bounds, computed once.
-    cdef bint by_rows = kw <= w and wo >= ROW_WINDOWS
+    cdef bint by_rows = kw <= w and wo >= ROW_WINDOWS and not empty_windows
     cdef Py_ssize_t[::1] first_x = np.empty(wo if by_rows else 0, dtype=np.intp)
     cdef Py_ssize_t[::1] taps = np.empty(2 * kw if by_rows else 0, dtype=np.intp)
     with nogil:
@@ -192,20 +219,22 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                 taps[2 * q] = first_inside(q * dw - pw, sw)
                 taps[2 * q + 1] = end_inside(q * dw - pw, sw, w, wo)
         # Planes are independent: threads split them.
-        for c in prange(planes, schedule='guided', num_threads=kernel_threads(),
+        for c in prange(planes, schedule='guided', num_threads=n_threads,
                         use_threads_if=planes > 1 and planes * h * w >= PARALLEL_WORK):
             if by_rows:
                 _max_plane(x_p + c * h * w, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
-                           &first_x[0], &taps[0], out_p + c * ho * wo, idx_p + c * ho * wo)
+                           &first_x[0], &taps[0], out_p + c * ho * wo,
+                           idx_p + c * plane_step + threadid() * thread_step, step)
             else:
                 _max_windows(x_p + c * h * w, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
-                             out_p + c * ho * wo, idx_p + c * ho * wo)
+                             out_p + c * ho * wo,
+                             idx_p + c * plane_step + threadid() * thread_step, step)
 
 
 cdef Py_ssize_t _scatter_plane(const floating *g, const int64_t *idx, floating *plane,
                                Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
-    """plane = 0, then plane[idx[t]] += g[t] for t < n_out; returns how many
-    idx[t] lie outside [0, n_in)."""
+    """plane = 0, then plane[idx[t]] += g[t] for t < n_out, skipping idx[t] = -1;
+    returns how many other idx[t] lie outside [0, n_in)."""
     cdef Py_ssize_t t, bad = 0
     cdef int64_t i
     # Zeroed here, just before the scatter, the plane is still in cache for
@@ -217,7 +246,7 @@ cdef Py_ssize_t _scatter_plane(const floating *g, const int64_t *idx, floating *
         # One unsigned compare tests both bounds (Caffe's trick).
         if <uint64_t> i < <uint64_t> n_in:
             plane[i] += g[t]
-        else:
+        elif i != -1:  # -1: a window wholly in the padding, whose gradient goes nowhere
             bad += 1
     return bad
 

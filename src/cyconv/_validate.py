@@ -52,19 +52,38 @@ def check_choice(func, name, value, choices):
     return value
 
 
-def as_int(func, name, value, minimum):
-    """An integer >= minimum; TypeError for bool, float or other non-integers."""
+def as_int(func, name, value, minimum, kind="an int"):
+    """An integer >= minimum; TypeError for bool, float or other non-integers.
+
+    kind names what the argument may be, for the message ("an int" or, for
+    `pair`, "an int or a pair of ints").
+    """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{func}: {name} must be an int, got bool {value!r}")
     try:
         result = operator.index(value)
     except TypeError:
-        raise TypeError(
-            f"{func}: {name} must be an int or a pair of ints, got {value!r}"
-        ) from None
+        raise TypeError(f"{func}: {name} must be {kind}, got {value!r}") from None
     if result < minimum:
         raise ValueError(f"{func}: {name} must be >= {minimum}, got {result}")
     return result
+
+
+def int_tuple(func, name, shape):
+    """A shape as a tuple of ints >= 0, naming a bad entry as ``name[i]``.
+
+    Any sequence or array of integers; TypeError for a scalar, a string, a
+    mapping or a set (whose order is not a shape's).
+    """
+    if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
+        return shape  # already one, as an ndarray's shape is: the usual case
+    if isinstance(shape, (str, bytes, dict, set, frozenset)) or not hasattr(shape, "__len__"):
+        raise TypeError(f"{func}: {name} must be a tuple of ints, got {shape!r}")
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be a tuple of ints, got {shape!r}") from None
+    return tuple(as_int(func, f"{name}[{i}]", s, 0) for i, s in enumerate(entries))
 
 
 def pair(func, name, value, minimum):
@@ -76,7 +95,7 @@ def pair(func, name, value, minimum):
     # Scalars, including 0-d arrays (which have __len__ but no length):
     # as_int accepts the integers and rejects the rest with TypeError.
     if not hasattr(value, "__len__") or (isinstance(value, np.ndarray) and value.ndim == 0):
-        v = as_int(func, name, value, minimum)
+        v = as_int(func, name, value, minimum, "an int or a pair of ints")
         return v, v
     if len(value) != 2:
         raise ValueError(f"{func}: {name} must be an int or a pair (h, w), got {value!r}")
@@ -174,7 +193,10 @@ def check_alloc(func, itemsize, **shapes):
     exceeds this machine's memory (MEMORY_BYTES). NumPy would attempt such an
     allocation (with overcommit, a few TiB may even succeed until touched);
     shapes come from parameters or from broadcast views whose copies are made.
+    The arrays are also weighed together: MemoryError if each fits but their
+    total (the call's arrays live at once) exceeds the memory, naming each size.
     """
+    total = 0
     for name, shape in shapes.items():
         nbytes = math.prod(shape) * itemsize
         if nbytes > MEMORY_BYTES:  # the rare case: only now build a message
@@ -185,3 +207,12 @@ def check_alloc(func, itemsize, **shapes):
                 f"{what}: {_bytes(nbytes)}, more than this machine's memory "
                 f"({_bytes(MEMORY_BYTES)})"
             )
+        total += nbytes
+    if total > MEMORY_BYTES:
+        sizes = ", ".join(f"{name.replace('_', ' ')} {tuple(shape)}: "
+                          f"{_bytes(math.prod(shape) * itemsize)}"
+                          for name, shape in shapes.items())
+        raise MemoryError(
+            f"{func}: the arrays of this call would take {_bytes(total)} together "
+            f"({sizes}), more than this machine's memory ({_bytes(MEMORY_BYTES)})"
+        )

@@ -238,12 +238,17 @@ def kernel_input_shape(geom, mode):
     return (geom.batch, geom.channels, geom.height + top + bottom, geom.width + left + right)
 
 
-def prepare_input(func, x, geom, padding_mode, dtype):
+def prepare_input(func, x, geom, padding_mode, dtype, explicit_zeros=False):
     """C-contiguous NCHW input of ``dtype``; modes other than zeros are padded here.
 
+    With ``explicit_zeros`` zero padding is written here too, so that every
+    path sums padded taps as 0 * w (NaN for an inf or NaN weight, as the
+    definition, SciPy and PyTorch give; some kernels skip padded taps).
     Returns the array and the zero-padding (top, left) left to the kernel.
     """
     mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
+    if mode is None and explicit_zeros and any(geom.pads):
+        mode, pad_top, pad_left = "constant", 0, 0
     itemsize = np.dtype(dtype).itemsize
     if x.size * itemsize > MEMORY_BYTES:  # a copy of a broadcast view (small calls skip this)
         check_alloc(func, itemsize, input=(geom.batch, geom.channels, geom.height, geom.width))
@@ -482,7 +487,8 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     if w.size * dtype.itemsize > MEMORY_BYTES:  # a copy of a broadcast view
         check_alloc(func, dtype.itemsize, weight=w.shape)
     w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
-    x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype)
+    x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype,
+                                         dtype.kind in "fc" and not _fft.all_finite(w))
     if method == "auto":
         method = choose_method(geom, x.dtype)
     elif method == "fft" and not _fft.fft_applies(x, w):

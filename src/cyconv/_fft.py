@@ -75,6 +75,51 @@ def fft_applies(*arrays):
     return all(a.dtype in FFT_DTYPES for a in arrays) and all(map(all_finite, arrays))
 
 
+# 'auto' keeps the FFT only while its rounding error, about eps * max|x| *
+# sum|k| times a small factor, stays below 1e-4 of a typical output, about
+# typical|x| * sum|k|: max|x| / typical|x| below these ratios. A float32 problem
+# past its ratio is transformed in float64; past float64's, the sum is direct.
+_RANGE_LIMIT = {np.dtype("f"): 1e2, np.dtype("d"): 1e8}
+_SAMPLE = 4096
+_F32_SAFE = float(np.finfo(np.float32).max) / 16
+
+
+def auto_fft_dtype(image, kernel):
+    """The dtype in which 'auto' may transform ``image`` and ``kernel``, or None.
+
+    None (run the direct sum) when a value is NaN or inf, when the dtype has
+    no FFT, or when the transforms could overflow even in float64: each
+    spectrum entry is at most ``size * max|value|``. Otherwise the data's
+    dtype, or float64 (complex128) for single-precision data whose dynamic
+    range (max|x| / median|x|) or magnitude would cost the float32 transform
+    its accuracy or overflow it. One pass over each array: small next to the
+    transforms.
+    """
+    if not fft_applies(image, kernel):
+        return None
+    if not image.size or not kernel.size:
+        return image.dtype
+    real = np.dtype(image.dtype.char.lower())
+    ax, ak = np.abs(image), np.abs(kernel)
+    # Typical magnitude: the median of an even sample (one outlier cannot
+    # lift it as it lifts the mean); the mean where most values are zero.
+    sample = ax.ravel()[::max(1, ax.size // _SAMPLE)]
+    top, mean = float(ax.max()), float(np.median(sample))
+    if mean == 0:
+        mean = float(ax.mean(dtype=np.float64))
+    ktop = float(ak.max())
+    size = float(image.size + kernel.size)
+    if top * ktop * size * size >= np.finfo(np.float64).max / 16:
+        return None
+    if top > _RANGE_LIMIT[np.dtype("d")] * mean:
+        return None  # beyond float64's accuracy too
+    if real.itemsize == 4:
+        if top <= _RANGE_LIMIT[real] * mean and top * ktop * size * size < _F32_SAFE:
+            return image.dtype
+        return np.result_type(image.dtype, np.float64)
+    return image.dtype
+
+
 def _span(size, k, before, step, count):
     """Along one axis: which outputs the FFT gives, from which full-convolution entries.
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from cyconv import _direct
 from cyconv._conv import ZERO_BIAS, Geometry, run_forward
-from cyconv._fft import all_finite, fft_applies, fft_is_faster
+from cyconv._fft import all_finite, auto_fft_dtype, fft_applies, fft_is_faster
 from cyconv._typing import Method
 from cyconv._validate import MEMORY_BYTES, check_alloc, check_choice
 
@@ -232,7 +232,11 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
 
     if method == "auto":
         faster = fft_is_faster(image.shape, kernel.shape, pads[0], pads[2], (ho, wo), compute)
-        method = "fft" if faster else "direct"
+        wide = auto_fft_dtype(image, kernel) if faster else None
+        method = "direct" if wide is None else "fft"
+        if wide is not None and wide != compute:
+            # float32 data past the float32 transform's range or accuracy.
+            image, kernel = image.astype(wide), kernel.astype(wide)
     if method == "fft":
         if not fft_applies(image, kernel):
             method = "direct"
@@ -251,6 +255,8 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         out = run_forward(func, image[None, None], kernel[None, None], None, geom,
                           pads[0], pads[2], method)
     out = out[0, 0]
+    if out.dtype != compute:
+        out = out.astype(compute)  # transformed in float64 by 'auto'
     if swapped and not flip:
         out = out[::-1, ::-1]  # SciPy reverses the swapped correlation (no conjugate)
     elif compute is dtype:
@@ -293,7 +299,16 @@ _SHARED_DOC = """
         loops (on a 1024x1024 image: from about 15x15 kernels in ``'same'``
         mode and 17x17 to 19x19 in ``'valid'`` mode, which has no border
         columns for the direct loops to sum one by one), else the direct
-        loops.
+        loops. 'auto' is as trustworthy as the direct sum: it keeps the FFT
+        only when a one-pass check of the data finds its rounding error
+        (about eps * max|in1| * sum|in2|) small next to a typical output, and
+        no transform can overflow: float32 data with a large dynamic range
+        or magnitude is transformed in float64, and data beyond float64's
+        range (max|in1| over 1e8 times its median magnitude, or near the
+        float64 maximum) takes the direct sum. An explicit ``'fft'`` does no
+        such check: its error is eps * max|in1| * sum|in2| in the data's
+        precision, and a transform can overflow to inf or NaN where the
+        direct sum is finite.
 
     Returns
     -------

@@ -22,6 +22,12 @@ Barabasz et al. (2018, "Error analysis and improving the accuracy of
 Winograd convolution for deep neural networks") report most accurate.
 Everything is derived in exact rationals (`fractions.Fraction`) and only
 converted to float at the end.
+
+Accuracy (tests/test_winograd.py, NumPy tiling of F(4x4, 3x3) in float32
+against a float64 reference, 9x9 input, padding 1): the largest error
+relative to the largest |output| was about 1e-6 at 3-16 channels, 2e-6 at
+64, 5e-6 at 256 and 9e-6 at 1024, for value scales 1e-3, 1 and 1e3; the
+tests assert 2e-5.
 """
 import functools
 import math

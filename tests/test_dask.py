@@ -74,3 +74,16 @@ def test_errors():
         cdask.correlate2d(x, np.ones((2, 2)), boundary="nope")
     with pytest.raises(ValueError, match="2-D"):
         cdask.correlate2d(x, np.ones(2))
+
+
+def test_docstring_examples():
+    import doctest
+    result = doctest.testmod(cdask, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_import_cyconv_does_not_import_dask():
+    import subprocess
+    import sys
+    code = "import sys, cyconv; assert 'dask' not in sys.modules, 'dask imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,7 +17,7 @@ KERNELS = [(3, 3), (2, 5), (4, 1), (6, 6)]
 def client():
     """One in-process LocalCluster for the module; closed at teardown."""
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2,
-                                       processes=False, dashboard_address=None)
+                                       processes=False, dashboard_address=":0")
     cl = distributed.Client(cluster)
     yield cl
     cl.close()
@@ -58,7 +58,7 @@ def test_worker_processes_pickle():
     x = np.random.default_rng(2).standard_normal((20, 17))
     k = np.ones((5, 3))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as cl:
         got = cl.compute(cdask.correlate2d(da.from_array(x, chunks=6), k, "same")).result()
     np.testing.assert_allclose(got, scipy.signal.correlate2d(x, k, "same"), atol=1e-12)

@@ -1,0 +1,89 @@
+"""cyconv.dask against the in-memory functions and scipy.signal, over chunkings."""
+import numpy as np
+import pytest
+import scipy.signal
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import cyconv  # noqa: E402
+import cyconv.dask as cdask  # noqa: E402
+
+CHUNKINGS = [(4, 5), ((3, 1, 5, 4), (2, 9, 2)), (13, 13), (1, 2)]
+KERNELS = [(3, 3), (2, 5), (4, 1), (6, 6)]
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One in-process LocalCluster for the module; closed at teardown."""
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2,
+                                       processes=False, dashboard_address=":0")
+    cl = distributed.Client(cluster)
+    yield cl
+    cl.close()
+    cluster.close()
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+@pytest.mark.parametrize("kshape", KERNELS)
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_float_matches_in_memory(name, boundary, mode, kshape, chunks):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((13, 13))
+    k = rng.standard_normal(kshape)
+    want = getattr(scipy.signal, name)(x, k, mode, boundary, 1.5)
+    got = getattr(cdask, name)(da.from_array(x, chunks=chunks), k, mode, boundary, 1.5)
+    res = got.compute(scheduler="threads")
+    assert res.shape == want.shape
+    np.testing.assert_allclose(res, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.float32])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_dtypes_on_cluster(client, name, dtype, chunks):
+    rng = np.random.default_rng(1)
+    x = rng.integers(-50, 50, (13, 13)).astype(dtype)
+    k = rng.integers(-5, 5, (3, 4)).astype(dtype)
+    want = getattr(cyconv, name)(x, k, "same", "symm")
+    got = getattr(cdask, name)(da.from_array(x, chunks=chunks), k, "same", "symm")
+    res = client.compute(got).result()
+    assert res.dtype == want.dtype
+    np.testing.assert_array_equal(res, want)  # small integers: exact in float32 too
+
+
+def test_worker_processes_pickle():
+    x = np.random.default_rng(2).standard_normal((20, 17))
+    k = np.ones((5, 3))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as cl:
+        got = cl.compute(cdask.correlate2d(da.from_array(x, chunks=6), k, "same")).result()
+    np.testing.assert_allclose(got, scipy.signal.correlate2d(x, k, "same"), atol=1e-12)
+
+
+def test_errors():
+    x = da.zeros((5, 5), chunks=2)
+    with pytest.raises(TypeError, match="in1"):
+        cdask.correlate2d(np.zeros((5, 5)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="mode"):
+        cdask.correlate2d(x, np.ones((2, 2)), mode="nope")
+    with pytest.raises(ValueError, match="boundary"):
+        cdask.correlate2d(x, np.ones((2, 2)), boundary="nope")
+    with pytest.raises(ValueError, match="2-D"):
+        cdask.correlate2d(x, np.ones(2))
+
+
+def test_docstring_examples():
+    import doctest
+    result = doctest.testmod(cdask, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_import_cyconv_does_not_import_dask():
+    import subprocess
+    import sys
+    code = "import sys, cyconv; assert 'dask' not in sys.modules, 'dask imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,6 @@
 """cyconv.dask against the in-memory functions and scipy.signal, over chunkings."""
+import os
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -54,7 +56,18 @@ def test_dtypes_on_cluster(client, name, dtype, chunks):
     np.testing.assert_array_equal(res, want)  # small integers: exact in float32 too
 
 
-def test_worker_processes_pickle():
+@pytest.fixture
+def restored_environ():
+    """distributed's nanny writes its pre-spawn settings (OMP_NUM_THREADS=1,
+    MALLOC_TRIM_THRESHOLD_, ...) into os.environ and leaves them there, so every
+    later subprocess of the test run would inherit them: put it back as it was."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_worker_processes_pickle(restored_environ):
     x = np.random.default_rng(2).standard_normal((20, 17))
     k = np.ones((5, 3))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

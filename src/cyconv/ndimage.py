@@ -100,6 +100,10 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
         extra = {"constant_values": float(cval)} if pad_mode == "constant" else {}
         image = np.pad(image, pads, mode=pad_mode, **extra)
         result = _filter2d(func, image, kernel, "valid", "fill", 0, "auto", False)
+    if out_dtype == np.bool_:
+        # SciPy stores a sum into a bool output with a C cast to npy_bool (an
+        # unsigned char), which truncates toward zero: 0.5 is False, not True.
+        result = np.trunc(result) != 0
     if out_array is not None:
         out_array[...] = result.astype(out_dtype, casting="unsafe", copy=False)
         return out_array
@@ -149,7 +153,8 @@ _DOC = """
     Notes
     -----
     As in SciPy, every input but float32 is computed in float64 and the sums
-    are cast to the output dtype (truncated toward zero for integer outputs).
+    are cast to the output dtype (truncated toward zero for integer outputs;
+    a bool output is True where the truncated sum is nonzero, as SciPy's cast).
     float32 input is computed in float32, so results may differ from SciPy's
     by float32 rounding (and an integer output cast from them may then differ
     by one where a sum lies within rounding of an integer).

@@ -42,3 +42,37 @@ def test_issue_example_agrees_across_kernel_counts():
     np.testing.assert_array_equal(one, want)
     for i in range(4):
         np.testing.assert_array_equal(four[0, i], want)
+
+
+def reference_backward(gy, x, w, pad):
+    """Input and weight gradients of ``reference`` in plain NumPy: the weight
+    gradient sums over the zero-padded input (inf * 0 is NaN there); the input
+    gradient sums over the real outputs only, then drops the padding."""
+    kh, kw = w.shape[2:]
+    ho, wo = gy.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    gxp = np.zeros(xp.shape)
+    gw = np.empty(w.shape)
+    with np.errstate(invalid="ignore"):
+        for i in range(kh):
+            for j in range(kw):
+                win = xp[:, :, i:i + ho, j:j + wo]
+                gw[:, :, i, j] = np.einsum("nkhw,nchw->kc", gy, win)
+                gxp[:, :, i:i + ho, j:j + wo] += np.einsum("nkhw,kc->nchw", gy, w[:, :, i, j])
+    return gxp[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]], gw
+
+
+@pytest.mark.parametrize("kernels", [1, 4])
+@pytest.mark.parametrize("method", ["auto", "direct", "im2col"])
+@pytest.mark.parametrize("where", ["weight", "grad_output", "input"])
+def test_backward_non_finite_meets_padding(kernels, method, where):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 7))
+    w = rng.standard_normal((kernels, 3, 3, 3))
+    gy = rng.standard_normal((2, kernels, 6, 7))
+    {"weight": w, "grad_output": gy, "input": x}[where][0, 0, 0, 0] = np.inf
+    gx, gw, _ = cyconv.conv2d_backward(gy, x, w, padding=1, method=method)
+    ref_gx, ref_gw = reference_backward(gy, x, w, 1)
+    for got, ref in ((gx, ref_gx), (gw, ref_gw)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _im2col
+from cyconv import _direct, _fft, _im2col
 from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
@@ -271,13 +271,20 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     xp_shape = kernel_input_shape(geom, mode)
     check_alloc(func, dtype.itemsize, padded_input=xp_shape)
     if want_weight:
-        xp, _, _ = prepare_input(func, x, geom, padding_mode, dtype)
+        # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
+        # (the definition, PyTorch): pad here so that no kernel skips those taps.
+        explicit_zeros = dtype.kind in "fc" and not _fft.all_finite(gy)
+        xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
+                                                explicit_zeros)
     if method == "auto":
         method = choose_method(geom, dtype)
     # At stride 1 the input gradient is a forward pass (direct or shifted).
     # 'shifted' (stride 1 only) takes im2col's weight gradient, and its
     # input gradient too for padding beyond the kernel.
-    as_forward = method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
+    # That forward runs over zero-padded grad_output; a NaN or inf weight would
+    # meet those zeros, which are no part of the sum: take the adjoint kernels.
+    as_forward = (method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
+                  and (dtype.kind not in "fc" or _fft.all_finite(w4)))
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
 
@@ -302,6 +309,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
         grad_input = grad_input.reshape(x.shape)
     if want_weight:
+        args = (geom.sh, geom.sw, wpad_top, wpad_left, geom.dh, geom.dw, geom.groups)
         if not run:
             grad_weight = np.zeros(w4.shape, dtype)
         elif kernels is _direct:

@@ -206,6 +206,26 @@ def test_call_whose_arrays_together_exceed_memory_is_refused(monkeypatch):
             tracemalloc.stop()
 
 
+def test_conv_calls_weigh_their_arrays_together(monkeypatch):
+    """conv2d (input + output) and conv2d_backward (grad_output, input, both
+    gradients): each array fits, their total does not -> MemoryError, raised
+    before anything large is allocated."""
+    x = np.ones((64, 64))  # 32 KiB; a 1x1 kernel's output is as large
+    w = np.ones((1, 1))
+    monkeypatch.setattr(cyconv._validate, "MEMORY_BYTES", x.nbytes + x.nbytes // 2)
+    calls = (lambda: cyconv.conv2d(x, w), lambda: cyconv.conv2d_backward(x, x, w))
+    for call in calls:
+        tracemalloc.start()
+        try:
+            with pytest.raises(MemoryError, match=r"together .*\(1, 1, 64, 64\): 32768 bytes"):
+                call()
+            assert tracemalloc.get_traced_memory()[1] < x.nbytes // 2
+        finally:
+            tracemalloc.stop()
+    monkeypatch.setattr(cyconv._validate, "MEMORY_BYTES", 8 * x.nbytes)
+    np.testing.assert_array_equal(calls[0](), x)  # enough memory: computes
+
+
 def test_no_leaks():
     calls = _calls()
     assert {label.split()[0] for label, _, _ in calls} == set(cyconv.__all__)

@@ -261,15 +261,18 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             f"{func}: grad_output has shape {gy.shape}, but conv2d of input shape "
             f"{x.shape} and weight shape {w.shape} gives shape {expected}"
         )
-    check_alloc(func, dtype.itemsize, grad_output=gy.shape, weight=w.shape)
+    # Every array of the call at once: refuse before the first is made.
+    mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
+    xp_shape = kernel_input_shape(geom, mode)
+    check_alloc(func, dtype.itemsize, grad_output=gy.shape, weight=w.shape,
+                padded_input=xp_shape if want_weight else (0,),
+                grad_input=xp_shape if want_input else (0,),
+                grad_weight=w.shape if want_weight else (0,))
     gy = np.ascontiguousarray(gy.reshape(geom.batch, geom.kernels, geom.ho, geom.wo),
                               dtype=dtype)
     w4 = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     # The kernels see the padded input for modes other than zeros. Only the
     # weight gradient reads the input: copy (and pad) it only for that.
-    mode, pad_top, pad_left = padding_plan(func, geom, padding_mode)
-    xp_shape = kernel_input_shape(geom, mode)
-    check_alloc(func, dtype.itemsize, padded_input=xp_shape)
     if want_weight:
         # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
         # (the definition, PyTorch): pad here so that no kernel skips those taps.

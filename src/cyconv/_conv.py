@@ -486,6 +486,9 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         b = np.ascontiguousarray(b.reshape(expected), dtype=dtype)
     if w.size * dtype.itemsize > MEMORY_BYTES:  # a copy of a broadcast view
         check_alloc(func, dtype.itemsize, weight=w.shape)
+    # The input as the kernels read it and the output live at once.
+    check_alloc(func, dtype.itemsize, output=geom.output_shape(),
+                input=kernel_input_shape(geom, padding_plan(func, geom, padding_mode)[0]))
     w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype,
                                          dtype.kind in "fc" and not _fft.all_finite(w))

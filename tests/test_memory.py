@@ -224,6 +224,11 @@ def test_conv_calls_weigh_their_arrays_together(monkeypatch):
             tracemalloc.stop()
     monkeypatch.setattr(cyconv._validate, "MEMORY_BYTES", 8 * x.nbytes)
     np.testing.assert_array_equal(calls[0](), x)  # enough memory: computes
+    # max_pool2d's input, output and int64 indices: 3 x 32 KiB.
+    monkeypatch.setattr(cyconv._validate, "MEMORY_BYTES", 5 * x.nbytes // 2)
+    cyconv.max_pool2d(x, 1)
+    with pytest.raises(MemoryError, match=r"together .*indices \(64, 64\)"):
+        cyconv.max_pool2d(x, 1, return_indices=True)
 
 
 def test_no_leaks():

@@ -256,6 +256,9 @@ def max_pool2d(input: npt.ArrayLike, kernel_size: IntPair, stride: IntPair | Non
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return_indices = _flag(func, "return_indices", return_indices)
     dtype = float_dtype(x)
+    if return_indices:  # pool_geometry weighed the input and the output; the indices too
+        check_alloc(func, 8, input=x.shape, output=geom.output_shape(),
+                    indices=geom.output_shape())
     out = np.empty((geom.planes, geom.ho, geom.wo), dtype=dtype)
     # The int64 indices only when asked for: the kernel otherwise keeps them
     # in a scratch row per thread.

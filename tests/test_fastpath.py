@@ -15,9 +15,11 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import scipy.signal
 
 import cyconv
+import cyconv.ndimage
 from cyconv import _direct, _signal, _small
 from cyconv._conv import ZERO_BIAS
 
@@ -284,3 +286,45 @@ def test_geometry_matches_scipy_shapes_and_offsets(mode, flip):
         start = (kh - 1 - top, kw - 1 - left)
         np.testing.assert_allclose(full[start[0]:start[0] + ho, start[1]:start[1] + wo], ref,
                                    rtol=1e-12, atol=1e-12)
+
+
+# ---- _small.pad: cyconv.ndimage's extension of the input ---------------------
+
+@pytest.mark.parametrize("mode", _small.PAD_MODES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (3, 2), (5, 5)])
+def test_pad_matches_numpy_pad(mode, dtype, shape):
+    """Every padding up to three times the axis (np.pad extends again and again)."""
+    rng = np.random.default_rng(7)
+    image = rng.standard_normal(shape).astype(dtype)
+    code = _small.PAD_MODES.index(mode)
+    h, w = shape
+    for top, bottom, left, right in [(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 0, 3),
+                                     (3 * h, h + 1, 2 * w + 1, 3 * w), (h, 2 * h, w, 0)]:
+        extra = {"constant_values": 0.3} if mode == "constant" else {}
+        ref = np.pad(image, ((top, bottom), (left, right)), mode=mode, **extra)
+        got = _small.pad(image, top, bottom, left, right, code, 0.3)
+        assert got.dtype == ref.dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("image", [np.ones((3, 3), np.int64), np.ones((3, 3)).T[:, ::2],
+                                   np.ones((0, 3)), np.ones(3), np.ones((3, 3), ">f8")],
+                         ids=["int64", "strided", "empty", "1-D", "byteswapped"])
+def test_pad_rejects_what_it_cannot_read(image):
+    with pytest.raises(ValueError, match="C-contiguous float32 or float64"):
+        _small.pad(image, 1, 1, 1, 1, 0, 0.0)
+    with pytest.raises(ValueError, match="paddings >= 0"):
+        _small.pad(np.ones((3, 3)), -1, 1, 1, 1, 0, 0.0)
+
+
+@pytest.mark.parametrize("name", ["correlate", "convolve"])
+@pytest.mark.parametrize("layout", ["fortran", "strided", "reversed", "byteswapped", "list"])
+def test_ndimage_layouts(name, layout):
+    """cyconv.ndimage makes any layout C-contiguous before _small.pad reads it."""
+    ours, peer = getattr(cyconv.ndimage, name), getattr(scipy.ndimage, name)
+    image = IMAGE.astype(np.float64)
+    for mode in ("reflect", "constant", "mirror", "wrap", "nearest"):
+        for args in ((_layouts(image)[layout], KERNEL), (image, _layouts(KERNEL)[layout])):
+            np.testing.assert_allclose(ours(*args, mode=mode, cval=1.5),
+                                       peer(*args, mode=mode, cval=1.5), rtol=1e-12)

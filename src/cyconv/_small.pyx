@@ -17,7 +17,9 @@ general path's one-plane ``conv2d_forward`` call gives it, so both paths
 return the same bits.
 """
 cimport numpy as cnp
+from cython cimport floating
 from libc.math cimport isfinite
+from libc.stdlib cimport free, malloc
 
 from cyconv._direct cimport _conv_row
 from cyconv._fused cimport direct_t, uint64
@@ -161,3 +163,109 @@ def filter2d(in1, in2, mode, boundary, fillvalue, method, bint flip):
         done = _plane[uint64](<uint64 *>x, <uint64 *>k, <uint64 *>o, h, w, kh, kw, ho, wo,
                               top, left, flip, False)
     return out if done else None
+
+
+# ---- the extended image of cyconv.ndimage -----------------------------------
+
+# numpy.pad modes, in the order of their codes below.
+PAD_MODES = ("constant", "edge", "wrap", "symmetric", "reflect")
+
+cdef enum:
+    PAD_CONSTANT = 0
+    PAD_EDGE = 1
+    PAD_WRAP = 2
+    PAD_SYMMETRIC = 3
+    PAD_REFLECT = 4
+
+
+cdef inline Py_ssize_t _source(Py_ssize_t s, Py_ssize_t n, int mode) noexcept nogil:
+    """The index in [0, n) that position s of the extended axis copies; -1 for the constant.
+
+    np.pad extends again and again when the padding is wider than the axis:
+    periodically with period n ('wrap'), 2n ('symmetric', edge repeated) or
+    2n - 2 ('reflect', edge not repeated; a single pixel is repeated).
+    """
+    cdef Py_ssize_t period
+    if 0 <= s < n:
+        return s
+    if mode == PAD_CONSTANT:
+        return -1
+    if mode == PAD_EDGE:
+        return 0 if s < 0 else n - 1
+    if mode == PAD_WRAP:
+        period = n
+    elif mode == PAD_SYMMETRIC:
+        period = 2 * n
+    elif n == 1:
+        return 0
+    else:
+        period = 2 * n - 2
+    # s modulo period, on non-negative values (C's % truncates toward zero).
+    s = s % period if s >= 0 else period - 1 - (-s - 1) % period
+    if s < n:
+        return s
+    return (2 * n - 1 - s) if mode == PAD_SYMMETRIC else (2 * n - 2 - s)
+
+
+cdef int _pad_plane(const floating *image, floating *out, Py_ssize_t h, Py_ssize_t w,
+                    Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t top, Py_ssize_t left, int mode,
+                    double cval) noexcept nogil:
+    """out (hp, wp) = image (h, w) extended by ``mode``, its pixel (0, 0) at (top, left).
+
+    Returns -1 when the column map cannot be allocated, else 0. Invariants:
+    h, w >= 1, hp >= h + top, wp >= w + left, both arrays C-contiguous.
+    """
+    cdef Py_ssize_t *cols = <Py_ssize_t *>malloc(wp * sizeof(Py_ssize_t))
+    cdef Py_ssize_t i, j, y
+    cdef floating fill = <floating>cval
+    cdef const floating *row
+    cdef floating *out_row
+    if cols == NULL:
+        return -1
+    for j in range(wp):
+        cols[j] = _source(j - left, w, mode)
+    for i in range(hp):
+        y = _source(i - top, h, mode)
+        out_row = out + i * wp
+        if y < 0:
+            for j in range(wp):
+                out_row[j] = fill
+            continue
+        row = image + y * w
+        for j in range(wp):
+            out_row[j] = row[cols[j]] if cols[j] >= 0 else fill
+    free(cols)
+    return 0
+
+
+def pad(cnp.ndarray image, Py_ssize_t top, Py_ssize_t bottom, Py_ssize_t left,
+        Py_ssize_t right, int mode, double cval):
+    """``np.pad(image, ((top, bottom), (left, right)), PAD_MODES[mode])``, in one call.
+
+    With ``constant_values=cval`` for 'constant' (cast to the image's dtype).
+    ``image`` must be a non-empty C-contiguous float32 or float64 2-D array
+    in native byte order (ValueError otherwise), the paddings >= 0.
+    """
+    cdef int typenum = cnp.PyArray_TYPE(image)
+    if not (cnp.PyArray_NDIM(image) == 2 and cnp.PyArray_ISCARRAY_RO(image)
+            and (typenum == cnp.NPY_FLOAT or typenum == cnp.NPY_DOUBLE)
+            and cnp.PyArray_SIZE(image) > 0 and top >= 0 and bottom >= 0 and left >= 0
+            and right >= 0 and 0 <= mode < len(PAD_MODES)):
+        raise ValueError("cyconv._small.pad: needs a non-empty C-contiguous float32 or "
+                         "float64 2-D array, paddings >= 0 and a mode code of PAD_MODES")
+    cdef Py_ssize_t h = image.shape[0], w = image.shape[1]
+    cdef cnp.npy_intp dims[2]
+    dims[0], dims[1] = h + top + bottom, w + left + right
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    cdef int status
+    if typenum == cnp.NPY_FLOAT:
+        status = _pad_plane[float](<float *>cnp.PyArray_DATA(image),
+                                   <float *>cnp.PyArray_DATA(out), h, w, dims[0], dims[1],
+                                   top, left, mode, cval)
+    else:
+        status = _pad_plane[double](<double *>cnp.PyArray_DATA(image),
+                                    <double *>cnp.PyArray_DATA(out), h, w, dims[0], dims[1],
+                                    top, left, mode, cval)
+    if status:
+        raise MemoryError()
+    return out

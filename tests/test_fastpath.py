@@ -23,6 +23,8 @@ import cyconv.ndimage
 from cyconv import _direct, _signal, _small
 from cyconv._conv import ZERO_BIAS
 
+from _reference import conv2d_ref
+
 DTYPES = ("int8", "uint8", "int16", "int32", "int64", "uint64", "float32", "float64",
           "longdouble", "complex64", "complex128", "clongdouble")
 MODES = ("full", "same", "valid")
@@ -328,3 +330,106 @@ def test_ndimage_layouts(name, layout):
         for args in ((_layouts(image)[layout], KERNEL), (image, _layouts(KERNEL)[layout])):
             np.testing.assert_allclose(ours(*args, mode=mode, cval=1.5),
                                        peer(*args, mode=mode, cval=1.5), rtol=1e-12)
+
+
+# ---- _small.conv2d: conv2d on one small plane --------------------------------
+
+def _general_conv2d(*args, **kwargs):
+    """cyconv.conv2d with the compiled one-plane path turned off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_small, "conv2d", lambda *a: None)
+        return cyconv.conv2d(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float64", "float64"),
+                                    ("int64", "int64"), ("int64", "float64"),
+                                    ("float32", "float64"), ("float32", "int64")])
+@pytest.mark.parametrize("kshape", [(3, 3), (1, 1), (2, 4), (5, 2)])
+def test_conv2d_fast_path_matches_general_and_reference(dtypes, kshape):
+    rng = np.random.default_rng(kshape[0] * 7 + kshape[1])
+    x = (rng.integers(-9, 10, (6, 7)) / (7 if dtypes[0] != "int64" else 1)).astype(dtypes[0])
+    w = (rng.integers(-9, 10, kshape) / (3 if dtypes[1] != "int64" else 1)).astype(dtypes[1])
+    for stride in (1, 2, 3):
+        for padding in (0, 1, 2):
+            for dilation in (1, 2):
+                for method in ("auto", "direct"):
+                    kwargs = dict(stride=stride, padding=padding, dilation=dilation,
+                                  method=method)
+                    try:
+                        general = _general_conv2d(x, w, **kwargs)
+                    except ValueError:
+                        continue  # the dilated kernel exceeds the padded input
+                    assert _small.conv2d(x, w, None, stride, padding, dilation, 1, "zeros",
+                                         method) is not None
+                    fast = cyconv.conv2d(x, w, **kwargs)
+                    assert type(fast) is np.ndarray and fast.flags.c_contiguous
+                    assert fast.dtype == general.dtype and fast.shape == general.shape
+                    assert fast.tobytes() == general.tobytes()
+                    ref = conv2d_ref(x[None, None].astype(np.float64),
+                                     w[None, None].astype(np.float64), None, (stride, stride),
+                                     (padding,) * 4, (dilation, dilation))[0, 0]
+                    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_fast_path_taken_for_the_common_case_only():
+    x, w = IMAGE.astype(np.float64), KERNEL.astype(np.float64)
+    common = (x, w, None, 2, 0, 1, 1, "zeros", "auto")
+
+    def change(position, value):
+        return common[:position] + (value,) + common[position + 1:]
+
+    assert _small.conv2d(*common) is not None
+    declined = [change(0, layout) for key, layout in _layouts(x).items()
+                if key not in ("c", "readonly")]
+    declined += [change(1, layout) for key, layout in _layouts(w).items()
+                 if key not in ("c", "readonly")]
+    declined += [change(0, x.astype(d)) for d in ("int32", "bool", "float16", "complex128",
+                                                  "longdouble", object)]
+    declined += [change(0, x[None]), change(1, w[None, None]), change(0, x[:0]),
+                 change(0, np.ones((40, 40))), change(2, np.zeros(1)), change(2, 0.0),
+                 change(3, (2, 2)), change(3, True), change(3, 0), change(3, 2.0),
+                 change(4, "same"), change(4, -1), change(4, (0, 0)), change(5, 0),
+                 change(5, np.int64(1)), change(6, 2), change(6, True), change(7, "reflect"),
+                 change(8, "im2col"), change(8, "fft"), change(1, np.ones((9, 9)))]
+    for call in declined:
+        assert _small.conv2d(*call) is None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_conv2d_nonfinite_weights(bad):
+    """Padded taps sum as 0 * w, NaN for a NaN or inf weight: the general path pads."""
+    x, w = IMAGE.astype(np.float64), KERNEL.astype(np.float64)
+    w[0, 0] = bad
+    for padding in (0, 1):
+        fast = cyconv.conv2d(x, w, padding=padding)
+        general = _general_conv2d(x, w, padding=padding)
+        assert fast.tobytes() == general.tobytes()
+        ref = conv2d_ref(x[None, None], w[None, None], None, (1, 1), (padding,) * 4)[0, 0]
+        np.testing.assert_array_equal(fast, ref)
+
+
+CONV2D_BAD_CALLS = [
+    dict(input=IMAGE, weight=KERNEL, stride=0),
+    dict(input=IMAGE, weight=KERNEL, stride=True),
+    dict(input=IMAGE, weight=KERNEL, padding=-1),
+    dict(input=IMAGE, weight=KERNEL, dilation=3),
+    dict(input=IMAGE, weight=np.ones((7, 7))),
+    dict(input=IMAGE, weight=KERNEL, groups=0),
+    dict(input=IMAGE, weight=KERNEL, padding_mode="nope"),
+    dict(input=IMAGE, weight=KERNEL, method="nope"),
+    dict(input=IMAGE, weight=KERNEL[0]),
+    dict(input=IMAGE.astype(complex), weight=KERNEL),
+    dict(input=IMAGE.astype(object), weight=KERNEL),
+    dict(input=IMAGE[:0], weight=KERNEL),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONV2D_BAD_CALLS, ids=range(len(CONV2D_BAD_CALLS)))
+def test_conv2d_errors_identical(kwargs):
+    with pytest.raises(Exception) as fast:
+        cyconv.conv2d(**kwargs)
+    with pytest.raises(Exception) as general:
+        _general_conv2d(**kwargs)
+    assert type(fast.value) is type(general.value)
+    assert str(fast.value) == str(general.value)
+    assert isinstance(fast.value, (TypeError, ValueError))

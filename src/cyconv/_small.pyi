@@ -14,3 +14,7 @@ def pad(
     image: NDArray[np.floating], top: int, bottom: int, left: int, right: int, mode: int,
     cval: float,
 ) -> NDArray[np.floating]: ...
+def conv2d(
+    input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+    padding_mode: Any, method: Any,
+) -> NDArray[np.floating] | None: ...

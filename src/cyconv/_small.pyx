@@ -1,20 +1,23 @@
-"""The compiled fast path of correlate2d and convolve2d for small, common calls.
+"""Compiled fast paths for small, common calls: correlate2d, convolve2d, conv2d, ndimage.
 
-On a 5x5 image SciPy's whole call takes about 2.5 us; the general path
-(``_signal._filter2d``) normalizes every argument in Python and took about
-twice that. `filter2d` runs the common case in one compiled call: exact
-ndarrays of one dtype among int64, float32 and float64, both 2-D, C-contiguous,
-aligned and in native byte order; an exact mode string; boundary 'fill' (or
-'pad') with the default ``fillvalue=0``; method 'auto' or 'direct'; no
-'valid' swap; and fewer than `DIRECT_WORK` multiply-adds, where 'auto' always
-runs the direct loops. For anything else, every invalid call included, it
-returns None and the general path decides: it raises nothing itself, so the
+On a 5x5 image SciPy's whole correlate2d call takes about 2.5 us; the
+general paths normalize every argument in Python and took about twice that.
+`filter2d` (correlate2d/convolve2d) and `conv2d` run the common call in one
+compiled call: exact 2-D ndarrays of the common dtypes, C-contiguous, aligned
+and in native byte order; the usual arguments as exact strings and ints; and
+fewer than ``_fft.DIRECT_WORK`` multiply-adds, where 'auto' always runs the
+direct loops. For anything else, every invalid call included, they return
+None and the general path decides: they raise nothing themselves, so the
 errors are the general path's by construction. What both paths compute is
-shared, not copied: the output geometry (`geometry`, which the general path
-calls too), the 'auto' threshold (``_fft.DIRECT_WORK``) and the direct
-kernel's row loop (``_direct._conv_row``), called with the arguments the
-general path's one-plane ``conv2d_forward`` call gives it, so both paths
-return the same bits.
+shared, not copied: the signal geometry (`geometry`, which the general path
+calls too), the 'auto' threshold and the direct kernel's row loop
+(``_direct._conv_row``), called with the arguments the general path's
+one-plane ``conv2d_forward`` call gives it, so both paths return the same
+bits. They keep the GIL: their work is under a microsecond, less than
+releasing it costs.
+
+`pad` extends an image as ``numpy.pad`` does, for cyconv.ndimage, whose
+small calls it otherwise dominated (np.pad takes some 20 us).
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -75,8 +78,12 @@ def geometry(int mode, bint flip, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_
 cdef bint _plane(const direct_t *image, const direct_t *kernel, direct_t *out,
                  Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
                  Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t top, Py_ssize_t left,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                  bint flip, bint need_finite) noexcept nogil:
     """out = image (zeros outside) correlated with kernel, flipped if ``flip``; C-contiguous.
+
+    ``out[i, j] = sum_{p, q} k[p, q] * image[i*sh - top + p*dh, j*sw - left + q*dw]``,
+    the sum of ``_direct.conv2d_forward`` on one plane with one kernel.
 
     False, with ``out`` unwritten, when ``need_finite`` and a tap is NaN or
     inf: SciPy multiplies such a tap by the zero fill (giving NaN), which the
@@ -96,7 +103,7 @@ cdef bint _plane(const direct_t *image, const direct_t *kernel, direct_t *out,
             taps[t] = kernel[n - 1 - t]
         k = taps
     for i in range(ho):
-        _conv_row(image, k, out + i * wo, 0, i, 1, h, w, kh, kw, wo, 1, 1, top, left, 1, 1)
+        _conv_row(image, k, out + i * wo, 0, i, 1, h, w, kh, kw, wo, sh, sw, top, left, dh, dw)
     return True
 
 
@@ -153,17 +160,114 @@ def filter2d(in1, in2, mode, boundary, fillvalue, method, bint flip):
     cdef bint done
     if typenum == cnp.NPY_FLOAT:
         done = _plane[float](<float *>x, <float *>k, <float *>o, h, w, kh, kw, ho, wo,
-                             top, left, flip, padded)
+                             top, left, 1, 1, 1, 1, flip, padded)
     elif typenum == cnp.NPY_DOUBLE:
         done = _plane[double](<double *>x, <double *>k, <double *>o, h, w, kh, kw, ho, wo,
-                              top, left, flip, padded)
+                              top, left, 1, 1, 1, 1, flip, padded)
     else:
         # int64 summed as uint64 (two's complement, wrapping modulo 2**64) and
         # its bits read back as int64: the general path's casts, without copies.
         done = _plane[uint64](<uint64 *>x, <uint64 *>k, <uint64 *>o, h, w, kh, kw, ho, wo,
-                              top, left, flip, False)
+                              top, left, 1, 1, 1, 1, flip, False)
     return out if done else None
 
+
+
+# ---- conv2d on one plane -----------------------------------------------------
+
+cdef inline bint _plain_int(object value, Py_ssize_t minimum, Py_ssize_t *result):
+    """True, with *result set, if value is an int (not bool) in [minimum, MAX_TAPS)."""
+    if type(value) is not int or not (minimum <= value < MAX_TAPS):
+        return False
+    result[0] = value
+    return True
+
+
+cdef double *_as_double(cnp.ndarray array):
+    """A malloc'ed float64 copy of a C-contiguous int64 or float32 array (NULL if none)."""
+    cdef Py_ssize_t t, n = cnp.PyArray_SIZE(array)
+    cdef double *copy = <double *>malloc(n * sizeof(double))
+    cdef const cnp.int64_t *ints = <const cnp.int64_t *>cnp.PyArray_DATA(array)
+    cdef const float *floats = <const float *>cnp.PyArray_DATA(array)
+    if copy == NULL:
+        return NULL
+    if cnp.PyArray_TYPE(array) == cnp.NPY_INT64:
+        for t in range(n):
+            copy[t] = <double>ints[t]
+    else:
+        for t in range(n):
+            copy[t] = <double>floats[t]
+    return copy
+
+
+def conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, method):
+    """cyconv.conv2d of a common small call on one plane, else None.
+
+    The common call: 2-D exact ndarrays, each int64, float32 or float64,
+    C-contiguous, aligned and in native byte order; no bias; plain ints for
+    stride (>= 1), padding (>= 0) and dilation (>= 1); groups 1; zero padding;
+    method 'auto' or 'direct' (both run the direct loops for one kernel); an
+    output of at least one pixel and fewer than DIRECT_WORK multiply-adds.
+    It computes in float32 when both arrays are float32, else in float64, as
+    ``_validate.float_dtype`` decides, and returns None (the general path
+    decides and raises) for anything else, and for NaN or inf weights with
+    padding, whose padded taps conv2d sums as 0 * w.
+    """
+    if (type(input) is not cnp.ndarray or type(weight) is not cnp.ndarray
+            or bias is not None or type(groups) is not int or groups != 1
+            or type(padding_mode) is not str or padding_mode != "zeros"
+            or type(method) is not str or not (method == "auto" or method == "direct")):
+        return None
+    cdef cnp.ndarray x = <cnp.ndarray>input, k = <cnp.ndarray>weight
+    cdef Py_ssize_t s, p, d
+    if not (cnp.PyArray_NDIM(x) == 2 and cnp.PyArray_NDIM(k) == 2
+            and cnp.PyArray_ISCARRAY_RO(x) and cnp.PyArray_ISCARRAY_RO(k)
+            and _plain_int(stride, 1, &s) and _plain_int(padding, 0, &p)
+            and _plain_int(dilation, 1, &d)):
+        return None
+    cdef int tx = cnp.PyArray_TYPE(x), tk = cnp.PyArray_TYPE(k)
+    if not ((tx == cnp.NPY_FLOAT or tx == cnp.NPY_DOUBLE or tx == cnp.NPY_INT64)
+            and (tk == cnp.NPY_FLOAT or tk == cnp.NPY_DOUBLE or tk == cnp.NPY_INT64)):
+        return None
+    cdef Py_ssize_t h = x.shape[0], w = x.shape[1], kh = k.shape[0], kw = k.shape[1]
+    if not (0 < h < _direct_work and 0 < w < _direct_work and 0 < kh < _direct_work
+            and 0 < kw < _direct_work):
+        return None
+    # _validate.out_size: floor((size + 2*pad - dilation*(k - 1) - 1) / stride) + 1.
+    cdef Py_ssize_t span_h = d * (kh - 1) + 1, span_w = d * (kw - 1) + 1
+    if h + 2 * p < span_h or w + 2 * p < span_w:
+        return None  # an empty output: the general path says why
+    cdef Py_ssize_t ho = (h + 2 * p - span_h) // s + 1, wo = (w + 2 * p - span_w) // s + 1
+    if ho * wo * kh * kw >= _direct_work:
+        return None
+    cdef int typenum = cnp.NPY_FLOAT if tx == tk == cnp.NPY_FLOAT else cnp.NPY_DOUBLE
+    cdef cnp.npy_intp dims[2]
+    dims[0], dims[1] = ho, wo
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    cdef void *o = cnp.PyArray_DATA(out)
+    cdef bint done
+    cdef double *xd = NULL
+    cdef double *kd = NULL
+    if typenum == cnp.NPY_FLOAT:
+        done = _plane[float](<float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(k),
+                             <float *>o, h, w, kh, kw, ho, wo, p, p, s, s, d, d, False, p > 0)
+        return out if done else None
+    # float64: int64 and float32 arrays are cast first, as the general path casts them.
+    if tx != cnp.NPY_DOUBLE:
+        xd = _as_double(x)
+        if xd == NULL:
+            return None
+    if tk != cnp.NPY_DOUBLE:
+        kd = _as_double(k)
+        if kd == NULL:
+            free(xd)
+            return None
+    done = _plane[double](xd if xd != NULL else <double *>cnp.PyArray_DATA(x),
+                          kd if kd != NULL else <double *>cnp.PyArray_DATA(k),
+                          <double *>o, h, w, kh, kw, ho, wo, p, p, s, s, d, d, False, p > 0)
+    free(xd)
+    free(kd)
+    return out if done else None
 
 # ---- the extended image of cyconv.ndimage -----------------------------------
 

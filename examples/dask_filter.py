@@ -12,7 +12,7 @@ end.
 
 Run it with the ``dask`` extra installed (``pip install 'cyconv[dask]'``):
 
-    python examples/dask_filter.py                # 2048x2048, a few seconds
+    python examples/dask_filter.py                # 2048x2048 (16 MiB): seconds
     python examples/dask_filter.py --size 32768   # 4 GiB image, 2 workers of 512 MiB
 
 Each worker runs one task at a time (``--threads 1``), and distributed

@@ -17,7 +17,7 @@ Run it with the ``dask`` extra installed (``pip install 'cyconv[dask]'``):
 
 Each worker runs one task at a time (``--threads 1``), and distributed
 starts its worker processes with ``OMP_NUM_THREADS=1``, so cyconv's kernels
-run on one thread per task: run as many workers as cores. The first pass
+run on one thread per task: run as many workers as cores. The run
 needs ``2 * size**2 * 4`` bytes of disk (input and output).
 """
 import argparse

@@ -10,6 +10,7 @@ SciPy's C code casts its float64 sums.
 from __future__ import annotations
 
 import operator
+import warnings
 
 import numpy as np
 import numpy.typing as npt
@@ -47,30 +48,108 @@ def _origins(func, origin, ndim=2):
     return [operator.index(o) for o in origin]
 
 
+# The dtypes SciPy's C filters read and write (NI_Correlate's type switch):
+# bool, the integers, float32 and float64. Others raise its RuntimeError.
+_C_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQfd")
+
+
 def _output_dtype(func, output, input):
-    """SciPy's ``_get_output``: None, a dtype (or its name), or an array to fill."""
+    """SciPy's ``_get_output``: None, a dtype or type, a dtype name, or an array to fill."""
     if output is None:
-        return input.dtype, None
-    if isinstance(output, np.ndarray):
-        if output.shape != input.shape:
+        return input.dtype.newbyteorder("="), None  # SciPy allocates by dtype name
+    if isinstance(output, (type, np.dtype)):
+        return np.dtype(output), None
+    if isinstance(output, str):
+        dtype = np.dtype(output)
+        if not issubclass(dtype.type, np.number):  # 'bool' too (np.bool_ is accepted)
+            raise RuntimeError(f"{func}: output must have numeric dtype, got {output!r}")
+        return dtype, None
+    output = np.asarray(output)
+    if output.shape != input.shape:
+        raise RuntimeError(
+            f"{func}: output shape {output.shape} is not the input shape {input.shape}")
+    return output.dtype, output
+
+
+def _complex_output(func, output, input):
+    """SciPy's ``_get_output(..., complex_output=True)``: the complex array to fill."""
+    if output is None:
+        return np.zeros(input.shape, np.promote_types(input.dtype, np.complex64))
+    if isinstance(output, (type, np.dtype)):
+        dtype = np.dtype(output)
+        if dtype.kind != "c":
+            warnings.warn("promoting specified output dtype to complex", stacklevel=5)
+            dtype = np.promote_types(dtype, np.complex64)
+        return np.zeros(input.shape, dtype)
+    if isinstance(output, str):
+        dtype = np.dtype(output)
+        if dtype.kind != "c":
             raise RuntimeError(
-                f"{func}: output shape {output.shape} is not the input shape {input.shape}")
-        return output.dtype, output
-    dtype = np.dtype(output)
-    return dtype, None
+                f"{func}: output must have complex dtype for complex input or weights, "
+                f"got {output!r}")
+        return np.zeros(input.shape, dtype)
+    output = np.asarray(output)
+    if output.shape != input.shape:
+        raise RuntimeError(
+            f"{func}: output shape {output.shape} is not the input shape {input.shape}")
+    if output.dtype.kind != "c":
+        raise RuntimeError(
+            f"{func}: output must have complex dtype for complex input or weights, got "
+            f"an array of dtype {output.dtype}")
+    return output
+
+
+def _check_rank(func, input):
+    if input.ndim != 2:
+        raise ValueError(
+            f"{func}: only 2-D input is supported (cyconv.ndimage is 2-D), got shape "
+            f"{input.shape}")
+
+
+def _complex(func, input, weights, output, mode, cval, origin, flip):
+    """SciPy's ``_complex_via_real_components``, step for step.
+
+    Complex filtering as real filterings of the real and imaginary parts
+    (same mode, origin; cval split into its parts), each cast to the output's
+    component dtype before they are combined, as SciPy rounds them. A
+    correlation conjugates complex weights first (as ``np.correlate`` does).
+    """
+    complex_input = input.dtype.kind == "c"
+    complex_weights = weights.dtype.kind == "c"
+    if complex_weights and not flip:
+        weights = weights.conj()
+    out = _complex_output(func, output, input)
+
+    def part(image, kernel, into, value):
+        return _correlate(func, image, kernel, into, mode, value, origin, flip)
+
+    # inf - inf and the like give NaN silently, as the IEEE sums do.
+    with np.errstate(all="ignore"):
+        if complex_input and complex_weights:
+            part(input.real, weights.real, out.real, np.real(cval))
+            out.real -= part(input.imag, weights.imag, None, np.imag(cval))
+            part(input.real, weights.imag, out.imag, np.real(cval))
+            out.imag += part(input.imag, weights.real, None, np.imag(cval))
+        elif complex_input:
+            part(input.real, weights, out.real, np.real(cval))
+            part(input.imag, weights, out.imag, np.imag(cval))
+        else:
+            if np.iscomplexobj(cval):
+                raise ValueError(
+                    f"{func}: cval={cval!r} is complex but the input is real")
+            part(input, weights.real, out.real, cval)
+            part(input, weights.imag, out.imag, cval)
+    return out
 
 
 def _correlate(func, input, weights, output, mode, cval, origin, flip):
     input = np.asarray(input)
     weights = np.asarray(weights)
+    _check_rank(func, input)
     if input.dtype.kind == "c" or weights.dtype.kind == "c":
-        raise TypeError(f"{func}: complex input or weights are not supported")
-    if input.dtype.kind not in "biuf" or weights.dtype.kind not in "biuf":
-        raise TypeError(f"{func}: input and weights must be real numeric arrays")
-    if input.ndim != 2:
-        raise ValueError(
-            f"{func}: only 2-D input is supported (cyconv.ndimage is 2-D), got shape "
-            f"{input.shape}")
+        return _complex(func, input, weights, output, mode, cval, origin, flip)
+    if weights.dtype.kind not in "biuf":
+        weights = np.asarray(weights, dtype=np.float64)  # as SciPy converts them
     if weights.ndim != input.ndim:
         raise RuntimeError(
             f"{func}: weights array has incorrect shape {weights.shape}; it must be 2-D "
@@ -84,15 +163,21 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
             raise ValueError(
                 f"{func}: invalid origin {o}; origin must satisfy "
                 f"-(weights.shape[k] // 2) <= origin[k] <= (weights.shape[k]-1) // 2")
+    out_dtype, out_array = _output_dtype(func, output, input)
     if not isinstance(mode, str) or mode not in _PAD_MODES:
         raise RuntimeError(f"{func}: boundary mode not supported: {mode!r}")
-    out_dtype, out_array = _output_dtype(func, output, input)
-    if out_dtype.kind == "c":
-        raise TypeError(f"{func}: a complex output is not supported")
     if weights.size == 0:
         raise RuntimeError(f"{func}: no filter weights given")
+    for what, dtype in (("input", input.dtype), ("output", out_dtype)):
+        if dtype not in _C_DTYPES:
+            raise RuntimeError(
+                f"{func}: {what} dtype {dtype} is not supported (array type not supported, "
+                "as in SciPy: bool, integers, float32, float64)")
 
     compute = _F32 if input.dtype == _F32 else _F64
+    # Integer data, or an integer output that truncates: the direct sums, exact
+    # for integers as SciPy's are (an FFT's rounding would move a truncation).
+    method = "direct" if input.dtype.kind in "biu" or out_dtype.kind in "biu" else "auto"
     # C-contiguous, as _small.pad takes them and the fast path of _filter2d.
     image = np.ascontiguousarray(input, compute)
     kernel = np.ascontiguousarray(weights, compute)
@@ -102,15 +187,29 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
         (kh, kw), (oh, ow) = kernel.shape, origins
         image = _small.pad(image, kh // 2 + oh, (kh - 1) // 2 - oh, kw // 2 + ow,
                            (kw - 1) // 2 - ow, _PAD_CODES[mode], float(cval))
-        result = _filter2d(func, image, kernel, "valid", "fill", 0, "auto", False)
-    if out_dtype == np.bool_:
-        # SciPy stores a sum into a bool output with a C cast to npy_bool (an
-        # unsigned char), which truncates toward zero: 0.5 is False, not True.
-        result = np.trunc(result) != 0
+        result = _filter2d(func, image, kernel, "valid", "fill", 0, method, False)
+    # SciPy's C cast of each sum: see _cast.
+    result = _cast(result, out_dtype)
     if out_array is not None:
-        out_array[...] = result.astype(out_dtype, casting="unsafe", copy=False)
+        out_array[...] = result
         return out_array
-    return result.astype(out_dtype, copy=False)
+    return result
+
+
+def _cast(result, dtype):
+    """The float sums cast to ``dtype`` as SciPy's C code casts them.
+
+    Truncation toward zero wherever C defines the cast: the truncated value
+    fits the integer type (for unsigned types, (-1, 0) gives 0). A bool
+    output is SciPy's cast to ``npy_bool``, an unsigned char: True where the
+    truncated sum is nonzero, so 0.5 is False. Beyond that (NaN, inf, values
+    out of the type's range) C leaves the result undefined; NumPy's cast gives
+    what this platform's conversion instructions give, silently, as SciPy's.
+    """
+    if dtype == np.bool_:
+        return np.trunc(result) != 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        return result.astype(dtype, copy=False)
 
 
 _DOC = """

@@ -122,3 +122,62 @@ def test_integer_outputs_are_exact_with_large_kernels():
     f = rng.integers(-50, 50, (128, 128)).astype(np.float64)
     np.testing.assert_array_equal(cnd.correlate(f, w, output=np.int32),
                                   snd.correlate(f, w, output=np.int32))
+
+
+@pytest.mark.parametrize("args, kw", [
+    # dtypes SciPy's C filters do not read or write: RuntimeError
+    ((np.ones((3, 3), np.float16), np.ones((2, 2))), {}),
+    ((np.ones((3, 3), np.longdouble), np.ones((2, 2))), {}),
+    ((np.ones((3, 3), object), np.ones((2, 2))), {}),
+    ((np.ones((3, 3)), np.ones((2, 2))), {"output": np.float16}),
+    ((np.ones((3, 3)), np.ones((2, 2))), {"output": np.longdouble}),
+    ((np.ones((3, 3)), np.ones((2, 2))), {"output": object}),
+    ((np.ones((3, 3)), np.ones((2, 2))), {"output": np.zeros((3, 3), np.float16)}),
+    # a dtype name must be numeric (np.bool_ itself is accepted)
+    ((np.ones((3, 3)), np.ones((2, 2))), {"output": "bool"}),
+    ((np.ones((3, 3)), np.ones((2, 2))), {"output": "U3"}),
+    # weights are converted to float64 first
+    ((np.ones((3, 3)), np.array([["a", "b"]])), {}),
+])
+def test_unsupported_dtypes_match_scipy(args, kw):
+    for name in ("correlate", "convolve"):
+        try:
+            getattr(snd, name)(*args, **kw)
+        except Exception as exc:  # noqa: BLE001 - compared by type
+            ref = type(exc)
+        else:
+            raise AssertionError("SciPy accepted it")
+        with pytest.raises(ref):
+            getattr(cnd, name)(*args, **kw)
+
+
+@pytest.mark.parametrize("weights", [np.array([[1, 2], [3, 4]], object), [[1, 2], [3, 4]],
+                                     np.array([["1", "2"], ["3", "4"]])])
+def test_weights_convert_to_float64_as_scipy(weights):
+    a = np.arange(12, dtype=np.int16).reshape(3, 4)
+    for name, output in (("correlate", None), ("convolve", np.bool_), ("correlate", "f8")):
+        ref = getattr(snd, name)(a, weights, output=output)
+        got = getattr(cnd, name)(a, weights, output=output)
+        assert got.dtype == ref.dtype
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">i2", "<u4"])
+def test_default_output_is_native_as_scipy(dtype):
+    # SciPy allocates the output by the input dtype's name: native byte order.
+    a = np.arange(20).reshape(4, 5).astype(dtype)
+    ref, got = snd.correlate(a, np.ones((2, 3))), cnd.correlate(a, np.ones((2, 3)))
+    assert got.dtype == ref.dtype and got.dtype.isnative
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("output", [np.dtype(">f4"), ">i4", "array>f8", "array>i2"])
+def test_swapped_byte_order_outputs(output):
+    a = np.arange(20).reshape(4, 5).astype(np.float64) - 7.5
+    out_ref = out_got = output
+    if isinstance(output, str) and output.startswith("array"):
+        out_ref, out_got = np.zeros(a.shape, output[5:]), np.zeros(a.shape, output[5:])
+    ref, got = (f(a, np.ones((2, 3)), output=o)
+                for f, o in ((snd.correlate, out_ref), (cnd.correlate, out_got)))
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)

@@ -5,7 +5,8 @@ shifted by one on even axes) for convolve, origins checked against SciPy's
 bounds, the input extended by ``mode`` as ``numpy.pad`` extends it (in one
 compiled call, ``_small.pad``) and one 'valid' correlation run by
 ``cyconv._signal`` (direct loops or FFT), then cast to the output dtype as
-SciPy's C code casts its float64 sums.
+SciPy's C code casts its float64 sums. Complex input or weights take SciPy's
+route: real filterings of the parts, combined in the output.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _origins(func, origin, ndim=2):
 
 # The dtypes SciPy's C filters read and write (NI_Correlate's type switch):
 # bool, the integers, float32 and float64. Others raise its RuntimeError.
-_C_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQfd")
+_C_TYPES = "?bBhHiIlLqQfd"  # dtype.char, either byte order
 
 
 def _output_dtype(func, output, input):
@@ -169,7 +170,7 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
     if weights.size == 0:
         raise RuntimeError(f"{func}: no filter weights given")
     for what, dtype in (("input", input.dtype), ("output", out_dtype)):
-        if dtype not in _C_DTYPES:
+        if dtype.char not in _C_TYPES:
             raise RuntimeError(
                 f"{func}: {what} dtype {dtype} is not supported (array type not supported, "
                 "as in SciPy: bool, integers, float32, float64)")
@@ -216,12 +217,21 @@ _DOC = """
     Parameters
     ----------
     input : array_like, shape (H, W)
-        The image; bool, integer or floating (2-D only).
+        The image: bool, integer, float32, float64, complex64 or complex128
+        (2-D only).
     weights : array_like, shape (kh, kw)
-        The filter, any size (even sizes and sizes larger than the image too).
+        The filter, any size (even sizes and sizes larger than the image
+        too); real weights are converted to float64 first, as SciPy does.
+        ``correlate`` conjugates complex weights (as ``numpy.correlate``);
+        ``convolve`` does not.
     output : dtype or ndarray, optional
-        The output dtype, or an array of the input's shape to write into (and
-        return). Default: the input's dtype.
+        The output dtype (a type, a dtype or a numeric dtype name), or an
+        array of the input's shape to write into (and return). Default: the
+        input's dtype in native byte order; with complex input or weights,
+        the input's dtype promoted with complex64 (int16 gives complex64,
+        int64 gives complex128). With complex input or weights a real dtype
+        given as a type or dtype is promoted to complex with SciPy's
+        ``UserWarning``; a real dtype name or a real array raises.
     mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap', 'grid-constant', \
 'grid-mirror', 'grid-wrap'}, default 'reflect'
         How the input is extended past its edges, as in ``scipy.ndimage``. On
@@ -230,36 +240,58 @@ _DOC = """
         ``1 1|1 2 3|3 3``, 'wrap' (= 'grid-wrap') ``2 3|1 2 3|1 2``,
         'constant' (= 'grid-constant') ``c c|1 2 3|c c``.
     cval : scalar, default 0.0
-        The value past the edges for 'constant' and 'grid-constant'.
+        The value past the edges for 'constant' and 'grid-constant'. It may
+        be complex when the input is (its real part extends the real part of
+        the input, its imaginary part the imaginary part).
     origin : int or sequence of 2 ints, default 0
         Shift of the filter's centre, per axis, with SciPy's bounds
         ``-(k // 2) <= origin <= (k - 1) // 2``.
 
     Returns
     -------
-    ndarray
+    ndarray, shape (H, W)
         The filtered image, of the output dtype (``output``'s array when one
         is given).
 
     Raises
     ------
     ValueError
-        If ``input`` is not 2-D, or an origin is out of bounds.
+        If ``input`` is not 2-D, an origin is out of bounds, or ``cval`` is
+        complex while the input is real and the weights complex.
     RuntimeError
-        If ``weights`` does not have the input's rank, is empty, ``output``
-        has the wrong shape, ``mode`` is unknown or ``origin`` has the wrong
-        length (as SciPy raises).
+        As SciPy raises it: if ``weights`` does not have the input's rank or
+        is empty, ``output`` has the wrong shape or a non-numeric dtype name
+        (or a real one for complex filtering), ``mode`` is unknown,
+        ``origin`` has the wrong length, or the input or output dtype is one
+        SciPy's filters do not take (float16, long double, complex long
+        double, object; complex output of a real filtering).
     TypeError
-        For complex or non-numeric inputs (not supported here).
+        If ``cval`` is complex while the input and weights are real (SciPy's
+        error too).
 
     Notes
     -----
-    As in SciPy, every input but float32 is computed in float64 and the sums
-    are cast to the output dtype (truncated toward zero for integer outputs;
-    a bool output is True where the truncated sum is nonzero, as SciPy's cast).
-    float32 input is computed in float32, so results may differ from SciPy's
-    by float32 rounding (and an integer output cast from them may then differ
-    by one where a sum lies within rounding of an integer).
+    As in SciPy, every real input but float32 is computed in float64 (integer
+    data by the direct sums, exactly as SciPy's) and the sums are cast to the
+    output dtype. float32 input is computed in float32, so results may differ
+    from SciPy's (which sums in float64) by float32 rounding, and an integer
+    output cast from them may then differ by one where a sum lies within
+    rounding of an integer.
+
+    Integer outputs truncate toward zero, as SciPy's C cast; a bool output
+    is SciPy's cast to an unsigned char: True where the truncated sum is
+    nonzero (0.5 gives False). C defines that cast only where the truncated
+    sum fits the output type; sums out of range, NaN and inf give what the
+    platform's conversion gives, without a warning, in SciPy and here alike,
+    and the two may differ there (on x86-64 both wrap sums within the int32
+    range modulo 2**8 or 2**16 for 8- and 16-bit outputs, as 300 gives 44 in
+    uint8, and give the type's minimum for int32 and int64).
+
+    Complex input or weights are filtered as SciPy (>= 1.6) does, by real
+    filterings of the real and imaginary parts with the same mode and
+    origin, each cast to the output's component dtype before they are
+    combined: ``(a + ib) * (c + id) = (a*c - b*d) + i(a*d + b*c)``. complex64
+    parts are float32 inputs, computed in float32 as above.
 """
 
 
@@ -276,6 +308,19 @@ def correlate(input: npt.ArrayLike, weights: npt.ArrayLike, output=None,
     array([[-1, -2, -2, -1],
            [-1, -2, -2, -1],
            [-1, -2, -2, -1]])
+
+    Complex weights are conjugated; the output is complex:
+
+    >>> cyconv.ndimage.correlate(np.arange(6).reshape(2, 3), np.array([[1j, 1]]),
+    ...                          mode='nearest')
+    array([[0.+0.j, 1.+0.j, 2.-1.j],
+           [3.-3.j, 4.-3.j, 5.-4.j]])
+
+    An integer output truncates the float64 sums (0.75 * 20 = 15):
+
+    >>> cyconv.ndimage.correlate(np.array([[20, 100, 60]], np.uint8),
+    ...                          np.array([[0.5, 0.75]]), mode='constant')
+    array([[15, 85, 95]], dtype=uint8)
     """
     return _correlate("correlate", input, weights, output, mode, cval, origin, False)
 
@@ -293,6 +338,13 @@ def convolve(input: npt.ArrayLike, weights: npt.ArrayLike, output=None,
     array([[1, 2, 2, 1],
            [1, 2, 2, 1],
            [1, 2, 2, 1]])
+
+    A complex image with a complex ``cval`` (its parts extend the parts):
+
+    >>> cyconv.ndimage.convolve(np.arange(6).reshape(2, 3) + 1j, np.array([[1, 1]]),
+    ...                         mode='constant', cval=2j)
+    array([[1.+2.j, 3.+2.j, 2.+3.j],
+           [7.+2.j, 9.+2.j, 5.+3.j]])
     """
     return _correlate("convolve", input, weights, output, mode, cval, origin, True)
 

@@ -181,3 +181,14 @@ def test_swapped_byte_order_outputs(output):
                 for f, o in ((snd.correlate, out_ref), (cnd.correlate, out_got)))
     assert got.dtype == ref.dtype
     np.testing.assert_array_equal(got, ref)
+
+
+def test_float32_output_overflows_to_inf_silently():
+    # IEEE (C Annex F) defines it: a float64 sum beyond float32's range is inf.
+    a = np.array([[1e300, -1e300, 1.0, 3e38]])
+    w = np.array([[1.0, 2.0]])
+    ref = _run_silently(snd.correlate, a, w, output=np.float32)
+    got = _run_silently(cnd.correlate, a, w, output=np.float32)
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)
+    assert np.isinf(got).any()

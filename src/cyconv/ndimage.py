@@ -207,8 +207,12 @@ def _cast(result, dtype):
     out of the type's range) C leaves the result undefined; NumPy's cast gives
     what this platform's conversion instructions give, silently, as SciPy's.
     """
+    if dtype == result.dtype:
+        return result
     if dtype == np.bool_:
         return np.trunc(result) != 0
+    # NumPy warns where a value does not fit (as float64 -> float32 overflow
+    # to inf); SciPy's C cast is silent.
     with np.errstate(invalid="ignore", over="ignore"):
         return result.astype(dtype, copy=False)
 

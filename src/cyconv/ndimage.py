@@ -120,6 +120,10 @@ def _complex(func, input, weights, output, mode, cval, origin, flip):
     if complex_weights and not flip:
         weights = weights.conj()
     out = _complex_output(func, output, input)
+    if np.may_share_memory(input, out):
+        # SciPy reads parts it has already overwritten here (complex weights
+        # filter input.real twice); filtering a copy gives the true result.
+        input = input.copy()
 
     def part(image, kernel, into, value):
         return _correlate(func, image, kernel, into, mode, value, origin, flip)

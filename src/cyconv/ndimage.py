@@ -299,7 +299,9 @@ _DOC = """
     filterings of the real and imaginary parts with the same mode and
     origin, each cast to the output's component dtype before they are
     combined: ``(a + ib) * (c + id) = (a*c - b*d) + i(a*d + b*c)``. complex64
-    parts are float32 inputs, computed in float32 as above.
+    parts are float32 inputs, computed in float32 as above. An ``output``
+    array that shares memory with the input gets the true result (SciPy's
+    can differ there: it reads parts of the input it has overwritten).
 """
 
 

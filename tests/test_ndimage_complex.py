@@ -137,6 +137,7 @@ def test_complex_output_may_be_the_input(wdtype):
     ((np.ones((3, 3)), np.ones((2, 2)) + 1j), {"cval": 1j, "mode": "constant"}),
     # ... and the real path's TypeError without.
     ((np.ones((3, 3)), np.ones((2, 2))), {"cval": 1j, "mode": "constant"}),
+    ((np.ones((3, 3)), np.ones((2, 2))), {"cval": 1j}),
     ((np.ones((3, 3)) + 1j, np.ones((2, 2))), {"output": "float64"}),
     ((np.ones((3, 3)) + 1j, np.ones((2, 2))), {"output": np.zeros((3, 3))}),
     ((np.ones((3, 3)) + 1j, np.ones((2, 2))), {"output": np.zeros((2, 2), complex)}),

@@ -108,7 +108,8 @@ def _check_rank(func, input):
 
 
 def _complex(func, input, weights, output, mode, cval, origin, flip):
-    """SciPy's ``_complex_via_real_components``, step for step.
+    """SciPy's ``_complex_via_real_components``, step for step (but on a copy of an
+    input that shares memory with the output).
 
     Complex filtering as real filterings of the real and imaginary parts
     (same mode, origin; cval split into its parts), each cast to the output's
@@ -178,6 +179,7 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
             raise RuntimeError(
                 f"{func}: {what} dtype {dtype} is not supported (array type not supported, "
                 "as in SciPy: bool, integers, float32, float64)")
+    cval = float(cval)  # SciPy's C call takes a double in every mode
 
     compute = _F32 if input.dtype == _F32 else _F64
     # Integer data, or an integer output that truncates: the direct sums, exact
@@ -191,7 +193,7 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
     else:
         (kh, kw), (oh, ow) = kernel.shape, origins
         image = _small.pad(image, kh // 2 + oh, (kh - 1) // 2 - oh, kw // 2 + ow,
-                           (kw - 1) // 2 - ow, _PAD_CODES[mode], float(cval))
+                           (kw - 1) // 2 - ow, _PAD_CODES[mode], cval)
         result = _filter2d(func, image, kernel, "valid", "fill", 0, method, False)
     # SciPy's C cast of each sum: see _cast.
     result = _cast(result, out_dtype)

@@ -6,7 +6,8 @@ one command:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick]
 
 Peers: SciPy always (``scipy.signal.correlate2d``, ``scipy.signal.correlate``
-with its automatic method, and a NumPy im2col + matmul layer); OpenCV
+with its automatic method, ``scipy.ndimage.correlate`` for ``cyconv.ndimage``,
+and a NumPy im2col + matmul layer); OpenCV
 (``cv2.filter2D``) with the ``bench`` extra; PyTorch's CPU convolution and
 pooling when torch is installed (the layers include a conv_transpose2d
 decoder layer). Each result is checked against a reference
@@ -16,7 +17,8 @@ BLAS SciPy uses is measured in the same run, and the layers report the
 percentage of it they reach. The ``small`` group times the course exercise's
 5x5 image and 3x3 kernel, where the Python layer's microseconds are the
 whole cost: correlate2d/convolve2d against SciPy in every dtype and mode,
-and conv2d at stride 2 against the exercise's hand-computed answer. The
+and conv2d at stride 2 against the exercise's hand-computed answer, and
+cyconv.ndimage's correlate/convolve against scipy.ndimage's. The
 ``dask`` group (``--only dask``; skipped with a message without dask and
 dask-image) filters an 8192x8192 float32 image (``--size`` to change it) in
 1024x1024 chunks, 'same', with 3x3, 9x9 and 31x31 kernels: ``cyconv.dask``
@@ -85,9 +87,11 @@ if PROCESS.first == "torch":
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
+import scipy.ndimage  # noqa: E402
 import scipy.signal  # noqa: E402
 
 import cyconv  # noqa: E402
+import cyconv.ndimage  # noqa: E402
 # The timing helper, optional imports and NumPy reference layer of `python -m cyconv bench`.
 from cyconv._cli_bench import median_time, numpy_conv2d, optional_import as try_import  # noqa: E402
 
@@ -137,12 +141,17 @@ def sgemm_rate(repeats):
 
 # ---- image filtering -----------------------------------------------------
 
-def filtering_cases(quick):
+def filtering_cases(quick, modes=("same", "valid")):
     sizes = (3, 9, 31) if quick else (3, 5, 9, 15, 31)
     for dtype in (np.float32, np.float64):
-        for mode in ("same", "valid"):
+        for mode in modes:
             for k in sizes:
                 yield dtype, mode, k
+
+
+def filtering_tol(ref, dtype):
+    """Agreement with a float64 reference: float32 sums round at about 1e-7 each."""
+    return (1e-3 if dtype == np.float32 else 1e-9) * np.abs(ref).max()
 
 
 def bench_filtering(rows, repeats, quick, size, cv2):
@@ -151,7 +160,7 @@ def bench_filtering(rows, repeats, quick, size, cv2):
         image = rng.standard_normal((size, size)).astype(dtype)
         kernel = rng.standard_normal((k, k)).astype(dtype)
         ref = scipy.signal.correlate2d(image.astype(np.float64), kernel.astype(np.float64), mode)
-        tol = 1e-3 * np.abs(ref).max() if dtype == np.float32 else 1e-9 * np.abs(ref).max()
+        tol = filtering_tol(ref, dtype)
         peers = {
             "scipy.correlate": lambda: scipy.signal.correlate(image, kernel, mode),
         }
@@ -168,6 +177,24 @@ def bench_filtering(rows, repeats, quick, size, cv2):
                 for m in ("auto", "direct", "im2col", "fft")}
         case = f"filter {size}^2 {k}x{k} {np.dtype(dtype).name} {mode}"
         rows.append(compare(case, ours, peers, ref, tol, repeats))
+
+
+def bench_ndimage(rows, repeats, quick, size):
+    """cyconv.ndimage.correlate against scipy.ndimage.correlate on the filtering
+    group's images and kernels, in ndimage's default mode 'reflect' and in 'constant'."""
+    rng = np.random.default_rng(1)
+    for dtype, mode, k in filtering_cases(quick, ("reflect", "constant")):
+        image = rng.standard_normal((size, size)).astype(dtype)
+        kernel = rng.standard_normal((k, k)).astype(dtype)
+        ref = scipy.ndimage.correlate(image.astype(np.float64), kernel.astype(np.float64),
+                                      mode=mode)
+        peers = {}
+        if k <= 9 or not quick:  # SciPy's direct sums take seconds on large kernels
+            peers["scipy.ndimage.correlate"] = lambda: scipy.ndimage.correlate(
+                image, kernel, mode=mode)
+        ours = {"auto": lambda: cyconv.ndimage.correlate(image, kernel, mode=mode)}
+        case = f"ndimage {size}^2 {k}x{k} {np.dtype(dtype).name} {mode}"
+        rows.append(compare(case, ours, peers, ref, filtering_tol(ref, dtype), repeats))
 
 
 # ---- layers ----------------------------------------------------------------
@@ -313,6 +340,23 @@ def bench_small(rows, repeats):
         {"scipy.correlate2d valid [::2, ::2]":
          lambda: scipy.signal.correlate2d(image, kernel, "valid")[::2, ::2]},
         EXERCISE_STRIDE2, 0.0, repeats, SMALL_CALLS))
+
+
+def bench_small_ndimage(rows, repeats):
+    """The exercise's case through cyconv.ndimage against scipy.ndimage, in
+    ndimage's default mode 'reflect' and in 'constant'."""
+    for name in ("correlate", "convolve"):
+        ours, peer = getattr(cyconv.ndimage, name), getattr(scipy.ndimage, name)
+        for dtype in (np.int64, np.float64, np.float32):
+            image, kernel = EXERCISE_IMAGE.astype(dtype), EXERCISE_KERNEL.astype(dtype)
+            for mode in ("reflect", "constant"):
+                ref = peer(EXERCISE_IMAGE.astype(np.float64),
+                           EXERCISE_KERNEL.astype(np.float64), mode=mode)
+                rows.append(compare(f"small ndimage.{name} {np.dtype(dtype).name} {mode}",
+                                    {"auto": lambda: ours(image, kernel, mode=mode)},
+                                    {f"scipy.ndimage.{name}": lambda: peer(image, kernel,
+                                                                           mode=mode)},
+                                    ref, 0.0, repeats, SMALL_CALLS))
 
 
 # ---- Dask ------------------------------------------------------------------
@@ -514,6 +558,7 @@ def main():
     rows = []
     if "filter" in groups:
         bench_filtering(rows, repeats, args.quick, args.size or 1024, cv2)
+        bench_ndimage(rows, repeats, args.quick, args.size or 1024)
     if "layers" in groups:
         bench_layers(rows, repeats, args.quick, torch, gemm)
         for row in rows:
@@ -523,6 +568,7 @@ def main():
         bench_pooling(rows, repeats, torch)
     if "small" in groups:
         bench_small(rows, repeats)
+        bench_small_ndimage(rows, repeats)
     if "dask" in groups:
         # Each run takes seconds: medians of 3 unless --repeats says otherwise.
         bench_dask(rows, args.repeats or 3, args.quick, args.size or 8192)

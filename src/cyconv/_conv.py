@@ -12,7 +12,8 @@ from cyconv import _direct, _fft, _im2col
 from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._threads import gemm_team
-from cyconv._typing import FloatArray, IntPair, Method, Padding, PaddingMode, Shape
+from cyconv._typing import ConvMethod, FloatArray, IntPair, Padding, PaddingMode, Shape
+from cyconv._winograd_gemm import check_winograd, run_winograd_forward
 from cyconv._validate import (
     int_tuple,
     MEMORY_BYTES,
@@ -29,7 +30,7 @@ from cyconv._validate import (
     pair,
 )
 
-METHODS = ("auto", "direct", "im2col")
+METHODS = ("auto", "direct", "im2col", "winograd")
 # conv2d also runs single-channel, single-kernel convolutions by FFT.
 FORWARD_METHODS = (*METHODS, "fft")
 
@@ -365,6 +366,9 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
         run_shifted_forward(func, x, w, bias, b is not None, out, geom, pad_top, pad_left)
     elif method == "fft":
         _fft.conv2d_forward(x, w, bias, out, *args)
+    elif method == "winograd":
+        run_winograd_forward(func, x, w, bias, b is not None, out, geom.groups,
+                             pad_top, pad_left)
     else:
         with gemm_team() as n_threads:
             _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
@@ -375,7 +379,7 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
 def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None,
            stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
            padding_mode: PaddingMode = "zeros",
-           method: Method = "auto") -> FloatArray:
+           method: ConvMethod = "auto") -> FloatArray:
     """2-D convolution (cross-correlation, as in deep learning) of a batch of images.
 
     Parameters
@@ -467,6 +471,8 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     dtype = float_dtype(x, w, None if weak_bias else b)
     geom = array_geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, FORWARD_METHODS)
+    if method == "winograd":
+        check_winograd(func, geom)
     if method == "fft":
         if (geom.channels, geom.kernels) != (1, 1):
             raise ValueError(
@@ -496,5 +502,7 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         method = choose_method(geom, x.dtype)
     elif method == "fft" and not _fft.fft_applies(x, w):
         method = "direct"  # NaN or inf: a transform would spread them everywhere
+    elif method == "winograd" and not _fft.fft_applies(x, w):
+        method = choose_method(geom, x.dtype)  # NaN or inf: it would spread over a tile
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
     return out.reshape(geom.output_shape())

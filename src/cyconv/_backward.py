@@ -158,13 +158,18 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
         As in `conv2d`. With a mode other than zeros, the gradient that falls
         on a padded cell is added to the input cell that cell was copied from.
-    method : {'auto', 'direct', 'im2col'}, default 'auto'
+    method : {'auto', 'direct', 'im2col', 'winograd'}, default 'auto'
         ``'direct'`` runs the gradient sums as C loops; ``'im2col'`` runs
         ``dW = dY @ cols.T`` and ``grad_input = col2im(W.T @ dY)`` as BLAS
         GEMMs in bounded blocks; ``'auto'`` picks from the shapes as
         `conv2d` does: at stride 1 the input gradient is then `conv2d`'s
         forward pass of the flipped kernels (GEMMs per kernel tap, or the
-        direct loops), and the weight gradient im2col's.
+        direct loops), and the weight gradient im2col's. ``'winograd'``
+        (3x3 kernels at stride 1 and dilation 1 only) runs that forward
+        pass as ``conv2d(method='winograd')`` does, with its rounding (see
+        `conv2d`), and the weight gradient im2col's; a padding above 2, or a
+        NaN or inf in ``grad_output`` or ``weight``, takes im2col's input
+        gradient.
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -183,8 +188,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     ------
     ValueError
         If ``grad_output`` does not have conv2d's output shape, for shapes
-        that do not fit together, or bad stride/padding/dilation/groups/
-        padding_mode/method/output_mask values.
+        that do not fit together, bad stride/padding/dilation/groups/
+        padding_mode/method/output_mask values, or ``method='winograd'``
+        with a kernel other than 3x3, a stride or a dilation other than 1.
     TypeError
         For complex, object or string inputs, non-integer parameters or a
         non-bool ``output_mask``.

@@ -404,11 +404,13 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
         What the padding holds: zeros; the mirror image without repeating the
         edge pixel; the edge pixel repeated; or the opposite edge (wrap).
-    method : {'auto', 'direct', 'im2col', 'fft'}, default 'auto'
+    method : {'auto', 'direct', 'im2col', 'fft', 'winograd'}, default 'auto'
         ``'direct'`` runs the nested sum as C loops; ``'im2col'`` unrolls the
         input and runs one BLAS GEMM per image and group (in bounded blocks);
         ``'fft'`` (one input channel and one kernel only) multiplies spectra
-        through ``scipy.fft``; ``'auto'`` picks from the shapes: the direct
+        through ``scipy.fft``; ``'winograd'`` (3x3 kernels at stride 1 and
+        dilation 1 only) runs Winograd's minimal filtering F(4x4, 3x3) or
+        F(2x2, 3x3), see Notes; ``'auto'`` picks from the shapes: the direct
         loops for fewer than 4 kernels per group, else GEMMs -- at stride 1
         one per kernel tap reading the zero-padded image in place (the
         im2col product without the unrolled copy), otherwise im2col.
@@ -422,8 +424,10 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     ------
     ValueError
         For shapes that do not fit together, an empty output, bad
-        stride/padding/dilation/groups/padding_mode/method values, or
-        ``method='fft'`` with several input channels or kernels.
+        stride/padding/dilation/groups/padding_mode/method values,
+        ``method='fft'`` with several input channels or kernels, or
+        ``method='winograd'`` with a kernel other than 3x3, a stride or a
+        dilation other than 1.
     TypeError
         For complex, object or string inputs, or non-integer parameters.
     MemoryError
@@ -447,6 +451,22 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     direct loops run instead: integer or bool input and weight (the result
     stays exact) and inputs holding NaN or inf (a transform would spread them
     over the whole output).
+
+    ``method='winograd'`` computes each 4x4 (or 2x2) output tile from the
+    6x6 (4x4) input tile under it: the input tiles and the kernels are
+    transformed, multiplied channel by channel as 36 (16) GEMMs over blocks
+    of tiles of all images, and transformed back -- 36 multiplications per
+    16 outputs and channel where the sum needs 144. F(2x2) runs where it
+    needs fewer multiplications over the whole output (small images). It
+    differs from the exact sum by rounding of a larger size than the other
+    methods' (its transforms mix a whole tile): at most
+    ``64 * eps * max|input| (*) |weight|`` plus ``eps * max|bias|``, where
+    ``max|input| (*) |weight|`` is the largest output of the convolution
+    of the absolute values and ``eps`` the result dtype's (1.2e-7 float32,
+    2.2e-16 float64); measured at most 29 eps (F(2x2): 4 eps) for 3 to 1024
+    channels and values of scale 1e-3 to 1e3. Inputs or weights holding
+    NaN or inf, which it would spread over a tile, are computed as
+    ``'auto'`` computes them.
 
     Examples
     --------

@@ -73,26 +73,67 @@ def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat
 
 cdef void _combine(const floating *src, Py_ssize_t src_step, floating *dst,
                    const floating *coef, Py_ssize_t n_terms, Py_ssize_t nt) noexcept nogil:
-    """dst[t] = sum_j coef[j] * src[j*src_step + t] for t < nt, skipping zero coefficients."""
-    cdef Py_ssize_t j, t
-    cdef bint first = True
-    cdef floating f
-    cdef const floating *s
-    for j in range(n_terms):
-        f = coef[j]
-        if f == 0:
-            continue
-        s = src + j * src_step
-        if first:
-            for t in range(nt):
-                dst[t] = f * s[t]
-            first = False
-        else:
-            for t in range(nt):
-                dst[t] = dst[t] + f * s[t]
-    if first:
+    """dst[t] = sum_j coef[j] * src[j*src_step + t] for t < nt; n_terms is 4 or 6.
+
+    One pass with every term (zero coefficients included): n_terms loads and
+    one store per element, where adding the terms one at a time would read
+    and write ``dst`` for each.
+    """
+    cdef Py_ssize_t t
+    cdef floating c0 = coef[0], c1 = coef[1], c2 = coef[2], c3 = coef[3], c4, c5
+    cdef const floating *s0 = src
+    cdef const floating *s1 = src + src_step
+    cdef const floating *s2 = src + 2 * src_step
+    cdef const floating *s3 = src + 3 * src_step
+    cdef const floating *s4
+    cdef const floating *s5
+    if n_terms == 6:
+        c4, c5 = coef[4], coef[5]
+        s4, s5 = src + 4 * src_step, src + 5 * src_step
         for t in range(nt):
-            dst[t] = 0
+            dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t]) + (c4 * s4[t] + c5 * s5[t])
+    else:
+        for t in range(nt):
+            dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t])
+
+
+cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
+                        Py_ssize_t m) noexcept nogil:
+    """dst[u] = src[u*m] for u < count; m (2 or 4) a constant in each loop, for the vectorizer."""
+    cdef Py_ssize_t u
+    if m == 4:
+        for u in range(count):
+            dst[u] = src[4 * u]
+    else:
+        for u in range(count):
+            dst[u] = src[2 * u]
+
+
+cdef void _store_strided(const floating *src, floating b, floating *dst, Py_ssize_t count,
+                         Py_ssize_t m) noexcept nogil:
+    """dst[u*m] = src[u] + b for u < count; m (2 or 4) as in _copy_strided."""
+    cdef Py_ssize_t u
+    if m == 4:
+        for u in range(count):
+            dst[4 * u] = src[u] + b
+    else:
+        for u in range(count):
+            dst[2 * u] = src[u] + b
+
+
+cdef void _gather_one(const floating *src, floating *d, Py_ssize_t t, Py_ssize_t nt,
+                      Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t h_lim, Py_ssize_t w_lim,
+                      Py_ssize_t w, Py_ssize_t n) noexcept nogil:
+    """One tile whose n x n window at (y0, x0) of the plane ``src`` may leave [0, h_lim) x [0, w_lim)."""
+    cdef Py_ssize_t i, j, y, xx
+    for i in range(n):
+        y = y0 + i
+        for j in range(n):
+            xx = x0 + j
+            if 0 <= y < h_lim and 0 <= xx < w_lim:
+                d[(i * n + j) * nt + t] = src[y * w + xx]
+            else:
+                d[(i * n + j) * nt + t] = 0
 
 
 cdef void _gather(const floating *plane, floating *d, Py_ssize_t t0, Py_ssize_t nt,
@@ -103,53 +144,71 @@ cdef void _gather(const floating *plane, floating *d, Py_ssize_t t0, Py_ssize_t 
 
     ``plane`` is the channel's plane in image 0; image b's is
     ``plane + b*img_step``. Rows >= h_lim and columns >= w_lim count as
-    zero padding (no output inside the image reads them).
+    zero padding (no output inside the image reads them). The tiles go by
+    runs along a row of tiles: those wholly inside are copied pixel (i, j)
+    of every tile at a time (a stride-m read), the others one by one.
     """
-    cdef Py_ssize_t t, tile, r, y0, x0, i, j, y, xx
+    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, lo, hi, u, i, j
     cdef const floating *src
-    for t in range(nt):
+    cdef const floating *base
+    while t < nt:
         tile = t0 + t
         r = tile % tiles_img
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
         y0 = (r // tiles_w) * m - ph
-        x0 = (r % tiles_w) * m - pw
         src = plane + (tile // tiles_img) * img_step
-        if y0 >= 0 and x0 >= 0 and y0 + n <= h_lim and x0 + n <= w_lim:
-            src = src + y0 * w + x0
+        # Tiles tj..tj+run-1; those in [lo, hi) lie wholly inside.
+        lo = hi = tj
+        if y0 >= 0 and y0 + n <= h_lim and w_lim - n + pw >= 0:
+            lo = (pw + m - 1) // m
+            hi = (w_lim - n + pw) // m + 1
+            lo = lo if lo > tj else tj
+            hi = hi if hi < tj + run else tj + run
+            hi = hi if hi > lo else lo
+        for u in range(tj, lo):
+            _gather_one(src, d, t + u - tj, nt, y0, u * m - pw, h_lim, w_lim, w, n)
+        if hi > lo:
+            base = src + y0 * w + lo * m - pw
             for i in range(n):
                 for j in range(n):
-                    d[(i * n + j) * nt + t] = src[i * w + j]
-        else:
-            for i in range(n):
-                y = y0 + i
-                for j in range(n):
-                    xx = x0 + j
-                    if 0 <= y < h_lim and 0 <= xx < w_lim:
-                        d[(i * n + j) * nt + t] = src[y * w + xx]
-                    else:
-                        d[(i * n + j) * nt + t] = 0
+                    _copy_strided(base + i * w + j, d + (i * n + j) * nt + t + lo - tj,
+                                  hi - lo, m)
+        for u in range(hi, tj + run):
+            _gather_one(src, d, t + u - tj, nt, y0, u * m - pw, h_lim, w_lim, w, n)
+        t += run
 
 
-cdef void _scatter(const floating *y, floating *out_k, Py_ssize_t t0, Py_ssize_t nt,
-                   Py_ssize_t tiles_w, Py_ssize_t tiles_img, Py_ssize_t img_step,
-                   Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t m) noexcept nogil:
-    """Output pixel (i, j) of tile t0 + t, y[(i*m + j)*nt + t], to its place in out_k.
+cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0,
+                   Py_ssize_t nt, Py_ssize_t tiles_w, Py_ssize_t tiles_img,
+                   Py_ssize_t img_step, Py_ssize_t ho, Py_ssize_t wo,
+                   Py_ssize_t m) noexcept nogil:
+    """Output pixel (i, j) of tile t0 + t, y[(i*m + j)*nt + t] + b, to its place in out_k.
 
     ``out_k`` is one kernel's output plane in image 0; the parts of partial
-    tiles beyond ho x wo are dropped.
+    tiles beyond ho x wo are dropped. By runs along a row of tiles, as
+    `_gather` reads them.
     """
-    cdef Py_ssize_t t, tile, r, y0, x0, i, j, rows, cols
+    cdef Py_ssize_t t = 0, tile, r, tj, run, full, rows, cols, i, j
     cdef floating *dst
-    for t in range(nt):
+    while t < nt:
         tile = t0 + t
         r = tile % tiles_img
-        y0 = (r // tiles_w) * m
-        x0 = (r % tiles_w) * m
-        rows = m if m < ho - y0 else ho - y0
-        cols = m if m < wo - x0 else wo - x0
-        dst = out_k + (tile // tiles_img) * img_step + y0 * wo + x0
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
+        rows = m if m < ho - (r // tiles_w) * m else ho - (r // tiles_w) * m
+        dst = out_k + (tile // tiles_img) * img_step + (r // tiles_w) * m * wo + tj * m
+        # Only the last tile of a row can be narrower than m.
+        full = run if (tj + run) * m <= wo else run - 1
         for i in range(rows):
-            for j in range(cols):
-                dst[i * wo + j] = y[(i * m + j) * nt + t]
+            for j in range(m):
+                _store_strided(y + (i * m + j) * nt + t, b, dst + i * wo + j, full, m)
+        if full < run:
+            cols = wo - (tj + full) * m
+            for i in range(rows):
+                for j in range(cols):
+                    dst[i * wo + full * m + j] = y[(i * m + j) * nt + t + full] + b
+        t += run
 
 
 cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
@@ -194,11 +253,8 @@ cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, 
         for i in range(m):
             for j in range(m):
                 _combine(tmp + i * n * nt, nt, d + (i * m + j) * nt, at + j * n, n, nt)
-        if has_bias:
-            b = bias[g * kg + k]
-            for i in range(m * m * nt):
-                d[i] = d[i] + b
-        _scatter(d, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
+        b = bias[g * kg + k] if has_bias else 0
+        _scatter(d, b, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
                  n_out * ho * wo, ho, wo, m)
 
 

@@ -26,29 +26,45 @@ from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
 
-# The largest input tile: n = 6 for F(4x4, 3x3).
+# The largest input tile: n = 6 for F(4x4, 3x3). The kernel transform runs
+# over KERNEL_CHUNK channels of one kernel at a time.
 cdef enum:
     MAX_N = 6
+    KERNEL_CHUNK = 64
 
 
-cdef void _kernel_one(const floating *w, const double *g_mat, floating *u,
-                      Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
-    """u[a*n + b] (every ``stride`` elements) = (G @ w @ G.T)[a, b] for one 3x3 kernel."""
-    cdef double half[MAX_N * 3]
-    cdef double s
-    cdef Py_ssize_t a, b, i, j
+cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
+                        Py_ssize_t count, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    """u[(a*n + b)*stride + c] = (G @ w[c] @ G.T)[a, b] for count <= KERNEL_CHUNK 3x3 kernels.
+
+    In double, over the kernels in the innermost loop (vectorized): the
+    taps as rows ``taps[i*3 + j, c]``, then ``half[a, j] = sum_i G[a, i]
+    w[i, j]``, then ``sum_j half[a, j] G[b, j]``.
+    """
+    cdef double taps[9 * KERNEL_CHUNK]
+    cdef double half[MAX_N * 3 * KERNEL_CHUNK]
+    cdef double g0, g1, g2
+    cdef double *h
+    cdef floating *dst
+    cdef Py_ssize_t a, b, j, c
+    for c in range(count):
+        for j in range(9):
+            taps[j * KERNEL_CHUNK + c] = w[c * 9 + j]
     for a in range(n):
+        g0, g1, g2 = g_mat[a * 3], g_mat[a * 3 + 1], g_mat[a * 3 + 2]
         for j in range(3):
-            s = 0
-            for i in range(3):
-                s = s + g_mat[a * 3 + i] * w[i * 3 + j]
-            half[a * 3 + j] = s
+            h = half + (a * 3 + j) * KERNEL_CHUNK
+            for c in range(count):
+                h[c] = (g0 * taps[j * KERNEL_CHUNK + c] + g1 * taps[(3 + j) * KERNEL_CHUNK + c]
+                        + g2 * taps[(6 + j) * KERNEL_CHUNK + c])
     for a in range(n):
+        h = half + a * 3 * KERNEL_CHUNK
         for b in range(n):
-            s = 0
-            for j in range(3):
-                s = s + half[a * 3 + j] * g_mat[b * 3 + j]
-            u[(a * n + b) * stride] = <floating> s
+            g0, g1, g2 = g_mat[b * 3], g_mat[b * 3 + 1], g_mat[b * 3 + 2]
+            dst = u + (a * n + b) * stride
+            for c in range(count):
+                dst[c] = <floating> (h[c] * g0 + h[KERNEL_CHUNK + c] * g1
+                                     + h[2 * KERNEL_CHUNK + c] * g2)
 
 
 def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat,
@@ -59,16 +75,19 @@ def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat
     u (n*n, K, Cg), all non-empty and C-contiguous; n <= 6.
     """
     cdef Py_ssize_t n_out = w.shape[0], cg = w.shape[1], n = g_mat.shape[0]
-    cdef Py_ssize_t k, c
+    cdef Py_ssize_t chunks = (cg + KERNEL_CHUNK - 1) // KERNEL_CHUNK
+    cdef Py_ssize_t task, k, c0
     cdef Py_ssize_t stride = n_out * cg
     cdef const floating *w_p = &w[0, 0, 0, 0]
     cdef const double *g_p = &g_mat[0, 0]
     cdef floating *u_p = &u[0, 0, 0]
     with nogil:
-        for k in prange(n_out, schedule='static', num_threads=n_threads,
-                        use_threads_if=n_threads > 1 and n_out * cg * 16 * n * n >= PARALLEL_WORK):
-            for c in range(cg):
-                _kernel_one(w_p + (k * cg + c) * 9, g_p, u_p + k * cg + c, n, stride)
+        for task in prange(n_out * chunks, schedule='static', num_threads=n_threads,
+                           use_threads_if=n_threads > 1 and n_out * cg * 16 * n * n >= PARALLEL_WORK):
+            k = task // chunks
+            c0 = (task % chunks) * KERNEL_CHUNK
+            _kernel_chunk(w_p + (k * cg + c0) * 9, g_p, u_p + k * cg + c0,
+                          KERNEL_CHUNK if KERNEL_CHUNK < cg - c0 else cg - c0, n, stride)
 
 
 cdef void _combine(const floating *src, Py_ssize_t src_step, floating *dst,

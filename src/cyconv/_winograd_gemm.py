@@ -21,7 +21,11 @@ from cyconv._winograd_transforms import POINTS, transforms
 # the GEMMs read and write them, but at least WINOGRAD_MIN_TILES tiles so that
 # each GEMM has columns enough to run at its rate. On N8-C64-56-K64 float32
 # (CPU time, one thread, a loaded machine) 2 MiB ran 10-20% faster than 1 MiB,
-# 4 MiB no faster: indicative only.
+# 4 MiB no faster: indicative only. Each block reads all of the group's
+# transformed kernels U (n*n, Kg, Cg) once, so with many channels blocks
+# have at least Kg*Cg / (Kg + Cg) tiles, where reading U costs no more than
+# writing and reading V and M (by that count; timings on the loaded machine
+# could not tell them apart). Blocks are still cut so every thread has work.
 WINOGRAD_BLOCK_BYTES = 2 * 2**20
 WINOGRAD_MIN_TILES = 16
 
@@ -66,7 +70,7 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     g_mat, bt, at = _matrices(m, dtype)
     n_tiles = out.shape[0] * -(-out.shape[2] // m) * -(-out.shape[3] // m)
     row = n * n * (cg + kg + 2)
-    block = min(n_tiles, max(WINOGRAD_MIN_TILES,
+    block = min(n_tiles, max(WINOGRAD_MIN_TILES, kg * cg // (kg + cg),
                              WINOGRAD_BLOCK_BYTES // (row * dtype.itemsize)))
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)

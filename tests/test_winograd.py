@@ -166,6 +166,7 @@ def blocks(request, monkeypatch):
     """Default blocks, or blocks of 3 tiles: many tasks, blocks across images."""
     if request.param == "tiny":
         monkeypatch.setattr(wg, "WINOGRAD_BLOCK_BYTES", 1)
+        monkeypatch.setattr(wg, "WINOGRAD_MAX_BLOCK_BYTES", 1)
         monkeypatch.setattr(wg, "WINOGRAD_MIN_TILES", 3)
     return request.param
 
@@ -305,3 +306,25 @@ def test_runs_on_the_kernel_threads_with_blas_on_one(monkeypatch):
     assert len(seen) == 2
     assert all(threads == _openmp.max_threads() and blas == 1 for threads, blas in seen)
     assert _threads.blas_threads.get() == before
+
+
+@pytest.mark.parametrize("channels, batch", [(8, 64), (512, 64)])
+def test_scratch_per_thread_is_bounded(monkeypatch, channels, batch):
+    # The block scratch stays within WINOGRAD_MAX_BLOCK_BYTES per thread
+    # (or 16 tiles), whatever the batch; results still match the direct sum.
+    from cyconv import _winograd
+    seen = []
+    real = _winograd.conv2d_forward
+
+    def spy(*args):
+        seen.append(args[-2].shape[1] * args[-2].itemsize)
+        return real(*args)
+
+    monkeypatch.setattr(_winograd, "conv2d_forward", spy)
+    x, w, b = _case_data((batch, channels, 8, 8), channels, 1, np.float32)
+    got = cyconv.conv2d(x, w, b, padding=1, method="winograd")
+    row = 36 * (2 * channels + 2) * 4
+    assert seen and seen[0] <= max(wg.WINOGRAD_MAX_BLOCK_BYTES, wg.WINOGRAD_MIN_TILES * row)
+    sums = conv2d_ref(np.abs(x[:2]), np.abs(w), pads=(1, 1, 1, 1))
+    np.testing.assert_allclose(got[:2], conv2d_ref(x[:2], w, b, pads=(1, 1, 1, 1)),
+                               rtol=0, atol=_tol(np.float32, sums, b))

@@ -25,8 +25,10 @@ from cyconv._winograd_transforms import POINTS, transforms
 # transformed kernels U (n*n, Kg, Cg) once, so with many channels blocks
 # have at least Kg*Cg / (Kg + Cg) tiles, where reading U costs no more than
 # writing and reading V and M (by that count; timings on the loaded machine
-# could not tell them apart). Blocks are still cut so every thread has work.
+# could not tell them apart), up to WINOGRAD_MAX_BLOCK_BYTES. Blocks are
+# still cut so every thread has work.
 WINOGRAD_BLOCK_BYTES = 2 * 2**20
+WINOGRAD_MAX_BLOCK_BYTES = 8 * 2**20
 WINOGRAD_MIN_TILES = 16
 
 
@@ -70,8 +72,10 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     g_mat, bt, at = _matrices(m, dtype)
     n_tiles = out.shape[0] * -(-out.shape[2] // m) * -(-out.shape[3] // m)
     row = n * n * (cg + kg + 2)
-    block = min(n_tiles, max(WINOGRAD_MIN_TILES, kg * cg // (kg + cg),
-                             WINOGRAD_BLOCK_BYTES // (row * dtype.itemsize)))
+    tile_bytes = row * dtype.itemsize
+    balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
+    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced,
+                             WINOGRAD_BLOCK_BYTES // tile_bytes))
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:

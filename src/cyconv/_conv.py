@@ -480,6 +480,19 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     >>> cyconv.conv2d(I, K, stride=2)
     array([[1., 6.],
            [0., 9.]])
+
+    A 3x3 layer by Winograd's F(4x4, 3x3): the direct sum's result to
+    float32 rounding (outputs here up to about 25 in magnitude).
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    >>> w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    >>> y = cyconv.conv2d(x, w, padding=1, method='winograd')
+    >>> y.shape, y.dtype
+    ((2, 4, 9, 9), dtype('float32'))
+    >>> direct = cyconv.conv2d(x, w, padding=1, method='direct')
+    >>> bool(np.abs(y - direct).max() < 1e-3)
+    True
     """
     func = "conv2d"
     x = as_array(func, "input", input)

@@ -16,7 +16,16 @@ BLAS SciPy uses is measured in the same run, and the layers report the
 percentage of it they reach. The ``small`` group times the course exercise's
 5x5 image and 3x3 kernel, where the Python layer's microseconds are the
 whole cost: correlate2d/convolve2d against SciPy in every dtype and mode,
-and conv2d at stride 2 against the exercise's hand-computed answer.
+and conv2d at stride 2 against the exercise's hand-computed answer. The
+``dask`` group (``--only dask``; skipped with a message without dask and
+dask-image) filters an 8192x8192 float32 image (``--size`` to change it) in
+1024x1024 chunks, 'same', with 3x3, 9x9 and 31x31 kernels: ``cyconv.dask``
+against ``dask_image.ndfilters.correlate`` and ``map_overlap`` with
+``scipy.signal.correlate2d``, all on the threaded scheduler with one pool of
+as many threads as cyconv's kernels have (each task's kernels on one
+thread), and against the in-memory ``cyconv.correlate2d`` of the whole image
+(the engine's overhead), with the time of the same graph copying its
+blocks instead of filtering them.
 
 What a long-running process sees: by default glibc's allocator is put in its
 steady state first (``mallopt``: mmap threshold 32 MiB, trim threshold 1 GiB,
@@ -308,6 +317,84 @@ def bench_small(rows, repeats):
         EXERCISE_STRIDE2, 0.0, repeats, SMALL_CALLS))
 
 
+# ---- Dask ------------------------------------------------------------------
+
+DASK_KERNELS = (3, 9, 31)
+DASK_CHUNK = 1024
+
+
+def dask_pool(threads, threadpoolctl):
+    """The threaded scheduler's pool: ``threads`` tasks at once, each task's cyconv
+    kernels on one thread (OpenMP's thread count is per thread: the initializer
+    sets it in each worker thread), so tasks times kernel threads stay at ``threads``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(
+        threads, thread_name_prefix="dask-bench",
+        initializer=lambda: threadpoolctl.threadpool_limits(1, user_api="openmp"))
+
+
+def copy_valid(block, kernel, mode="full", boundary="fill", fillvalue=0):
+    """Stands in for correlate2d in cyconv.dask's graph: the 'valid' extent, copied, no
+    arithmetic (dtype probes in other modes get a 1x1 zero)."""
+    if mode != "valid":
+        return np.zeros((1, 1), block.dtype)
+    return block[kernel.shape[0] - 1:, kernel.shape[1] - 1:]
+
+
+def bench_dask(rows, repeats, quick, size):
+    """cyconv.dask against dask-image and SciPy per chunk, same chunks and scheduler."""
+    da, ndfilters, threadpoolctl = (try_import(name) for name in (
+        "dask.array", "dask_image.ndfilters", "threadpoolctl"))
+    missing = [name for name, module in (("dask[array]", da), ("dask-image", ndfilters),
+                                         ("threadpoolctl", threadpoolctl)) if module is None]
+    if missing:
+        print(f"dask group skipped: {', '.join(missing)} not installed "
+              "(pip install '.[bench,dask]')\n")
+        return
+    import cyconv.dask
+    from cyconv import _openmp
+
+    # As many tasks at once as the in-memory call has kernel threads.
+    threads = _openmp.max_threads()
+    pool = dask_pool(threads, threadpoolctl)
+    rng = np.random.default_rng(4)
+    image = rng.standard_normal((size, size), dtype=np.float32)
+    x = da.from_array(image, chunks=DASK_CHUNK)
+    print(f"dask: {size}x{size} float32 in {DASK_CHUNK}x{DASK_CHUNK} chunks, 'same', "
+          f"threaded scheduler on {threads} threads, cyconv's kernels on 1 thread per task; "
+          f"in memory: cyconv.correlate2d on {threads} threads")
+    for k in DASK_KERNELS:
+        kernel = rng.standard_normal((k, k), dtype=np.float32)
+        ref = scipy.signal.correlate(image.astype(np.float64), kernel.astype(np.float64),
+                                     "same", method="fft")
+        tol = 1e-3 * np.abs(ref).max()
+
+        def run(y):
+            return y.compute(scheduler="threads", pool=pool)
+        # Odd kernels: ndimage's origin 0 is correlate2d's 'same' centring.
+        peers = {"dask-image": lambda: run(ndfilters.correlate(x, kernel, mode="constant",
+                                                               cval=0.0))}
+        if k <= 9 or not quick:  # scipy's correlate2d takes minutes at 31x31
+            peers["map_overlap scipy.correlate2d"] = lambda: run(x.map_overlap(
+                lambda b: scipy.signal.correlate2d(b, kernel, "same"), depth=k // 2,
+                boundary=0, dtype=np.float32))
+        peers["cyconv in memory"] = lambda: cyconv.correlate2d(image, kernel, "same")
+        row = compare(f"dask {size}^2 {k}x{k} float32 same",
+                      {"auto": lambda: run(cyconv.dask.correlate2d(x, kernel, "same"))},
+                      peers, ref, tol, repeats)
+        # The same graph (pads, halos, copies) with no arithmetic: the engine's floor.
+        row["dask_floor"] = settled_median_time(lambda: run(cyconv.dask._filter(
+            x, kernel, "same", "fill", 0, copy_valid, flip=False)), repeats, 1)
+        rows.append(row)
+    pool.shutdown()
+    for row in rows:
+        if "dask_floor" in row:
+            dask_t, memory_t = row["cyconv"]["auto"], row["peers"]["cyconv in memory"]
+            print(f"{row['case']:<40} dask / in memory {dask_t / memory_t:5.2f}x; "
+                  f"the same graph copying instead of filtering {seconds(row['dask_floor'])}")
+
+
 # ---- table -----------------------------------------------------------------
 
 def settled_median_time(fn, repeats, number):
@@ -398,8 +485,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--only", choices=("filter", "layers", "pool", "small"),
-                        action="append", help="run only these groups")
+    parser.add_argument("--size", type=int, default=None,
+                        help="image side for the filter and dask groups "
+                             "(default 1024 and 8192)")
+    parser.add_argument("--only", choices=("filter", "layers", "pool", "small", "dask"),
+                        action="append", help="run only these groups (default: all but dask)")
     parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv",
                         help="import this one first (default cyconv)")
     parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
@@ -411,6 +501,7 @@ def main():
                         help="with --orders: how many times to alternate the two orders")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 9)
+    # The dask group takes minutes (its peers filter 8192^2 images): only on --only dask.
     groups = args.only or ("filter", "layers", "pool", "small")
     if args.orders:
         argv = ["--malloc", args.malloc] + (["--quick"] if args.quick else [])
@@ -424,7 +515,7 @@ def main():
     print(f"sgemm 2048^2 float32: {gemm:.0f} GFLOP/s (median of {repeats})\n")
     rows = []
     if "filter" in groups:
-        bench_filtering(rows, repeats, args.quick, 1024, cv2)
+        bench_filtering(rows, repeats, args.quick, args.size or 1024, cv2)
     if "layers" in groups:
         bench_layers(rows, repeats, args.quick, torch, gemm)
         for row in rows:
@@ -434,6 +525,9 @@ def main():
         bench_pooling(rows, repeats, torch)
     if "small" in groups:
         bench_small(rows, repeats)
+    if "dask" in groups:
+        # Each run takes seconds: medians of 3 unless --repeats says otherwise.
+        bench_dask(rows, args.repeats or 3, args.quick, args.size or 8192)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "sgemm_gflops": gemm, "rows": rows}, f, indent=1)

@@ -2,9 +2,10 @@
 
 SciPy's steps in SciPy's order: weights flipped and origins negated (and
 shifted by one on even axes) for convolve, origins checked against SciPy's
-bounds, the input extended by ``mode`` with ``numpy.pad`` and one 'valid'
-correlation run by ``cyconv._signal`` (direct loops or FFT), then cast to the
-output dtype as SciPy's C code casts its float64 sums.
+bounds, the input extended by ``mode`` as ``numpy.pad`` extends it (in one
+compiled call, ``_small.pad``) and one 'valid' correlation run by
+``cyconv._signal`` (direct loops or FFT), then cast to the output dtype as
+SciPy's C code casts its float64 sums.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import operator
 import numpy as np
 import numpy.typing as npt
 
+from cyconv import _small
 from cyconv._signal import _filter2d
 
 __all__ = ["correlate", "convolve"]
@@ -27,6 +29,7 @@ __all__ = ["correlate", "convolve"]
 _PAD_MODES = {"reflect": "symmetric", "grid-mirror": "symmetric", "mirror": "reflect",
               "nearest": "edge", "wrap": "wrap", "grid-wrap": "wrap",
               "constant": "constant", "grid-constant": "constant"}
+_PAD_CODES = {mode: _small.PAD_MODES.index(pad) for mode, pad in _PAD_MODES.items()}
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -90,15 +93,15 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
         raise RuntimeError(f"{func}: no filter weights given")
 
     compute = _F32 if input.dtype == _F32 else _F64
-    image = input.astype(compute, copy=False)
-    kernel = weights.astype(compute, copy=False)
+    # C-contiguous, as _small.pad takes them and the fast path of _filter2d.
+    image = np.ascontiguousarray(input, compute)
+    kernel = np.ascontiguousarray(weights, compute)
     if image.size == 0:
         result = np.zeros(input.shape, compute)
     else:
-        pads = [((k // 2) + o, k - 1 - (k // 2) - o) for k, o in zip(kernel.shape, origins)]
-        pad_mode = _PAD_MODES[mode]
-        extra = {"constant_values": float(cval)} if pad_mode == "constant" else {}
-        image = np.pad(image, pads, mode=pad_mode, **extra)
+        (kh, kw), (oh, ow) = kernel.shape, origins
+        image = _small.pad(image, kh // 2 + oh, (kh - 1) // 2 - oh, kw // 2 + ow,
+                           (kw - 1) // 2 - ow, _PAD_CODES[mode], float(cval))
         result = _filter2d(func, image, kernel, "valid", "fill", 0, "auto", False)
     if out_dtype == np.bool_:
         # SciPy stores a sum into a bool output with a C cast to npy_bool (an

@@ -306,13 +306,16 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
     cdef Py_ssize_t task, g, t0, nt
     cdef Py_ssize_t scratch_row = scratch.shape[1]
+    # The products' multiply-adds: small problems stay on the calling thread.
+    cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
+                          and n_tiles * n * n * cg * n_out >= PARALLEL_WORK)
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *u_p = &u[0, 0, 0]
     cdef floating *out_p = &out[0, 0, 0, 0]
     cdef floating *scratch_p = &scratch[0, 0]
     with nogil:
         for task in prange(groups * n_parts, schedule='dynamic', num_threads=n_threads,
-                           use_threads_if=n_threads > 1 and groups * n_parts > 1):
+                           use_threads_if=parallel):
             g = task // n_parts
             t0 = (task % n_parts) * part
             nt = part if part < n_tiles - t0 else n_tiles - t0

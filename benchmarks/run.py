@@ -219,6 +219,9 @@ def bench_layers(rows, repeats, quick, torch, gemm_gflops):
         args = dict(stride=stride, padding=pad, groups=groups)
         out = cyconv.conv2d(x, w, **args)
         gy = rng.standard_normal(out.shape, dtype=np.float32)
+        # method='winograd' where it applies (3x3, stride 1), for dense layers.
+        methods = ("auto", "direct", "im2col") + (
+            ("winograd",) if (ks, stride, groups) == (3, 1, 1) else ())
         flops = 2 * out.size * (c // groups) * ks * ks
         # Forward.
         ref = cyconv.conv2d(x.astype(np.float64), w.astype(np.float64), **args,
@@ -231,8 +234,7 @@ def bench_layers(rows, repeats, quick, torch, gemm_gflops):
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
             peers["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, None, stride, pad, 1,
                                                                 groups).numpy()
-        ours = {m: (lambda m=m: cyconv.conv2d(x, w, **args, method=m))
-                for m in ("auto", "direct", "im2col")}
+        ours = {m: (lambda m=m: cyconv.conv2d(x, w, **args, method=m)) for m in methods}
         row = compare(f"{name} fwd", ours, peers, ref, tol, repeats)
         row["gemm_pct"] = 100 * flops / row["cyconv"]["auto"] / 1e9 / gemm_gflops
         rows.append(row)
@@ -252,7 +254,7 @@ def bench_layers(rows, repeats, quick, torch, gemm_gflops):
                 groups, [True, True, False])
         ours = {m: (lambda m=m: cyconv.conv2d_backward(
                     gy, x, w, **args, method=m, output_mask=(True, True, False)))
-                for m in ("auto", "direct", "im2col")}
+                for m in methods}
         row = compare(f"{name} bwd", ours, peers, ref_b, tol, repeats, result=flat)
         row["gemm_pct"] = 100 * 2 * flops / row["cyconv"]["auto"] / 1e9 / gemm_gflops
         rows.append(row)

@@ -1,11 +1,14 @@
-"""Winograd F(4x4, 3x3) transforms (groundwork for method='winograd')."""
+"""method='winograd': the F(m, 3) transforms, and conv2d/conv2d_backward through them."""
 import itertools
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
+import cyconv
+import cyconv._winograd_gemm as wg
 from cyconv import _winograd_transforms as wt
+from _reference import TOL, conv2d_api_ref, conv2d_ref
 
 
 def _matvec(mat, vec):
@@ -91,3 +94,237 @@ def test_float32_error_bound(c, scale):
     got = _winograd_conv_numpy(x, w, 1, np.float32)
     err = np.abs(got - ref).max() / np.abs(ref).max()
     assert err < F32_REL_BOUND
+
+
+# --- method='winograd' (_winograd.pyx) against NumPy references -------------
+
+# The documented bound (conv2d's docstring): |winograd - exact| is at most
+# WINOGRAD_EPS_FACTOR * eps * max(|input| (*) |weight|), the largest output of
+# the convolution of the absolute values (plus eps * max|bias|). Measured: at
+# most 29 eps for F(4x4, 3x3) and 6 eps for F(2x2, 3x3), float32 and float64,
+# channels 3..1024, value scales 1e-3..1e3 (normal, uniform, heavy-tailed).
+WINOGRAD_EPS_FACTOR = 64
+
+
+def _adjoint_ref(gy, w, pads, groups, in_hw):
+    """grad_input of a stride-1 3x3 conv2d by the definition, in float64."""
+    gy, w = gy.astype(np.float64), w.astype(np.float64)
+    n, k, ho, wo = gy.shape
+    cg, kg = w.shape[1], k // groups
+    top, _, left, _ = pads
+    gxp = np.zeros((n, cg * groups, ho + 2, wo + 2))
+    for g in range(groups):
+        ks, cs = slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg)
+        for p in range(3):
+            for q in range(3):
+                gxp[:, cs, p:p + ho, q:q + wo] += np.einsum(
+                    "nkhw,kc->nchw", gy[:, ks], w[ks, :, p, q])
+    h, wd = in_hw
+    out = np.zeros((n, cg * groups, h, wd))
+    # Padded rows/columns beyond the input (and input rows no window reads) drop out.
+    rows, cols = min(h, ho + 2 - top), min(wd, wo + 2 - left)
+    out[:, :, :rows, :cols] = gxp[:, :, top:top + rows, left:left + cols]
+    return out
+
+
+def _pads(padding):
+    if padding == "same":
+        return (1, 1, 1, 1)
+    ph, pw = (padding, padding) if np.ndim(padding) == 0 else padding
+    return (ph, ph, pw, pw)
+
+
+def _tol(dtype, sums, bias=None):
+    extra = 0 if bias is None else np.abs(bias).max()
+    return WINOGRAD_EPS_FACTOR * np.finfo(dtype).eps * (np.abs(sums).max() + extra)
+
+
+# (input shape, kernels, groups, padding): outputs of 1x1, sizes that are not
+# multiples of either tile, padding 0/1/2 and uneven, groups, batch 1..9.
+CASES = [
+    ((1, 1, 3, 3), 1, 1, 0),
+    ((1, 2, 1, 1), 3, 1, 1),
+    ((2, 3, 7, 9), 4, 1, 1),
+    ((3, 4, 10, 5), 6, 2, 2),
+    ((9, 2, 6, 6), 2, 1, 0),
+    ((5, 6, 13, 17), 6, 3, 1),
+    ((4, 3, 12, 11), 5, 1, (0, 2)),
+    ((1, 8, 23, 19), 16, 1, "same"),
+]
+
+
+@pytest.fixture(params=["chosen", 2, 4])
+def tile(request, monkeypatch):
+    """Each case under the tile size the method picks, and under F(2x2) and F(4x4)."""
+    if request.param != "chosen":
+        monkeypatch.setattr(wg, "tile_size", lambda ho, wo: request.param)
+    return request.param
+
+
+@pytest.fixture(params=["default", "tiny"])
+def blocks(request, monkeypatch):
+    """Default blocks, or blocks of 3 tiles: many tasks, blocks across images."""
+    if request.param == "tiny":
+        monkeypatch.setattr(wg, "WINOGRAD_BLOCK_BYTES", 1)
+        monkeypatch.setattr(wg, "WINOGRAD_MAX_BLOCK_BYTES", 1)
+        monkeypatch.setattr(wg, "WINOGRAD_MIN_TILES", 3)
+    return request.param
+
+
+def _case_data(shape, k, groups, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((k, shape[1] // groups, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, groups, padding", CASES)
+def test_forward_matches_reference(tile, blocks, shape, k, groups, padding, dtype):
+    x, w, b = _case_data(shape, k, groups, dtype)
+    pads = _pads(padding)
+    got = cyconv.conv2d(x, w, b, padding=padding, groups=groups, method="winograd")
+    assert got.dtype == dtype
+    ref = conv2d_ref(x, w, b, pads=pads, groups=groups)
+    sums = conv2d_ref(np.abs(x), np.abs(w), pads=pads, groups=groups)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=_tol(dtype, sums, b))
+    direct = cyconv.conv2d(x, w, b, padding=padding, groups=groups, method="direct")
+    np.testing.assert_allclose(got, direct, rtol=0, atol=2 * _tol(dtype, sums, b))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, groups, padding", CASES)
+def test_input_gradient_matches_reference(tile, blocks, shape, k, groups, padding, dtype):
+    x, w, _ = _case_data(shape, k, groups, dtype)
+    out_shape = cyconv.output_shape(x.shape, w.shape, padding=padding, groups=groups)
+    gy = np.random.default_rng(1).standard_normal(out_shape).astype(dtype)
+    gx, gw, gb = cyconv.conv2d_backward(gy, x, w, padding=padding, groups=groups,
+                                        method="winograd")
+    assert gx.dtype == dtype
+    pads = _pads(padding)
+    ref = _adjoint_ref(gy, w, pads, groups, shape[2:])
+    sums = _adjoint_ref(np.abs(gy), np.abs(w), pads, groups, shape[2:])
+    np.testing.assert_allclose(gx, ref, rtol=0, atol=_tol(dtype, sums))
+    # The weight and bias gradients are im2col's.
+    expected = cyconv.conv2d_backward(gy, x, w, padding=padding, groups=groups,
+                                      method="im2col")
+    np.testing.assert_array_equal(gw, expected[1])
+    np.testing.assert_array_equal(gb, expected[2])
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "circular"])
+def test_padding_modes(padding_mode):
+    x, w, b = _case_data((2, 3, 9, 10), 4, 1, np.float64)
+    got = cyconv.conv2d(x, w, b, padding=2, padding_mode=padding_mode, method="winograd")
+    ref = conv2d_api_ref(x, w, b, padding=2, padding_mode=padding_mode)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("c", [3, 64, 1024])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_documented_error_bound(monkeypatch, m, c, scale):
+    """float32 within the docstring's bound of the exact (long double) sums."""
+    monkeypatch.setattr(wg, "tile_size", lambda ho, wo: m)
+    rng = np.random.default_rng(c)
+    x = (rng.random((2, c, 9, 9)) * scale).astype(np.float32)
+    w = (rng.standard_normal((3, c, 3, 3)) * scale).astype(np.float32)
+    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))
+    exact = np.einsum("ncijpq,kcpq->nkij", win, w.astype(np.longdouble))
+    sums = np.einsum("ncijpq,kcpq->nkij", np.abs(win), np.abs(w.astype(np.longdouble)))
+    got = cyconv.conv2d(x, w, padding=1, method="winograd")
+    err = np.abs(got - exact).max() / sums.max()
+    assert err <= WINOGRAD_EPS_FACTOR * np.finfo(np.float32).eps
+
+
+def test_tile_size_has_fewer_products():
+    for ho in range(1, 30):
+        for wo in range(1, 30):
+            counts = {m: (m + 2) ** 2 * -(-ho // m) * -(-wo // m) for m in (2, 4)}
+            assert counts[wg.tile_size(ho, wo)] == min(counts.values())
+
+
+@pytest.mark.parametrize("kwargs, weight_shape", [
+    (dict(), (2, 3, 5, 5)),
+    (dict(), (2, 3, 3, 1)),
+    (dict(stride=2), (2, 3, 3, 3)),
+    (dict(stride=(1, 2)), (2, 3, 3, 3)),
+    (dict(dilation=2), (2, 3, 3, 3)),
+])
+def test_not_eligible(kwargs, weight_shape):
+    x = np.zeros((1, 3, 12, 12))
+    w = np.zeros(weight_shape)
+    with pytest.raises(ValueError, match="method='winograd' needs 3x3 kernels at stride 1"):
+        cyconv.conv2d(x, w, **kwargs, method="winograd")
+    gy = np.zeros(cyconv.output_shape(x.shape, w.shape, **kwargs))
+    with pytest.raises(ValueError, match="method='winograd' needs 3x3 kernels at stride 1"):
+        cyconv.conv2d_backward(gy, x, w, **kwargs, method="winograd")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["input", "weight"])
+def test_nonfinite_gives_the_direct_result(where, dtype):
+    """A NaN or inf would spread over a whole tile: such inputs take an exact path."""
+    x, w, b = _case_data((2, 3, 11, 10), 4, 1, dtype)
+    if where == "input":
+        x[1, 2, 5, 4], x[0, 0, 0, 9] = np.nan, np.inf
+    else:
+        w[2, 1, 0, 2] = np.inf
+    got = cyconv.conv2d(x, w, b, padding=1, method="winograd")
+    expected = cyconv.conv2d(x, w, b, padding=1, method="direct")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, **TOL[np.dtype(dtype)])
+    gy = np.random.default_rng(2).standard_normal(got.shape).astype(dtype)
+    if where == "input":
+        gy[0, 1, 3, 3] = np.nan
+    gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd")[0]
+    gx_direct = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(gx_direct))
+    np.testing.assert_allclose(gx, gx_direct, **TOL[np.dtype(dtype)])
+
+
+@pytest.mark.skipif(cyconv._threads.blas_threads.get() is None,
+                    reason="no thread control found for SciPy's BLAS")
+def test_runs_on_the_kernel_threads_with_blas_on_one(monkeypatch):
+    # As the other GEMM paths (test_thread_ownership): the kernels' thread
+    # count, BLAS held at one thread during the call, its setting back after.
+    from cyconv import _openmp, _threads, _winograd
+    seen = []
+    real = _winograd.conv2d_forward
+
+    def spy(*args):
+        seen.append((args[-1], _threads.blas_threads.get()))
+        return real(*args)
+
+    monkeypatch.setattr(_winograd, "conv2d_forward", spy)
+    x, w, _ = _case_data((2, 4, 12, 12), 8, 1, np.float64)
+    before = _threads.blas_threads.get()
+    y = cyconv.conv2d(x, w, padding=1, method="winograd")
+    cyconv.conv2d_backward(y, x, w, padding=1, method="winograd")
+    assert len(seen) == 2
+    assert all(threads == _openmp.max_threads() and blas == 1 for threads, blas in seen)
+    assert _threads.blas_threads.get() == before
+
+
+@pytest.mark.parametrize("channels, batch", [(8, 64), (512, 64)])
+def test_scratch_per_thread_is_bounded(monkeypatch, channels, batch):
+    # The block scratch stays within WINOGRAD_MAX_BLOCK_BYTES per thread
+    # (or 16 tiles), whatever the batch; results still match the direct sum.
+    from cyconv import _winograd
+    seen = []
+    real = _winograd.conv2d_forward
+
+    def spy(*args):
+        seen.append(args[-2].shape[1] * args[-2].itemsize)
+        return real(*args)
+
+    monkeypatch.setattr(_winograd, "conv2d_forward", spy)
+    x, w, b = _case_data((batch, channels, 8, 8), channels, 1, np.float32)
+    got = cyconv.conv2d(x, w, b, padding=1, method="winograd")
+    row = 36 * (2 * channels + 2) * 4
+    assert seen and seen[0] <= max(wg.WINOGRAD_MAX_BLOCK_BYTES, wg.WINOGRAD_MIN_TILES * row)
+    sums = conv2d_ref(np.abs(x[:2]), np.abs(w), pads=(1, 1, 1, 1))
+    np.testing.assert_allclose(got[:2], conv2d_ref(x[:2], w, b, pads=(1, 1, 1, 1)),
+                               rtol=0, atol=_tol(np.float32, sums, b))

@@ -23,6 +23,7 @@ from cyconv._conv import (
     weight4,
 )
 from cyconv._shifted_gemm import run_shifted_forward
+from cyconv._winograd_gemm import check_winograd, run_winograd_forward
 from cyconv._threads import gemm_team
 from cyconv._validate import (
     PAD_MODES,
@@ -88,7 +89,7 @@ def _transposes_to_forward(geom, pad_top, pad_left):
 
 
 def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method):
-    """grad_input (every element written) by a stride-1 forward: direct loops or shifted GEMMs.
+    """grad_input (every element written) by a stride-1 forward: direct loops, shifted GEMMs or Winograd.
 
     ``grad_input[n, g*Cg + c, y, x] = sum_{k, p, q} gy[n, g*Kg + k, y + pad_top - p*dh,
     x + pad_left - q*dw] * w[g*Kg + k, c, p, q]``: with ``p' = kh-1-p``, a
@@ -103,6 +104,8 @@ def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, me
     zeros = np.zeros(geom.channels, gy.dtype)
     if method == "direct":
         run_direct(gy, wt, zeros, grad_input, 1, 1, top, left, geom.dh, geom.dw, groups)
+    elif method == "winograd":
+        run_winograd_forward(func, gy, wt, zeros, False, grad_input, groups, top, left)
     else:
         run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
 
@@ -132,7 +135,7 @@ def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
                     stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, *, padding_mode: PaddingMode = "zeros",
-                    method: Literal["auto", "direct", "im2col"] = "auto",
+                    method: Literal["auto", "direct", "im2col", "winograd"] = "auto",
                     output_mask: Sequence[bool] = (True, True, True),
                     ) -> tuple[FloatArray | None, FloatArray | None, FloatArray | None]:
     """Gradients of a loss with respect to the input, weight and bias of `conv2d`.
@@ -155,13 +158,18 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
         As in `conv2d`. With a mode other than zeros, the gradient that falls
         on a padded cell is added to the input cell that cell was copied from.
-    method : {'auto', 'direct', 'im2col'}, default 'auto'
+    method : {'auto', 'direct', 'im2col', 'winograd'}, default 'auto'
         ``'direct'`` runs the gradient sums as C loops; ``'im2col'`` runs
         ``dW = dY @ cols.T`` and ``grad_input = col2im(W.T @ dY)`` as BLAS
         GEMMs in bounded blocks; ``'auto'`` picks from the shapes as
         `conv2d` does: at stride 1 the input gradient is then `conv2d`'s
         forward pass of the flipped kernels (GEMMs per kernel tap, or the
-        direct loops), and the weight gradient im2col's.
+        direct loops), and the weight gradient im2col's. ``'winograd'``
+        (3x3 kernels at stride 1 and dilation 1 only) runs that forward
+        pass as ``conv2d(method='winograd')`` does, with its rounding (see
+        `conv2d`), and the weight gradient im2col's; a padding above 2, or a
+        NaN or inf in ``grad_output`` or ``weight``, takes im2col's input
+        gradient.
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -180,8 +188,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     ------
     ValueError
         If ``grad_output`` does not have conv2d's output shape, for shapes
-        that do not fit together, or bad stride/padding/dilation/groups/
-        padding_mode/method/output_mask values.
+        that do not fit together, bad stride/padding/dilation/groups/
+        padding_mode/method/output_mask values, or ``method='winograd'``
+        with a kernel other than 3x3, a stride or a dilation other than 1.
     TypeError
         For complex, object or string inputs, non-integer parameters or a
         non-bool ``output_mask``.
@@ -254,6 +263,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     dtype = float_dtype(gy, x, w)
     geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, METHODS)
+    if method == "winograd":
+        check_winograd(func, geom)
     want_input, want_weight, want_bias = _output_mask(func, output_mask)
     expected = geom.output_shape()
     if gy.shape != expected:
@@ -286,8 +297,10 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # input gradient too for padding beyond the kernel.
     # That forward runs over zero-padded grad_output; a NaN or inf weight would
     # meet those zeros, which are no part of the sum: take the adjoint kernels.
+    # Winograd would also spread a NaN or inf of grad_output over its tiles.
     as_forward = (method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
-                  and (dtype.kind not in "fc" or _fft.all_finite(w4)))
+                  and (dtype.kind not in "fc" or _fft.all_finite(w4))
+                  and (method != "winograd" or _fft.all_finite(gy)))
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
 

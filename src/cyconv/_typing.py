@@ -16,3 +16,5 @@ FloatArray = npt.NDArray[np.floating[Any]]
 IndexArray = npt.NDArray[np.int64]
 # method= of conv2d, correlate2d and convolve2d ('fft' where it applies).
 Method = Literal["auto", "direct", "im2col", "fft"]
+# method= of conv2d: also 'winograd' (3x3 kernels, stride 1, dilation 1).
+ConvMethod = Literal["auto", "direct", "im2col", "fft", "winograd"]

@@ -36,6 +36,10 @@ from fractions import Fraction
 import numpy as np
 
 POINTS_F4 = (Fraction(0), Fraction(-1), Fraction(1), Fraction(1, 2), Fraction(-2))
+# F(2, 3): the usual points (Lavin & Gray 2016); its transforms have entries +-1, 1/2.
+POINTS_F2 = (Fraction(0), Fraction(1), Fraction(-1))
+# The points the kernels use for each output tile size m of F(m, 3).
+POINTS = {2: POINTS_F2, 4: POINTS_F4}
 
 
 def _inverse(matrix):

@@ -1,0 +1,324 @@
+"""Winograd F(m x m, 3x3) convolution at stride 1: transforms in C loops, products by GEMM.
+
+Each m x m tile of the output is computed from the n x n tile of the
+(zero-padded) input above it, n = m + 2, as
+``Y = AT @ [sum_c (G @ w[k, c] @ G.T) * (BT @ d[c] @ BT.T)] @ AT.T``
+(`cyconv._winograd_transforms` derives AT, G and BT). Per group and block of
+tiles (over all images), with ``a`` one of the n*n transformed positions:
+
+    V[a, c, t] = (BT @ d[c, t] @ BT.T)[a]       input transform, per tile t
+    M[a] = U[a] @ V[a]                          (Kg x Cg) @ (Cg x tiles): n*n GEMMs
+    out tile t of kernel k = AT @ M[:, k, t] @ AT.T + bias[k]
+
+``U[a, k, c] = (G @ w[k, c] @ G.T)[a]`` is computed once per call, in double
+and rounded once. A block's V and M live in one scratch row per thread, sized
+by the caller to stay in L2; the transforms run over the block's tiles in the
+innermost loop (contiguous: the compiler vectorizes them), which is also the
+GEMMs' column order. Each task (group, block of tiles) is one thread's: it
+gathers and transforms its input tiles, runs its GEMMs with BLAS on one
+thread (see cyconv._threads) and writes its own output tiles, so tasks share
+nothing but the read-only input and U.
+"""
+from cython.parallel cimport prange, threadid
+
+from cython cimport floating
+from cyconv._blas cimport gemm
+from cyconv._openmp cimport PARALLEL_WORK
+from cyconv._split cimport even_part
+
+# The largest input tile: n = 6 for F(4x4, 3x3). The kernel transform runs
+# over KERNEL_CHUNK channels of one kernel at a time.
+cdef enum:
+    MAX_N = 6
+    KERNEL_CHUNK = 64
+
+
+cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
+                        Py_ssize_t count, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    """u[(a*n + b)*stride + c] = (G @ w[c] @ G.T)[a, b] for count <= KERNEL_CHUNK 3x3 kernels.
+
+    In double, over the kernels in the innermost loop (vectorized): the
+    taps as rows ``taps[i*3 + j, c]``, then ``half[a, j] = sum_i G[a, i]
+    w[i, j]``, then ``sum_j half[a, j] G[b, j]``.
+    """
+    cdef double taps[9 * KERNEL_CHUNK]
+    cdef double half[MAX_N * 3 * KERNEL_CHUNK]
+    cdef double g0, g1, g2
+    cdef double *h
+    cdef floating *dst
+    cdef Py_ssize_t a, b, j, c
+    for c in range(count):
+        for j in range(9):
+            taps[j * KERNEL_CHUNK + c] = w[c * 9 + j]
+    for a in range(n):
+        g0, g1, g2 = g_mat[a * 3], g_mat[a * 3 + 1], g_mat[a * 3 + 2]
+        for j in range(3):
+            h = half + (a * 3 + j) * KERNEL_CHUNK
+            for c in range(count):
+                h[c] = (g0 * taps[j * KERNEL_CHUNK + c] + g1 * taps[(3 + j) * KERNEL_CHUNK + c]
+                        + g2 * taps[(6 + j) * KERNEL_CHUNK + c])
+    for a in range(n):
+        h = half + a * 3 * KERNEL_CHUNK
+        for b in range(n):
+            g0, g1, g2 = g_mat[b * 3], g_mat[b * 3 + 1], g_mat[b * 3 + 2]
+            dst = u + (a * n + b) * stride
+            for c in range(count):
+                dst[c] = <floating> (h[c] * g0 + h[KERNEL_CHUNK + c] * g1
+                                     + h[2 * KERNEL_CHUNK + c] * g2)
+
+
+def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat,
+                      floating[:, :, ::1] u, int n_threads):
+    """u[a*n + b, k, c] = (G @ w[k, c] @ G.T)[a, b], summed in double.
+
+    Invariants (checked in Python): w (K, Cg, 3, 3), g_mat (n, 3),
+    u (n*n, K, Cg), all non-empty and C-contiguous; n <= 6.
+    """
+    cdef Py_ssize_t n_out = w.shape[0], cg = w.shape[1], n = g_mat.shape[0]
+    cdef Py_ssize_t chunks = (cg + KERNEL_CHUNK - 1) // KERNEL_CHUNK
+    cdef Py_ssize_t task, k, c0
+    cdef Py_ssize_t stride = n_out * cg
+    cdef const floating *w_p = &w[0, 0, 0, 0]
+    cdef const double *g_p = &g_mat[0, 0]
+    cdef floating *u_p = &u[0, 0, 0]
+    with nogil:
+        for task in prange(n_out * chunks, schedule='static', num_threads=n_threads,
+                           use_threads_if=n_threads > 1 and n_out * cg * 16 * n * n >= PARALLEL_WORK):
+            k = task // chunks
+            c0 = (task % chunks) * KERNEL_CHUNK
+            _kernel_chunk(w_p + (k * cg + c0) * 9, g_p, u_p + k * cg + c0,
+                          KERNEL_CHUNK if KERNEL_CHUNK < cg - c0 else cg - c0, n, stride)
+
+
+cdef void _combine(const floating *src, Py_ssize_t src_step, floating *dst,
+                   const floating *coef, Py_ssize_t n_terms, Py_ssize_t nt) noexcept nogil:
+    """dst[t] = sum_j coef[j] * src[j*src_step + t] for t < nt; n_terms is 4 or 6.
+
+    One pass with every term (zero coefficients included): n_terms loads and
+    one store per element, where adding the terms one at a time would read
+    and write ``dst`` for each.
+    """
+    cdef Py_ssize_t t
+    cdef floating c0 = coef[0], c1 = coef[1], c2 = coef[2], c3 = coef[3], c4, c5
+    cdef const floating *s0 = src
+    cdef const floating *s1 = src + src_step
+    cdef const floating *s2 = src + 2 * src_step
+    cdef const floating *s3 = src + 3 * src_step
+    cdef const floating *s4
+    cdef const floating *s5
+    if n_terms == 6:
+        c4, c5 = coef[4], coef[5]
+        s4, s5 = src + 4 * src_step, src + 5 * src_step
+        for t in range(nt):
+            dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t]) + (c4 * s4[t] + c5 * s5[t])
+    else:
+        for t in range(nt):
+            dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t])
+
+
+cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
+                        Py_ssize_t m) noexcept nogil:
+    """dst[u] = src[u*m] for u < count; m (2 or 4) a constant in each loop, for the vectorizer."""
+    cdef Py_ssize_t u
+    if m == 4:
+        for u in range(count):
+            dst[u] = src[4 * u]
+    else:
+        for u in range(count):
+            dst[u] = src[2 * u]
+
+
+cdef void _store_strided(const floating *src, floating b, floating *dst, Py_ssize_t count,
+                         Py_ssize_t m) noexcept nogil:
+    """dst[u*m] = src[u] + b for u < count; m (2 or 4) as in _copy_strided."""
+    cdef Py_ssize_t u
+    if m == 4:
+        for u in range(count):
+            dst[4 * u] = src[u] + b
+    else:
+        for u in range(count):
+            dst[2 * u] = src[u] + b
+
+
+cdef void _gather_one(const floating *src, floating *d, Py_ssize_t t, Py_ssize_t nt,
+                      Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t h_lim, Py_ssize_t w_lim,
+                      Py_ssize_t w, Py_ssize_t n) noexcept nogil:
+    """One tile whose n x n window at (y0, x0) of the plane ``src`` may leave [0, h_lim) x [0, w_lim)."""
+    cdef Py_ssize_t i, j, y, xx
+    for i in range(n):
+        y = y0 + i
+        for j in range(n):
+            xx = x0 + j
+            if 0 <= y < h_lim and 0 <= xx < w_lim:
+                d[(i * n + j) * nt + t] = src[y * w + xx]
+            else:
+                d[(i * n + j) * nt + t] = 0
+
+
+cdef void _gather(const floating *plane, floating *d, Py_ssize_t t0, Py_ssize_t nt,
+                  Py_ssize_t tiles_w, Py_ssize_t tiles_img, Py_ssize_t img_step,
+                  Py_ssize_t h_lim, Py_ssize_t w_lim, Py_ssize_t w,
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """d[(i*n + j)*nt + t] = input pixel (i, j) of tile t0 + t of one channel, 0 outside.
+
+    ``plane`` is the channel's plane in image 0; image b's is
+    ``plane + b*img_step``. Rows >= h_lim and columns >= w_lim count as
+    zero padding (no output inside the image reads them). The tiles go by
+    runs along a row of tiles: those wholly inside are copied pixel (i, j)
+    of every tile at a time (a stride-m read), the others one by one.
+    """
+    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, lo, hi, u, i, j
+    cdef const floating *src
+    cdef const floating *base
+    while t < nt:
+        tile = t0 + t
+        r = tile % tiles_img
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
+        y0 = (r // tiles_w) * m - ph
+        src = plane + (tile // tiles_img) * img_step
+        # Tiles tj..tj+run-1; those in [lo, hi) lie wholly inside.
+        lo = hi = tj
+        if y0 >= 0 and y0 + n <= h_lim and w_lim - n + pw >= 0:
+            lo = (pw + m - 1) // m
+            hi = (w_lim - n + pw) // m + 1
+            lo = lo if lo > tj else tj
+            hi = hi if hi < tj + run else tj + run
+            hi = hi if hi > lo else lo
+        for u in range(tj, lo):
+            _gather_one(src, d, t + u - tj, nt, y0, u * m - pw, h_lim, w_lim, w, n)
+        if hi > lo:
+            base = src + y0 * w + lo * m - pw
+            for i in range(n):
+                for j in range(n):
+                    _copy_strided(base + i * w + j, d + (i * n + j) * nt + t + lo - tj,
+                                  hi - lo, m)
+        for u in range(hi, tj + run):
+            _gather_one(src, d, t + u - tj, nt, y0, u * m - pw, h_lim, w_lim, w, n)
+        t += run
+
+
+cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0,
+                   Py_ssize_t nt, Py_ssize_t tiles_w, Py_ssize_t tiles_img,
+                   Py_ssize_t img_step, Py_ssize_t ho, Py_ssize_t wo,
+                   Py_ssize_t m) noexcept nogil:
+    """Output pixel (i, j) of tile t0 + t, y[(i*m + j)*nt + t] + b, to its place in out_k.
+
+    ``out_k`` is one kernel's output plane in image 0; the parts of partial
+    tiles beyond ho x wo are dropped. By runs along a row of tiles, as
+    `_gather` reads them.
+    """
+    cdef Py_ssize_t t = 0, tile, r, tj, run, full, rows, cols, i, j
+    cdef floating *dst
+    while t < nt:
+        tile = t0 + t
+        r = tile % tiles_img
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
+        rows = m if m < ho - (r // tiles_w) * m else ho - (r // tiles_w) * m
+        dst = out_k + (tile // tiles_img) * img_step + (r // tiles_w) * m * wo + tj * m
+        # Only the last tile of a row can be narrower than m.
+        full = run if (tj + run) * m <= wo else run - 1
+        for i in range(rows):
+            for j in range(m):
+                _store_strided(y + (i * m + j) * nt + t, b, dst + i * wo + j, full, m)
+        if full < run:
+            cols = wo - (tj + full) * m
+            for i in range(rows):
+                for j in range(cols):
+                    dst[i * wo + full * m + j] = y[(i * m + j) * nt + t + full] + b
+        t += run
+
+
+cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
+                floating *out_p, floating *scratch, const floating *bt, const floating *at,
+                Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt,
+                Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out,
+                Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t ho, Py_ssize_t wo,
+                Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n,
+                Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
+    """Tiles t0..t0+nt-1 (over all images) of group g: transform, n*n GEMMs, transform back."""
+    cdef Py_ssize_t nn = n * n, c, k, a, i, j
+    cdef Py_ssize_t h_lim = ho + 2 - ph, w_lim = wo + 2 - pw
+    cdef floating *v = scratch                     # (nn, cg, nt)
+    cdef floating *prod = v + nn * cg * nt         # (nn, kg, nt)
+    cdef floating *d = prod + nn * kg * nt         # (nn, nt)
+    cdef floating *tmp = d + nn * nt               # (nn, nt)
+    cdef floating b
+    if h_lim > h:
+        h_lim = h
+    if w_lim > w:
+        w_lim = w
+    for c in range(cg):
+        _gather(x_p + (g * cg + c) * h * w, d, t0, nt, tiles_w, tiles_img, n_in * h * w,
+                h_lim, w_lim, w, ph, pw, m, n)
+        # Rows: tmp[i, b] = sum_j BT[b, j] d[i, j]; columns: V[a, b] = sum_i BT[a, i] tmp[i, b].
+        for i in range(n):
+            for j in range(n):
+                _combine(d + i * n * nt, nt, tmp + (i * n + j) * nt, bt + j * n, n, nt)
+        for a in range(n):
+            for j in range(n):
+                _combine(tmp + j * nt, n * nt, v + ((a * n + j) * cg + c) * nt,
+                         bt + a * n, n, nt)
+    for a in range(nn):
+        gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
+             v + a * cg * nt, nt, 0, prod + a * kg * nt, nt)
+    for k in range(kg):
+        # Columns: tmp[i, b] = sum_a AT[i, a] M[a, b]; rows: Y[i, j] = sum_b AT[j, b] tmp[i, b].
+        for i in range(m):
+            for j in range(n):
+                _combine(prod + (j * kg + k) * nt, n * kg * nt, tmp + (i * n + j) * nt,
+                         at + i * n, n, nt)
+        for i in range(m):
+            for j in range(m):
+                _combine(tmp + i * n * nt, nt, d + (i * m + j) * nt, at + j * n, n, nt)
+        b = bias[g * kg + k] if has_bias else 0
+        _scatter(d, b, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
+                 n_out * ho * wo, ho, wo, m)
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
+                   const floating[::1] bias, bint has_bias, floating[:, :, :, ::1] out,
+                   const floating[:, ::1] bt, const floating[:, ::1] at,
+                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t groups, Py_ssize_t block,
+                   floating[:, ::1] scratch, int n_threads):
+    """out[n,k,i,j] = bias[k] + sum_{c,p,q} w[k, c, p, q] * x[n, g*Cg+c, i-ph+p, j-pw+q] by F(m, 3).
+
+    Stride 1, dilation 1, 3x3 kernels; x is zero outside its bounds (and
+    beyond the rows and columns the output reads). Tasks of (group, block
+    of at most ``block`` tiles) that the ``n_threads`` threads take in turn.
+
+    Invariants (checked in Python): x (N, C, H, W); u (n*n, K, C/groups) the
+    transformed kernels (`transform_kernels`); bias (K,) even when has_bias
+    is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
+    n = m + 2 <= 6; scratch (>= n_threads, >= n*n*block*(Cg + Kg + 2)); all
+    non-empty and C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
+    """
+    cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
+    cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
+    cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t n = bt.shape[0], m = at.shape[0]
+    cdef Py_ssize_t cg = u.shape[2], kg = n_out // groups
+    cdef Py_ssize_t tiles_w = (wo + m - 1) // m
+    cdef Py_ssize_t tiles_img = (ho + m - 1) // m * tiles_w
+    cdef Py_ssize_t n_tiles = n_batch * tiles_img
+    cdef Py_ssize_t part = even_part(n_tiles, block, groups, n_threads)
+    cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
+    cdef Py_ssize_t task, g, t0, nt
+    cdef Py_ssize_t scratch_row = scratch.shape[1]
+    # The products' multiply-adds: small problems stay on the calling thread.
+    cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
+                          and n_tiles * n * n * cg * n_out >= PARALLEL_WORK)
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *u_p = &u[0, 0, 0]
+    cdef floating *out_p = &out[0, 0, 0, 0]
+    cdef floating *scratch_p = &scratch[0, 0]
+    with nogil:
+        for task in prange(groups * n_parts, schedule='dynamic', num_threads=n_threads,
+                           use_threads_if=parallel):
+            g = task // n_parts
+            t0 = (task % n_parts) * part
+            nt = part if part < n_tiles - t0 else n_tiles - t0
+            _task(x_p, u_p, &bias[0], has_bias, out_p, scratch_p + threadid() * scratch_row,
+                  &bt[0, 0], &at[0, 0], g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo,
+                  ph, pw, m, n, tiles_w, tiles_img)

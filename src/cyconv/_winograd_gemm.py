@@ -1,0 +1,88 @@
+"""method='winograd' (kernels in _winograd.pyx): eligibility, tile size, buffers and calls.
+
+F(m x m, 3x3) computes each m x m output tile with (m + 2)**2 products per
+channel pair where the direct sum needs 9 m**2: F(4x4, 3x3) 36 for 16
+outputs, F(2x2, 3x3) 16 for 4. The tile size is the one with fewer products
+over the whole output (partial tiles at the edges count in full), F(2x2) on
+ties (smaller transforms, smaller rounding errors).
+"""
+import functools
+
+import numpy as np
+
+from cyconv import _winograd
+from cyconv._threads import gemm_team
+from cyconv._validate import check_alloc, check_int_sizes
+from cyconv._winograd_transforms import POINTS, transforms
+
+# Each thread transforms a block of tiles into one scratch row: the block's
+# transformed input (n*n, Cg, tiles) and products (n*n, Kg, tiles), at most
+# WINOGRAD_BLOCK_BYTES so that they stay near L2 (2 MiB per core here) while
+# the GEMMs read and write them, but at least WINOGRAD_MIN_TILES tiles so that
+# each GEMM has columns enough to run at its rate. On N8-C64-56-K64 float32
+# (CPU time, one thread, a loaded machine) 2 MiB ran 10-20% faster than 1 MiB,
+# 4 MiB no faster: indicative only. Each block reads all of the group's
+# transformed kernels U (n*n, Kg, Cg) once, so with many channels blocks
+# have at least Kg*Cg / (Kg + Cg) tiles, where reading U costs no more than
+# writing and reading V and M (by that count; timings on the loaded machine
+# could not tell them apart), up to WINOGRAD_MAX_BLOCK_BYTES. Blocks are
+# still cut so every thread has work.
+WINOGRAD_BLOCK_BYTES = 2 * 2**20
+WINOGRAD_MAX_BLOCK_BYTES = 8 * 2**20
+WINOGRAD_MIN_TILES = 16
+
+
+def check_winograd(func, geom):
+    """Raise ValueError unless method='winograd' applies: 3x3 kernels, stride 1, dilation 1."""
+    if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 1, 1, 1, 1):
+        raise ValueError(
+            f"{func}: method='winograd' needs 3x3 kernels at stride 1 and dilation 1, "
+            f"got kernel {geom.kh}x{geom.kw}, stride ({geom.sh}, {geom.sw}), "
+            f"dilation ({geom.dh}, {geom.dw})"
+        )
+
+
+def tile_size(ho, wo):
+    """m of F(m x m, 3x3) for an ho x wo output: 2 or 4, whichever needs fewer products."""
+    def products(m):
+        return (m + 2) ** 2 * -(-ho // m) * -(-wo // m)
+    return 4 if products(4) < products(2) else 2
+
+
+@functools.cache
+def _matrices(m, dtype):
+    """(G as float64, BT and AT as ``dtype``) of F(m, 3), read-only."""
+    at, g_mat, bt = transforms(m, 3, POINTS[m])
+    bt, at = bt.astype(dtype), at.astype(dtype)  # small integers and powers of 2: exact
+    bt.flags.writeable = at.flags.writeable = False
+    return g_mat, bt, at
+
+
+def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_left):
+    """out = conv of x (N, C, H, W) by 3x3 w (K, C/groups, 3, 3), stride 1, by F(m x m, 3x3).
+
+    ``out`` (N, K, ho, wo) may be any size (the input gradient uses it with
+    the input's); x is read as zero beyond what the output needs.
+    """
+    dtype = x.dtype
+    n_out, cg = w.shape[:2]
+    kg = n_out // groups
+    m = tile_size(out.shape[2], out.shape[3])
+    n = m + 2
+    g_mat, bt, at = _matrices(m, dtype)
+    n_tiles = out.shape[0] * -(-out.shape[2] // m) * -(-out.shape[3] // m)
+    row = n * n * (cg + kg + 2)
+    tile_bytes = row * dtype.itemsize
+    balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
+    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced,
+                             WINOGRAD_BLOCK_BYTES // tile_bytes))
+    check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
+                    transformed_block=max(cg, kg) * block)
+    with gemm_team() as n_threads:
+        check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
+                    blocks=(n_threads, row * block))
+        u = np.empty((n * n, n_out, cg), dtype)
+        _winograd.transform_kernels(w, g_mat, u, n_threads)
+        scratch = np.empty((n_threads, row * block), dtype)
+        _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top, pad_left,
+                                 groups, block, scratch, n_threads)

@@ -9,6 +9,23 @@ whole array: to rounding for floats, exactly for integers.
 Output chunks: the chunks of the input after the boundary padding the mode
 needs ('full' adds ``k - 1`` rows/columns, split onto the first and last
 chunks; 'same' keeps the input's chunks; 'valid' trims the last chunks).
+
+The layers `conv2d`, `conv2d_backward`, `max_pool2d` and `avg_pool2d` take
+``(N, C, H, W)`` arrays chunked along N, H and W (`cyconv._dask_layers`):
+each output chunk is one task that gathers the input region its windows
+read, from however many chunks it spans, and runs the in-memory function on
+it. Output row ``i`` lands in the chunk of the input row at its window's
+centre (``i*stride - pad + dilation*(k - 1)//2``), so ``padding='same'``
+keeps the input's chunks and a stride divides them; K is one chunk. The
+weight and bias gradients are tree reductions (``da.sum``) of per-chunk
+partial gradients; the input gradient has the input's chunks.
+
+Threads: a worker runs several tasks at once, each calling cyconv, so the
+layers' ``threads=`` argument sets the kernels' OpenMP threads per task
+(OpenMP's count is per calling thread; nothing global changes). Its default:
+in a dask.distributed worker, the worker's cores divided by its threads
+(at least 1); under the threaded scheduler, 1; under the synchronous
+scheduler, OpenMP's setting.
 """
 from __future__ import annotations
 
@@ -19,10 +36,11 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from cyconv._dask_layers import avg_pool2d, conv2d, conv2d_backward, max_pool2d
 from cyconv._signal import convolve2d as _convolve2d
 from cyconv._signal import correlate2d as _correlate2d
 
-__all__ = ["correlate2d", "convolve2d"]
+__all__ = ["correlate2d", "convolve2d", "conv2d", "conv2d_backward", "max_pool2d", "avg_pool2d"]
 
 _PAD_MODES = {"fill": "constant", "wrap": "wrap", "symm": "symmetric",
               "circular": "wrap", "symmetric": "symmetric"}

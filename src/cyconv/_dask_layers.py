@@ -96,13 +96,10 @@ def _spans(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, int]]:
              min(hi, int(bounds[b + 1])) - int(bounds[b])) for b in range(first, last + 1)]
 
 
-def _region_task(array: da.Array, lead: tuple[int, ...], rows: tuple[int, int],
-                 cols: tuple[int, int]) -> tuple:
-    """A task giving ``array[lead block][..., rows, cols]``; the region may span chunks."""
-    rb, cb = _bounds(array.chunks[-2]), _bounds(array.chunks[-1])
-    return (_stitch, [[(_piece, (array.name, *lead, i, j), r0, r1, c0, c1)
-                       for j, c0, c1 in _spans(cb, *cols)]
-                      for i, r0, r1 in _spans(rb, *rows)])
+def _region_task(name: str, lead: tuple[int, ...], rows: list, cols: list) -> tuple:
+    """A task stitching the pieces ``rows`` x ``cols`` (from `_spans`) of blocks ``(name, *lead, ...)``."""
+    return (_stitch, [[(_piece, (name, *lead, i, j), r0, r1, c0, c1) for j, c0, c1 in cols]
+                      for i, r0, r1 in rows])
 
 
 def _map_regions(name: str, func: Any, sources: list[tuple[da.Array, list, list]],
@@ -119,11 +116,15 @@ def _map_regions(name: str, func: Any, sources: list[tuple[da.Array, list, list]
     """
     token = tokenize(name, func, [(a.name, r, c) for a, r, c in sources], out_rows, out_cols)
     base = f"{name}-{token}"
+    # The pieces of each source's region for each output row and column of blocks.
+    spans = [([_spans(_bounds(a.chunks[-2]), *r) for r in rows],
+              [_spans(_bounds(a.chunks[-1]), *c) for c in cols]) for a, rows, cols in sources]
     dsk = {}
     for lead in np.ndindex(*(len(c) for c in lead_chunks)):
         for t in range(len(out_rows)):
             for u in range(len(out_cols)):
-                regions = [_region_task(a, lead, r[t], c[u]) for a, r, c in sources]
+                regions = [_region_task(a.name, lead, r[t], c[u])
+                           for (a, _, _), (r, c) in zip(sources, spans)]
                 dsk[(base, *lead, t, u)] = (func, t, u, *regions)
     deps = [a for a, _, _ in sources]
     chunks = (*out_lead, out_rows, out_cols)

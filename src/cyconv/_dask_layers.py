@@ -112,7 +112,8 @@ def _map_regions(name: str, func: Any, sources: list[tuple[da.Array, list, list]
     u)`` gets ``array[lead block][..., rows[t], cols[u]]``. All sources share
     the block structure ``lead_chunks`` of the leading axes; the output's
     leading chunks are ``out_lead`` (one block for each source block). With
-    ``outputs > 1`` func returns a tuple and each entry is an array.
+    ``outputs > 1`` func returns a tuple and each entry is an array (``dtype``
+    then a tuple of as many dtypes).
     """
     token = tokenize(name, func, [(a.name, r, c) for a, r, c in sources], out_rows, out_cols)
     base = f"{name}-{token}"
@@ -128,17 +129,17 @@ def _map_regions(name: str, func: Any, sources: list[tuple[da.Array, list, list]
                 dsk[(base, *lead, t, u)] = (func, t, u, *regions)
     deps = [a for a, _, _ in sources]
     chunks = (*out_lead, out_rows, out_cols)
-    meta = np.empty((0,) * len(chunks), dtype)
+    empty = (0,) * len(chunks)
     if outputs == 1:
         graph = HighLevelGraph.from_collections(base, dsk, dependencies=deps)
-        return [da.Array(graph, base, chunks=chunks, meta=meta)]
+        return [da.Array(graph, base, chunks=chunks, meta=np.empty(empty, dtype))]
     arrays = []
     for k in range(outputs):
         part = f"{base}-{k}"
         layer = dict(dsk)
         layer.update({(part, *key[1:]): (operator.getitem, key, k) for key in dsk})
         graph = HighLevelGraph.from_collections(part, layer, dependencies=deps)
-        arrays.append(da.Array(graph, part, chunks=chunks, meta=np.empty(meta.shape, dtype[k])))
+        arrays.append(da.Array(graph, part, chunks=chunks, meta=np.empty(empty, dtype[k])))
     return arrays
 
 

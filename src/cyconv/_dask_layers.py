@@ -85,7 +85,7 @@ def _stitch(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def _spans(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, int]]:
-    """(chunk, start, stop) pieces of the chunks that cover [lo, hi); one empty piece if lo == hi."""
+    """(chunk, start, stop) of the chunks covering [lo, hi); one empty piece if lo == hi."""
     if lo >= hi:
         b = min(int(np.searchsorted(bounds, lo, side="right")) - 1, len(bounds) - 2)
         start = min(lo, int(bounds[b + 1])) - int(bounds[b])
@@ -97,7 +97,7 @@ def _spans(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, int]]:
 
 
 def _region_task(name: str, lead: tuple[int, ...], rows: list, cols: list) -> tuple:
-    """A task stitching the pieces ``rows`` x ``cols`` (from `_spans`) of blocks ``(name, *lead, ...)``."""
+    """A task stitching pieces ``rows`` x ``cols`` (`_spans`) of blocks ``(name, *lead, i, j)``."""
     return (_stitch, [[(_piece, (name, *lead, i, j), r0, r1, c0, c1) for j, c0, c1 in cols]
                       for i, r0, r1 in rows])
 
@@ -164,10 +164,14 @@ def _chunks(bounds: np.ndarray) -> tuple[int, ...]:
     return tuple(int(c) for c in np.diff(bounds))
 
 
+def _intervals(bounds: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk."""
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
 def _window_rows(bounds: np.ndarray, stride: int, span: int) -> list[tuple[int, int]]:
     """Input rows (padded coordinates) read by the windows of each output chunk."""
-    return [(int(lo) * stride, (int(hi) - 1) * stride + span)
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [(lo * stride, (hi - 1) * stride + span) for lo, hi in _intervals(bounds)]
 
 
 # ----------------------------------------------------------------------------
@@ -509,8 +513,7 @@ def conv2d_backward(grad_output: da.Array, input: da.Array, weight: npt.ArrayLik
     if mask[2]:
         grad_bias = gy4.astype(dtype).sum(axis=(0, 2, 3))
     if mask[1]:
-        out_rows = [(int(a), int(b)) for a, b in zip(conv.out_bounds[0][:-1], conv.out_bounds[0][1:])]
-        out_cols = [(int(a), int(b)) for a, b in zip(conv.out_bounds[1][:-1], conv.out_bounds[1][1:])]
+        out_rows, out_cols = (_intervals(b) for b in conv.out_bounds)
         (parts,) = _map_regions(
             "cyconv-conv2d-grad-weight", functools.partial(_grad_weight_block, **kw),
             [(gy4, out_rows, out_cols), (conv.xp, conv.in_rows, conv.in_cols)],
@@ -526,7 +529,7 @@ def conv2d_backward(grad_output: da.Array, input: da.Array, weight: npt.ArrayLik
 def _frames(in_chunks: tuple[int, ...], before: int, after: int, keep_pads: bool) -> list:
     """(start, stop) in padded coordinates of each chunk the input gradient is made in."""
     edges = _bounds(in_chunks) + before
-    frames = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    frames = _intervals(edges)
     if keep_pads:
         total = int(edges[-1])
         frames = ([(0, before)] if before else []) + frames + (

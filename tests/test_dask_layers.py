@@ -236,6 +236,9 @@ def test_errors():
         cdask.avg_pool2d(x, 2, divisor_override=0)
     with pytest.raises(TypeError, match="input"):
         cdask.max_pool2d(np.zeros((4, 4)), 2)
+    unknown = x[x[:, 0, 0, 0] > 0]  # boolean indexing: N's chunk sizes unknown until computed
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        cdask.avg_pool2d(unknown, 2)
 
 
 def test_thread_limit_is_per_thread():

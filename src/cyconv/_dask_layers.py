@@ -181,6 +181,9 @@ def _window_rows(bounds: np.ndarray, stride: int, span: int) -> list[tuple[int, 
 def _check_dask(func: str, name: str, array: Any) -> da.Array:
     if not isinstance(array, da.Array):
         raise TypeError(f"{func}: {name} must be a dask.array.Array, got {type(array).__name__}")
+    if any(np.isnan(c) for chunks in array.chunks for c in chunks):
+        raise ValueError(f"{func}: {name} has unknown chunk sizes (shape {array.shape}); "
+                         "call its compute_chunk_sizes() first")
     return array
 
 

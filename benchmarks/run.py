@@ -6,7 +6,8 @@ one command:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick]
 
 Peers: SciPy always (``scipy.signal.correlate2d``, ``scipy.signal.correlate``
-with its automatic method, and a NumPy im2col + matmul layer); OpenCV
+with its automatic method, ``scipy.ndimage.correlate`` for ``cyconv.ndimage``,
+and a NumPy im2col + matmul layer); OpenCV
 (``cv2.filter2D``) with the ``bench`` extra; PyTorch's CPU convolution and
 pooling when torch is installed (the layers include a conv_transpose2d
 decoder layer). Each result is checked against a reference
@@ -16,7 +17,17 @@ BLAS SciPy uses is measured in the same run, and the layers report the
 percentage of it they reach. The ``small`` group times the course exercise's
 5x5 image and 3x3 kernel, where the Python layer's microseconds are the
 whole cost: correlate2d/convolve2d against SciPy in every dtype and mode,
-and conv2d at stride 2 against the exercise's hand-computed answer.
+and conv2d at stride 2 against the exercise's hand-computed answer, and
+cyconv.ndimage's correlate/convolve against scipy.ndimage's. The
+``dask`` group (``--only dask``; skipped with a message without dask and
+dask-image) filters an 8192x8192 float32 image (``--size`` to change it) in
+1024x1024 chunks, 'same', with 3x3, 9x9 and 31x31 kernels: ``cyconv.dask``
+against ``dask_image.ndfilters.correlate`` and ``map_overlap`` with
+``scipy.signal.correlate2d``, all on the threaded scheduler with one pool of
+as many threads as cyconv's kernels have (each task's kernels on one
+thread), and against the in-memory ``cyconv.correlate2d`` of the whole image
+(the engine's overhead), with the time of the same graph copying its
+blocks instead of filtering them.
 
 What a long-running process sees: by default glibc's allocator is put in its
 steady state first (``mallopt``: mmap threshold 32 MiB, trim threshold 1 GiB,
@@ -76,9 +87,11 @@ if PROCESS.first == "torch":
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
+import scipy.ndimage  # noqa: E402
 import scipy.signal  # noqa: E402
 
 import cyconv  # noqa: E402
+import cyconv.ndimage  # noqa: E402
 # The timing helper, optional imports and NumPy reference layer of `python -m cyconv bench`.
 from cyconv._cli_bench import median_time, numpy_conv2d, optional_import as try_import  # noqa: E402
 
@@ -128,12 +141,17 @@ def sgemm_rate(repeats):
 
 # ---- image filtering -----------------------------------------------------
 
-def filtering_cases(quick):
+def filtering_cases(quick, modes=("same", "valid")):
     sizes = (3, 9, 31) if quick else (3, 5, 9, 15, 31)
     for dtype in (np.float32, np.float64):
-        for mode in ("same", "valid"):
+        for mode in modes:
             for k in sizes:
                 yield dtype, mode, k
+
+
+def filtering_tol(ref, dtype):
+    """Agreement with a float64 reference: float32 sums round at about 1e-7 each."""
+    return (1e-3 if dtype == np.float32 else 1e-9) * np.abs(ref).max()
 
 
 def bench_filtering(rows, repeats, quick, size, cv2):
@@ -142,7 +160,7 @@ def bench_filtering(rows, repeats, quick, size, cv2):
         image = rng.standard_normal((size, size)).astype(dtype)
         kernel = rng.standard_normal((k, k)).astype(dtype)
         ref = scipy.signal.correlate2d(image.astype(np.float64), kernel.astype(np.float64), mode)
-        tol = 1e-3 * np.abs(ref).max() if dtype == np.float32 else 1e-9 * np.abs(ref).max()
+        tol = filtering_tol(ref, dtype)
         peers = {
             "scipy.correlate": lambda: scipy.signal.correlate(image, kernel, mode),
         }
@@ -159,6 +177,24 @@ def bench_filtering(rows, repeats, quick, size, cv2):
                 for m in ("auto", "direct", "im2col", "fft")}
         case = f"filter {size}^2 {k}x{k} {np.dtype(dtype).name} {mode}"
         rows.append(compare(case, ours, peers, ref, tol, repeats))
+
+
+def bench_ndimage(rows, repeats, quick, size):
+    """cyconv.ndimage.correlate against scipy.ndimage.correlate on the filtering
+    group's images and kernels, in ndimage's default mode 'reflect' and in 'constant'."""
+    rng = np.random.default_rng(1)
+    for dtype, mode, k in filtering_cases(quick, ("reflect", "constant")):
+        image = rng.standard_normal((size, size)).astype(dtype)
+        kernel = rng.standard_normal((k, k)).astype(dtype)
+        ref = scipy.ndimage.correlate(image.astype(np.float64), kernel.astype(np.float64),
+                                      mode=mode)
+        peers = {}
+        if k <= 9 or not quick:  # SciPy's direct sums take seconds on large kernels
+            peers["scipy.ndimage.correlate"] = lambda: scipy.ndimage.correlate(
+                image, kernel, mode=mode)
+        ours = {"auto": lambda: cyconv.ndimage.correlate(image, kernel, mode=mode)}
+        case = f"ndimage {size}^2 {k}x{k} {np.dtype(dtype).name} {mode}"
+        rows.append(compare(case, ours, peers, ref, filtering_tol(ref, dtype), repeats))
 
 
 # ---- layers ----------------------------------------------------------------
@@ -306,6 +342,101 @@ def bench_small(rows, repeats):
         EXERCISE_STRIDE2, 0.0, repeats, SMALL_CALLS))
 
 
+def bench_small_ndimage(rows, repeats):
+    """The exercise's case through cyconv.ndimage against scipy.ndimage, in
+    ndimage's default mode 'reflect' and in 'constant'."""
+    for name in ("correlate", "convolve"):
+        ours, peer = getattr(cyconv.ndimage, name), getattr(scipy.ndimage, name)
+        for dtype in (np.int64, np.float64, np.float32):
+            image, kernel = EXERCISE_IMAGE.astype(dtype), EXERCISE_KERNEL.astype(dtype)
+            for mode in ("reflect", "constant"):
+                ref = peer(EXERCISE_IMAGE.astype(np.float64),
+                           EXERCISE_KERNEL.astype(np.float64), mode=mode)
+                rows.append(compare(f"small ndimage.{name} {np.dtype(dtype).name} {mode}",
+                                    {"auto": lambda: ours(image, kernel, mode=mode)},
+                                    {f"scipy.ndimage.{name}": lambda: peer(image, kernel,
+                                                                           mode=mode)},
+                                    ref, 0.0, repeats, SMALL_CALLS))
+
+
+# ---- Dask ------------------------------------------------------------------
+
+DASK_KERNELS = (3, 9, 31)
+DASK_CHUNK = 1024
+
+
+def dask_pool(threads, threadpoolctl):
+    """The threaded scheduler's pool: ``threads`` tasks at once, each task's cyconv
+    kernels on one thread (OpenMP's thread count is per thread: the initializer
+    sets it in each worker thread), so tasks times kernel threads stay at ``threads``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(
+        threads, thread_name_prefix="dask-bench",
+        initializer=lambda: threadpoolctl.threadpool_limits(1, user_api="openmp"))
+
+
+def copy_valid(block, kernel, mode="full", boundary="fill", fillvalue=0):
+    """Stands in for correlate2d in cyconv.dask's graph: the 'valid' extent, copied, no
+    arithmetic (dtype probes in other modes get a 1x1 zero)."""
+    if mode != "valid":
+        return np.zeros((1, 1), block.dtype)
+    return block[kernel.shape[0] - 1:, kernel.shape[1] - 1:]
+
+
+def bench_dask(rows, repeats, quick, size):
+    """cyconv.dask against dask-image and SciPy per chunk, same chunks and scheduler."""
+    da, ndfilters, threadpoolctl = (try_import(name) for name in (
+        "dask.array", "dask_image.ndfilters", "threadpoolctl"))
+    missing = [name for name, module in (("dask[array]", da), ("dask-image", ndfilters),
+                                         ("threadpoolctl", threadpoolctl)) if module is None]
+    if missing:
+        print(f"dask group skipped: {', '.join(missing)} not installed "
+              "(pip install '.[bench,dask]')\n")
+        return
+    import cyconv.dask
+    from cyconv import _openmp
+
+    # As many tasks at once as the in-memory call has kernel threads.
+    threads = _openmp.max_threads()
+    pool = dask_pool(threads, threadpoolctl)
+    rng = np.random.default_rng(4)
+    image = rng.standard_normal((size, size), dtype=np.float32)
+    x = da.from_array(image, chunks=DASK_CHUNK)
+    print(f"dask: {size}x{size} float32 in {DASK_CHUNK}x{DASK_CHUNK} chunks, 'same', "
+          f"threaded scheduler on {threads} threads, cyconv's kernels on 1 thread per task; "
+          f"in memory: cyconv.correlate2d on {threads} threads")
+    for k in DASK_KERNELS:
+        kernel = rng.standard_normal((k, k), dtype=np.float32)
+        ref = scipy.signal.correlate(image.astype(np.float64), kernel.astype(np.float64),
+                                     "same", method="fft")
+        tol = 1e-3 * np.abs(ref).max()
+
+        def run(y):
+            return y.compute(scheduler="threads", pool=pool)
+        # Odd kernels: ndimage's origin 0 is correlate2d's 'same' centring.
+        peers = {"dask-image": lambda: run(ndfilters.correlate(x, kernel, mode="constant",
+                                                               cval=0.0))}
+        if k <= 9 or not quick:  # scipy's correlate2d takes minutes at 31x31
+            peers["map_overlap scipy.correlate2d"] = lambda: run(x.map_overlap(
+                lambda b: scipy.signal.correlate2d(b, kernel, "same"), depth=k // 2,
+                boundary=0, dtype=np.float32))
+        peers["cyconv in memory"] = lambda: cyconv.correlate2d(image, kernel, "same")
+        row = compare(f"dask {size}^2 {k}x{k} float32 same",
+                      {"auto": lambda: run(cyconv.dask.correlate2d(x, kernel, "same"))},
+                      peers, ref, tol, repeats)
+        # The same graph (pads, halos, copies) with no arithmetic: the engine's floor.
+        row["dask_floor"] = settled_median_time(lambda: run(cyconv.dask._filter(
+            x, kernel, "same", "fill", 0, copy_valid, flip=False)), repeats, 1)
+        rows.append(row)
+    pool.shutdown()
+    for row in rows:
+        if "dask_floor" in row:
+            dask_t, memory_t = row["cyconv"]["auto"], row["peers"]["cyconv in memory"]
+            print(f"{row['case']:<40} dask / in memory {dask_t / memory_t:5.2f}x; "
+                  f"the same graph copying instead of filtering {seconds(row['dask_floor'])}")
+
+
 # ---- table -----------------------------------------------------------------
 
 def settled_median_time(fn, repeats, number):
@@ -396,8 +527,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--only", choices=("filter", "layers", "pool", "small"),
-                        action="append", help="run only these groups")
+    parser.add_argument("--size", type=int, default=None,
+                        help="image side for the filter and dask groups "
+                             "(default 1024 and 8192)")
+    parser.add_argument("--only", choices=("filter", "layers", "pool", "small", "dask"),
+                        action="append", help="run only these groups (default: all but dask)")
     parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv",
                         help="import this one first (default cyconv)")
     parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
@@ -409,6 +543,7 @@ def main():
                         help="with --orders: how many times to alternate the two orders")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 9)
+    # The dask group takes minutes (its peers filter 8192^2 images): only on --only dask.
     groups = args.only or ("filter", "layers", "pool", "small")
     if args.orders:
         argv = ["--malloc", args.malloc] + (["--quick"] if args.quick else [])
@@ -422,7 +557,8 @@ def main():
     print(f"sgemm 2048^2 float32: {gemm:.0f} GFLOP/s (median of {repeats})\n")
     rows = []
     if "filter" in groups:
-        bench_filtering(rows, repeats, args.quick, 1024, cv2)
+        bench_filtering(rows, repeats, args.quick, args.size or 1024, cv2)
+        bench_ndimage(rows, repeats, args.quick, args.size or 1024)
     if "layers" in groups:
         bench_layers(rows, repeats, args.quick, torch, gemm)
         for row in rows:
@@ -432,6 +568,10 @@ def main():
         bench_pooling(rows, repeats, torch)
     if "small" in groups:
         bench_small(rows, repeats)
+        bench_small_ndimage(rows, repeats)
+    if "dask" in groups:
+        # Each run takes seconds: medians of 3 unless --repeats says otherwise.
+        bench_dask(rows, args.repeats or 3, args.quick, args.size or 8192)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "sgemm_gflops": gemm, "rows": rows}, f, indent=1)

@@ -42,6 +42,49 @@ def test_float_matches_in_memory(name, boundary, mode, kshape, chunks):
     np.testing.assert_allclose(res, want, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("kshape", [(9, 3), (2, 8), (7, 7), (13, 17)])
+@pytest.mark.parametrize("mode", ["full", "same"])
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_kernel_larger_than_array(name, boundary, mode, kshape):
+    """A halo wider than the whole axis (one chunk along it), and pads wider than the
+    axis, which np.pad and scipy repeat and da.pad alone does not."""
+    x = np.random.default_rng(3).standard_normal((5, 6))
+    k = np.random.default_rng(4).standard_normal(kshape)
+    got = getattr(cdask, name)(da.from_array(x, chunks=2), k, mode, boundary, 2.5)
+    np.testing.assert_allclose(got.compute(scheduler="sync"),
+                               getattr(scipy.signal, name)(x, k, mode, boundary, 2.5), atol=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [(6, 7), ((5, 8, 7), (9, 3, 6)), (3, 4)])
+@pytest.mark.parametrize("kshape", [(3, 3), (4, 7), (1, 5)])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_halo_is_the_narrow_one(monkeypatch, name, mode, kshape, chunks):
+    """Each block reaches the kernel only the rows and columns its output needs:
+    a (r, c) output chunk is filtered from a (r + kh - 1, c + kw - 1) block, and
+    'same' keeps the input's chunks."""
+    seen = []
+    inner = getattr(cdask, "_" + name)
+
+    def spy(block, kernel, mode="full", *args):
+        if mode == "valid":
+            seen.append(block.shape)
+        return inner(block, kernel, mode, *args)
+    monkeypatch.setattr(cdask, "_" + name, spy)
+    x = np.random.default_rng(5).standard_normal((20, 18))
+    k = np.random.default_rng(6).standard_normal(kshape)
+    dx = da.from_array(x, chunks=chunks)
+    y = getattr(cdask, name)(dx, k, mode)
+    np.testing.assert_allclose(y.compute(scheduler="sync"),
+                               getattr(scipy.signal, name)(x, k, mode), atol=1e-12)
+    kh, kw = kshape
+    want = sorted((r + kh - 1, c + kw - 1) for r in y.chunks[0] for c in y.chunks[1])
+    assert sorted(seen) == want
+    if mode == "same" and min(map(min, dx.chunks)) >= max(kshape):
+        assert y.chunks == dx.chunks
+
+
 @pytest.mark.parametrize("chunks", CHUNKINGS)
 @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.float32])
 @pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])

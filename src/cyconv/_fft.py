@@ -336,13 +336,18 @@ def fft_plan(image_shape, kernel_shape, top, left, steps, out_shape, dtype):
                       tuple(out_shape[-2:]), dtype, max_threads())
 
 
+# Multiply-adds below which 'auto' always runs the direct loops (see
+# fft_is_faster); cyconv._small's fast path takes calls below it.
+DIRECT_WORK = 2**10
+
+
 def fft_is_faster(image_shape, kernel_shape, top, left, out_shape, dtype):
     """True when the FFT is predicted to beat the direct sum on this stride-1 correlation.
 
     The arguments are `fft_plan`'s, at stride 1.
     """
     (ho, wo), (kh, kw) = out_shape[-2:], kernel_shape
-    if ho * wo * kh * kw < 2**10:
+    if ho * wo * kh * kw < DIRECT_WORK:
         # Far too small to plan: three transforms cost some 45 us however
         # small, 2**10 multiply-adds well under 1 us of direct loops. It is
         # below the model's smallest FFT pick with the constants above

@@ -15,13 +15,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct
+from cyconv import _direct, _small
 from cyconv._conv import ZERO_BIAS, Geometry, run_forward
 from cyconv._fft import all_finite, auto_fft_dtype, fft_applies, fft_is_faster
+from cyconv._small import MODES
 from cyconv._typing import Method
 from cyconv._validate import MEMORY_BYTES, check_alloc, check_choice
 
-MODES = ("full", "same", "valid")
+_MODE_CODES = {mode: code for code, mode in enumerate(MODES)}
 Mode = Literal["full", "same", "valid"]
 
 # boundary -> numpy.pad mode. The names and aliases are SciPy's _boundarydict,
@@ -129,6 +130,9 @@ def _fill_scalar(func, fillvalue, dtype):
 
 def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
     """correlate2d (flip False) or convolve2d (flip True), SciPy's steps in SciPy's order."""
+    out = _small.filter2d(in1, in2, mode, boundary, fillvalue, method, flip)
+    if out is not None:  # the common small call, computed in one compiled call
+        return out
     try:
         in1 = np.asarray(in1)
         in2 = np.asarray(in2)
@@ -170,18 +174,7 @@ def _filter2d(func, in1, in2, mode, boundary, fillvalue, method, flip):
         )
 
     (h, w), (kh, kw) = in1.shape, in2.shape
-    if mode == "full":
-        ho, wo = h + kh - 1, w + kw - 1
-        top, left = kh - 1, kw - 1
-    elif mode == "same":
-        ho, wo = h, w
-        # Output pixel i reads from input row i - top on: top = (k-1)//2 in
-        # SciPy's correlation, k//2 in its convolution (with the kernel
-        # flipped); for even k the two differ by one.
-        top, left = (kh // 2, kw // 2) if flip else ((kh - 1) // 2, (kw - 1) // 2)
-    else:
-        ho, wo = h - kh + 1, w - kw + 1
-        top, left = 0, 0
+    ho, wo, top, left = _small.geometry(_MODE_CODES[mode], flip, h, w, kh, kw)
     if ho < 0 or wo < 0:
         raise ValueError(
             f"{func}: mode='full' with in1 shape {in1.shape} and in2 shape {in2.shape} "

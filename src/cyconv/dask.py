@@ -2,13 +2,18 @@
 
 Requires ``pip install 'cyconv[dask]'``; ``import cyconv`` never imports dask.
 
-Each output chunk is computed by the in-memory function on its input chunk
-plus a halo (``map_overlap``), so the result equals the in-memory call on the
-whole array: to rounding for floats, exactly for integers.
+Each output chunk is computed by the in-memory function ('valid') on its
+input chunk plus the narrowest halo it needs (``map_overlap`` with an
+asymmetric depth: the rows and columns the kernel reaches before and after
+it), so the result equals the in-memory call on the whole array: to rounding
+for floats, exactly for integers. The image border (``boundary``) is padded
+onto the edge chunks first.
 
-Output chunks: the chunks of the input after the boundary padding the mode
-needs ('full' adds ``k - 1`` rows/columns, split onto the first and last
-chunks; 'same' keeps the input's chunks; 'valid' trims the last chunks).
+Output chunks: the input's chunks, with the last one along each axis grown
+by ``k - 1`` ('full'), kept ('same') or shortened by ``k - 1`` ('valid').
+Input chunks shorter than a side of the halo are merged with their
+neighbours first (and, in 'valid' mode, a last chunk that would have no
+output), as is an axis shorter than the halo into one chunk.
 
 The layers `conv2d`, `conv2d_backward`, `max_pool2d` and `avg_pool2d` take
 ``(N, C, H, W)`` arrays chunked along N, H and W (`cyconv._dask_layers`):
@@ -48,13 +53,50 @@ _MODES = ("full", "same", "valid")
 
 
 def _valid_block(block: npt.NDArray[Any], *, kernel: npt.NDArray[Any], func: Any,
-                 depth: tuple[int, int], out_dtype: np.dtype) -> npt.NDArray[Any]:
-    """'valid' filtering of an overlapped block, keeping the block's own extent."""
-    full = func(block, kernel, mode="valid")
-    rows = block.shape[0] - 2 * depth[0]
-    cols = block.shape[1] - 2 * depth[1]
-    return np.ascontiguousarray(
-        full[depth[0]:depth[0] + rows, depth[1]:depth[1] + cols], dtype=out_dtype)
+                 out_dtype: np.dtype) -> npt.NDArray[Any]:
+    """'valid' filtering of a block with its halo: exactly the block's output chunk."""
+    return np.ascontiguousarray(func(block, kernel, mode="valid"), dtype=out_dtype)
+
+
+def _axis_plan(chunks: tuple[int, ...], pad_before: int, pad_after: int,
+               k: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int] | int]:
+    """Input chunks, output chunks and halo of one axis filtered with ``k`` taps.
+
+    Output row ``i`` reads rows ``i .. i + k - 1`` of the padded axis. With
+    each boundary pad joined to its edge chunk, block ``j`` of the padded
+    axis therefore needs ``pad_before`` rows from the block before it and
+    ``k - 1 - pad_before`` from the block after it, no more: its 'valid'
+    filtering is then exactly output chunk ``j``, which has input chunk
+    ``j``'s length, except the last, which gains the mode's padding beyond
+    ``k - 1`` ('full': ``k - 1``; 'same': 0; 'valid': ``-(k - 1)``). Chunks
+    shorter than a side of the halo (dask's overlap takes it from one
+    neighbour) are merged first, and so is a last chunk with no output row.
+    """
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    before, after = pad_before, k - 1 - pad_before
+    grow = pad_before + pad_after - (k - 1)
+    need = max(before, after, 1)
+    chunks = ensure_minimum_chunksize(need, chunks) if need <= sum(chunks) else (sum(chunks),)
+    while len(chunks) > 1 and chunks[-1] + grow < 1:
+        chunks = chunks[:-2] + (chunks[-2] + chunks[-1],)
+    out = chunks[:-1] + (chunks[-1] + grow,)
+    return chunks, out, (before, after) if len(chunks) > 1 else 0
+
+
+def _pad(x: da.Array, pads: tuple[tuple[int, int], tuple[int, int]], pad_mode: str,
+         fillvalue: npt.ArrayLike) -> da.Array:
+    """``np.pad`` of a Dask array, also where a pad is wider than the axis."""
+    if pad_mode == "constant":
+        value = np.asarray(fillvalue).astype(x.dtype).item()
+        return da.pad(x, pads, mode="constant", constant_values=value)
+    if all(max(p) <= n for p, n in zip(pads, x.shape)):
+        return da.pad(x, pads, mode=pad_mode)
+    # da.pad reflects or wraps once; np.pad repeats: gather by np.pad's indices.
+    for axis, (p, n) in enumerate(zip(pads, x.shape)):
+        index = np.pad(np.arange(n), p, mode=pad_mode)
+        x = x[(slice(None),) * axis + (index,)]
+    return x
 
 
 def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
@@ -78,26 +120,30 @@ def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
     out_dtype = func(np.zeros((1, 1), in1.dtype), kernel[:1, :1], "full",
                      boundary, fillvalue).dtype
     if mode == "valid":
-        padded = in1
+        pads = ((0, 0), (0, 0))
+    elif mode == "full":
+        pads = ((kh - 1, kh - 1), (kw - 1, kw - 1))
     else:
-        if mode == "full":
-            pads = ((kh - 1, kh - 1), (kw - 1, kw - 1))
-        else:
-            top = (kh - 1) // 2 if flip else kh // 2
-            left = (kw - 1) // 2 if flip else kw // 2
-            pads = ((kh - 1 - top, top), (kw - 1 - left, left))
-        kwargs: dict[str, Any] = {}
-        pad_mode = _PAD_MODES[boundary]
-        if pad_mode == "constant":
-            kwargs["constant_values"] = np.asarray(fillvalue).astype(in1.dtype).item()
-        padded = da.pad(in1, pads, mode=pad_mode, **kwargs)
-    depth = (kh - 1, kw - 1)
-    out = padded.map_overlap(
-        functools.partial(_valid_block, kernel=kernel, func=func, depth=depth,
-                          out_dtype=out_dtype),
-        depth={0: depth[0], 1: depth[1]}, boundary=0, trim=False,
+        top = (kh - 1) // 2 if flip else kh // 2
+        left = (kw - 1) // 2 if flip else kw // 2
+        pads = ((kh - 1 - top, top), (kw - 1 - left, left))
+    plans = [_axis_plan(c, *p, k) for c, p, k in zip(in1.chunks, pads, kernel.shape)]
+    padded = in1.rechunk(tuple(plan[0] for plan in plans))
+    if mode != "valid":
+        padded = _pad(padded, pads, _PAD_MODES[boundary], fillvalue)
+        # Each pad joins its edge chunk: block j of `padded` holds input chunk j.
+        joined = []
+        for plan, (pad_before, pad_after) in zip(plans, pads):
+            chunks = list(plan[0])
+            chunks[0] += pad_before
+            chunks[-1] += pad_after
+            joined.append(tuple(chunks))
+        padded = padded.rechunk(tuple(joined))
+    return padded.map_overlap(
+        functools.partial(_valid_block, kernel=kernel, func=func, out_dtype=out_dtype),
+        depth={0: plans[0][2], 1: plans[1][2]}, boundary="none", trim=False,
+        allow_rechunk=False, chunks=tuple(plan[1] for plan in plans),
         dtype=out_dtype, meta=np.empty((0, 0), out_dtype))
-    return out[: padded.shape[0] - kh + 1, : padded.shape[1] - kw + 1]
 
 
 def correlate2d(in1: da.Array, in2: npt.ArrayLike, mode: str = "full",

@@ -8,10 +8,12 @@ cdef extern from *:
     #else
     #define CYCONV_OPENMP 0
     static int omp_get_max_threads(void) { return 1; }
+    static void omp_set_num_threads(int n) { (void)n; }
     #endif
     """
     bint CYCONV_OPENMP
     int omp_get_max_threads() noexcept nogil
+    void omp_set_num_threads(int n) noexcept nogil
 
 # Multiply-adds below which a kernel loop stays on the calling thread:
 # starting the team costs microseconds (sklearn's _use_threads_for_workload).

@@ -11,7 +11,7 @@ ran a parallel loop hangs in its first one. So a forked child runs every
 kernel loop on its own thread (`cyconv._threads` marks it); spawn and
 forkserver children start afresh and use every CPU.
 """
-from cyconv._openmp cimport CYCONV_OPENMP, omp_get_max_threads
+from cyconv._openmp cimport CYCONV_OPENMP, omp_get_max_threads, omp_set_num_threads
 
 # Set from Python at import and after fork (cyconv._threads).
 cdef int _cpu_limit = 1
@@ -33,6 +33,21 @@ def openmp_enabled():
 def max_threads():
     """Threads a parallel kernel loop would use now (see the module docstring)."""
     return kernel_threads()
+
+
+def thread_setting():
+    """OpenMP's thread count for loops started from the calling thread, before the cap."""
+    return omp_get_max_threads()
+
+
+def set_thread_setting(int n):
+    """Set OpenMP's thread count (at least 1) for loops started from the calling thread.
+
+    OpenMP keeps this count per thread (the ``nthreads-var`` of the thread's
+    implicit task, in GNU and LLVM OpenMP alike): other threads keep theirs.
+    A no-op without OpenMP.
+    """
+    omp_set_num_threads(n if n > 1 else 1)
 
 
 def set_cpu_limit(int n):

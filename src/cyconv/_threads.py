@@ -35,7 +35,8 @@ import os
 import threading
 
 # The queries, not the compiled module: tests spy on module attributes for kernels.
-from cyconv._openmp import mark_forked, max_threads, set_cpu_limit
+from cyconv._openmp import (mark_forked, max_threads, set_cpu_limit, set_thread_setting,
+                            thread_setting)
 
 # (get, set, get_parallel) symbol names by BLAS, with the prefixes and
 # suffixes of the builds SciPy and NumPy ship (scipy-openblas32/64). An
@@ -172,3 +173,24 @@ def gemm_team():
         return
     with blas_threads.hold_single():
         yield max_threads()
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """Kernels called from this thread run on at most ``n`` threads inside the block.
+
+    OpenMP's thread count is per thread (`cyconv._openmp.set_thread_setting`),
+    so threads running side by side (a Dask worker's tasks) each set their
+    own, and the setting is restored on the way out. ``n=None`` changes
+    nothing. The FFT path's thread pool and the GEMM teams follow the same
+    count (`max_threads`).
+    """
+    if n is None:
+        yield
+        return
+    saved = thread_setting()
+    set_thread_setting(n)
+    try:
+        yield
+    finally:
+        set_thread_setting(saved)

@@ -14,6 +14,23 @@ by ``k - 1`` ('full'), kept ('same') or shortened by ``k - 1`` ('valid').
 Input chunks shorter than a side of the halo are merged with their
 neighbours first (and, in 'valid' mode, a last chunk that would have no
 output), as is an axis shorter than the halo into one chunk.
+
+The layers `conv2d`, `conv2d_backward`, `max_pool2d` and `avg_pool2d` take
+``(N, C, H, W)`` arrays chunked along N, H and W (`cyconv._dask_layers`):
+each output chunk is one task that gathers the input region its windows
+read, from however many chunks it spans, and runs the in-memory function on
+it. Output row ``i`` lands in the chunk of the input row at its window's
+centre (``i*stride - pad + dilation*(k - 1)//2``), so ``padding='same'``
+keeps the input's chunks and a stride divides them; K is one chunk. The
+weight and bias gradients are tree reductions (``da.sum``) of per-chunk
+partial gradients; the input gradient has the input's chunks.
+
+Threads: a worker runs several tasks at once, each calling cyconv, so the
+layers' ``threads=`` argument sets the kernels' OpenMP threads per task
+(OpenMP's count is per calling thread; nothing global changes). Its default:
+in a dask.distributed worker, the worker's cores divided by its threads
+(at least 1); under the threaded scheduler, 1; under the synchronous
+scheduler, OpenMP's setting.
 """
 from __future__ import annotations
 
@@ -24,10 +41,11 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from cyconv._dask_layers import avg_pool2d, conv2d, conv2d_backward, max_pool2d
 from cyconv._signal import convolve2d as _convolve2d
 from cyconv._signal import correlate2d as _correlate2d
 
-__all__ = ["correlate2d", "convolve2d"]
+__all__ = ["correlate2d", "convolve2d", "conv2d", "conv2d_backward", "max_pool2d", "avg_pool2d"]
 
 _PAD_MODES = {"fill": "constant", "wrap": "wrap", "symm": "symmetric",
               "circular": "wrap", "symmetric": "symmetric"}

@@ -143,3 +143,32 @@ def test_import_cyconv_does_not_import_dask():
     import sys
     code = "import sys, cyconv; assert 'dask' not in sys.modules, 'dask imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_dropin_threads_in_tasks(monkeypatch, name):
+    """The drop-ins' tasks run the kernels on the per-task count, as the layers' do."""
+    from cyconv import _openmp
+    import cyconv.dask as module
+    if not _openmp.openmp_enabled() or _openmp.max_threads() < 2:
+        pytest.skip("needs OpenMP and 2 threads")
+    seen = []
+    real = getattr(module, "_" + name)
+
+    def spy(*args, **kwargs):
+        seen.append(_openmp.max_threads())
+        return real(*args, **kwargs)
+
+    x = np.arange(64.0).reshape(8, 8)
+    k = np.ones((3, 3))
+    want = getattr(cyconv, name)(x, k, mode="same")
+    xd = da.from_array(x, chunks=4)
+    monkeypatch.setattr(module, "_" + name, spy)
+    for threads, scheduler, expected in ((None, "threads", {1}), (2, "threads", {2}),
+                                         (None, "sync", {_openmp.max_threads()})):
+        lazy = getattr(cdask, name)(xd, k, mode="same", threads=threads)
+        seen.clear()  # the validating call ran on this thread, outside any task
+        np.testing.assert_allclose(lazy.compute(scheduler=scheduler), want)
+        assert len(seen) == 4 and set(seen) == expected, (threads, scheduler, seen)
+    with pytest.raises(ValueError, match="threads"):
+        getattr(cdask, name)(xd, k, threads=0)

@@ -25,8 +25,8 @@ keeps the input's chunks and a stride divides them; K is one chunk. The
 weight and bias gradients are tree reductions (``da.sum``) of per-chunk
 partial gradients; the input gradient has the input's chunks.
 
-Threads: a worker runs several tasks at once, each calling cyconv, so the
-layers' ``threads=`` argument sets the kernels' OpenMP threads per task
+Threads: a worker runs several tasks at once, each calling cyconv, so every
+function's ``threads=`` argument sets the kernels' OpenMP threads per task
 (OpenMP's count is per calling thread; nothing global changes). Its default:
 in a dask.distributed worker, the worker's cores divided by its threads
 (at least 1); under the threaded scheduler, 1; under the synchronous
@@ -41,9 +41,11 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from cyconv._dask_layers import avg_pool2d, conv2d, conv2d_backward, max_pool2d
+from cyconv._dask_layers import (_check_threads, avg_pool2d, conv2d, conv2d_backward,
+                                 max_pool2d, task_threads)
 from cyconv._signal import convolve2d as _convolve2d
 from cyconv._signal import correlate2d as _correlate2d
+from cyconv._threads import thread_limit
 
 __all__ = ["correlate2d", "convolve2d", "conv2d", "conv2d_backward", "max_pool2d", "avg_pool2d"]
 
@@ -53,9 +55,10 @@ _MODES = ("full", "same", "valid")
 
 
 def _valid_block(block: npt.NDArray[Any], *, kernel: npt.NDArray[Any], func: Any,
-                 out_dtype: np.dtype) -> npt.NDArray[Any]:
+                 out_dtype: np.dtype, threads: int | None) -> npt.NDArray[Any]:
     """'valid' filtering of a block with its halo: exactly the block's output chunk."""
-    return np.ascontiguousarray(func(block, kernel, mode="valid"), dtype=out_dtype)
+    with thread_limit(task_threads(threads)):
+        return np.ascontiguousarray(func(block, kernel, mode="valid"), dtype=out_dtype)
 
 
 def _axis_plan(chunks: tuple[int, ...], pad_before: int, pad_after: int,
@@ -100,7 +103,9 @@ def _pad(x: da.Array, pads: tuple[tuple[int, int], tuple[int, int]], pad_mode: s
 
 
 def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
-            fillvalue: npt.ArrayLike, func: Any, flip: bool) -> da.Array:
+            fillvalue: npt.ArrayLike, func: Any, flip: bool,
+            threads: int | None) -> da.Array:
+    threads = _check_threads(func.__name__, threads)
     if not isinstance(in1, da.Array):
         raise TypeError(f"in1 must be a dask.array.Array, got {type(in1).__name__}")
     kernel = np.asarray(in2)
@@ -140,17 +145,22 @@ def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
             joined.append(tuple(chunks))
         padded = padded.rechunk(tuple(joined))
     return padded.map_overlap(
-        functools.partial(_valid_block, kernel=kernel, func=func, out_dtype=out_dtype),
+        functools.partial(_valid_block, kernel=kernel, func=func, out_dtype=out_dtype,
+                          threads=threads),
         depth={0: plans[0][2], 1: plans[1][2]}, boundary="none", trim=False,
         allow_rechunk=False, chunks=tuple(plan[1] for plan in plans),
         dtype=out_dtype, meta=np.empty((0, 0), out_dtype))
 
 
 def correlate2d(in1: da.Array, in2: npt.ArrayLike, mode: str = "full",
-                boundary: str = "fill", fillvalue: npt.ArrayLike = 0) -> da.Array:
+                boundary: str = "fill", fillvalue: npt.ArrayLike = 0, *,
+                threads: int | None = None) -> da.Array:
     """Cross-correlate a 2-D Dask array with an in-memory kernel, lazily.
 
     Same arguments and result as :func:`cyconv.correlate2d` on the whole array.
+    ``threads`` sets the kernels' threads in each task (default as in
+    `conv2d`: a dask.distributed worker's cores divided by its threads, 1
+    under the threaded scheduler, OpenMP's setting under the synchronous one).
 
     Examples
     --------
@@ -162,14 +172,17 @@ def correlate2d(in1: da.Array, in2: npt.ArrayLike, mode: str = "full",
     >>> bool(np.allclose(y.compute(), cyconv.correlate2d(x, k, mode="same")))
     True
     """
-    return _filter(in1, in2, mode, boundary, fillvalue, _correlate2d, flip=False)
+    return _filter(in1, in2, mode, boundary, fillvalue, _correlate2d, flip=False,
+                   threads=threads)
 
 
 def convolve2d(in1: da.Array, in2: npt.ArrayLike, mode: str = "full",
-               boundary: str = "fill", fillvalue: npt.ArrayLike = 0) -> da.Array:
+               boundary: str = "fill", fillvalue: npt.ArrayLike = 0, *,
+                threads: int | None = None) -> da.Array:
     """Convolve a 2-D Dask array with an in-memory kernel, lazily.
 
-    Same arguments and result as :func:`cyconv.convolve2d` on the whole array.
+    Same arguments and result as :func:`cyconv.convolve2d` on the whole array,
+    and ``threads`` as in `correlate2d`.
 
     Examples
     --------
@@ -181,4 +194,5 @@ def convolve2d(in1: da.Array, in2: npt.ArrayLike, mode: str = "full",
     >>> bool(np.array_equal(y.compute(), cyconv.convolve2d(x, k, boundary="wrap")))
     True
     """
-    return _filter(in1, in2, mode, boundary, fillvalue, _convolve2d, flip=True)
+    return _filter(in1, in2, mode, boundary, fillvalue, _convolve2d, flip=True,
+                   threads=threads)

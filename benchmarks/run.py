@@ -429,7 +429,8 @@ def bench_dask(rows, repeats, quick, size):
                       peers, ref, tol, repeats)
         # The same graph (pads, halos, copies) with no arithmetic: the engine's floor.
         row["dask_floor"] = settled_median_time(lambda: run(cyconv.dask._filter(
-            x, kernel, "same", "fill", 0, copy_valid, flip=False)), repeats, 1)
+            x, kernel, "same", "fill", 0, copy_valid, flip=False, threads=None)),
+            repeats, 1)
         rows.append(row)
     pool.shutdown()
     for row in rows:

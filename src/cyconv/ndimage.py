@@ -39,6 +39,8 @@ _F64 = np.dtype(np.float64)
 
 def _origins(func, origin, ndim=2):
     """SciPy's ``_normalize_sequence``: a scalar, or one integer per axis."""
+    if type(origin) is int:  # the common call, without np.iterable's cost
+        return [origin] * ndim
     if isinstance(origin, (str, bytes)) or not np.iterable(origin):
         origin = [origin] * ndim
     else:
@@ -215,7 +217,7 @@ def _cast(result, dtype):
     """
     if dtype == result.dtype:
         return result
-    if dtype == np.bool_:
+    if dtype.kind == "b":
         return np.trunc(result) != 0
     # NumPy warns where a value does not fit (as float64 -> float32 overflow
     # to inf); SciPy's C cast is silent.

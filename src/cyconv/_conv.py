@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _fft, _im2col
+from cyconv import _fft, _im2col
+from cyconv._dispatch import _direct
 # The function, not the module: test_threads watches the kernel modules' calls.
 from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits

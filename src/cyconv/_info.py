@@ -60,6 +60,22 @@ def build_flags():
     }
 
 
+def simd_levels():
+    """``(in use, built, supported)``: the vector kernels' SIMD levels, in words."""
+    from cyconv import _build_info, _dispatch
+
+    def describe(level):
+        return _dispatch.LEVELS[level][1] if level in _dispatch.LEVELS else "-march=native"
+
+    request = os.environ.get(_dispatch.ENV)
+    why = f"forced by {_dispatch.ENV}={request}" if request else "the fastest this CPU runs"
+    in_use = f"{_dispatch.LEVEL} ({describe(_dispatch.LEVEL)}; {why})"
+    flags = _build_info.SIMD_LEVELS
+    built = ", ".join(f"{level} ({flags[level]})" if flags[level] else level
+                      for level in _dispatch.built())
+    return in_use, built, ", ".join(_dispatch.supported())
+
+
 def blas():
     """BLAS libraries loaded in this process, from threadpoolctl if installed.
 
@@ -119,6 +135,7 @@ def collect():
         blas_rows.append(("threads", note))
     baseline, dispatch, supported = cpu_features()
     flags = build_flags()
+    level, levels_built, levels_supported = simd_levels()
     return {
         "cyconv": [("version", cyconv.__version__),
                    ("location", os.path.dirname(cyconv.__file__))],
@@ -132,6 +149,9 @@ def collect():
         "build": [("compiler", flags["compiler"]),
                   ("buildtype", flags["buildtype"]),
                   ("SIMD flags", flags["simd"]),
+                  ("SIMD level", level),
+                  ("levels built", levels_built),
+                  ("CPU runs", levels_supported),
                   ("OpenMP", flags["openmp"])],
         "CPU (as NumPy detects it)": [
             ("NumPy baseline", " ".join(baseline) or "unknown"),

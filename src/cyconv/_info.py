@@ -48,7 +48,7 @@ def build_flags():
     from cyconv import _build_info
 
     simd = _build_info.SIMD_FLAGS
-    if simd == "compiler baseline":  # -Dsimd=portable: no -march flag
+    if simd == "compiler baseline":  # -Dsimd=dispatch/portable: no -march flag
         machine = platform.machine()
         baselines = {"x86_64": "SSE2", "AMD64": "SSE2", "aarch64": "NEON", "arm64": "NEON"}
         simd += f" for {machine}" + (f" ({baselines[machine]})" if machine in baselines else "")

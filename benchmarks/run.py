@@ -108,9 +108,10 @@ def environment():
         "malloc": MALLOC,
     }
     from cyconv import _build_info, _openmp
-    from cyconv._info import gemm_threading
+    from cyconv._info import gemm_threading, simd_levels
 
     info["cyconv_simd"] = _build_info.SIMD_FLAGS
+    info["cyconv_simd_level"], info["cyconv_simd_levels_built"], _ = simd_levels()
     info["cyconv_threads"] = _openmp.max_threads()
     info["cyconv_gemm_threads"] = gemm_threading()
     for name in ("cv2", "torch"):

@@ -13,7 +13,7 @@ import pytest
 import scipy
 import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, as info does)
 
-from cyconv import _build_info, _cli_bench
+from cyconv import _build_info, _cli_bench, _dispatch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,6 +55,8 @@ def test_info(omp_threads, tmp_path, monkeypatch):
     assert re.search(rf"scipy\s+{re.escape(scipy.__version__)}\n", out)
     # What meson recorded at build time, and the thread count OpenMP was given.
     assert re.search(rf"SIMD flags\s+{re.escape(_build_info.SIMD_FLAGS)}", out)
+    assert re.search(rf"SIMD level\s+{_dispatch.LEVEL} \(", out)
+    assert re.search(rf"levels built\s+{_dispatch.built()[0]}", out)
     assert re.search(rf"compiler\s+{re.escape(_build_info.C_COMPILER)}\n", out)
     if _build_info.OPENMP:
         plural = "s" if omp_threads > 1 else ""

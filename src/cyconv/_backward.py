@@ -8,7 +8,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _fft, _im2col
+from cyconv import _fft, _im2col
+from cyconv._dispatch import _direct
 from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,

@@ -7,7 +7,10 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _fft, _im2col, _small
+from cyconv import _fft, _im2col
+from cyconv._dispatch import _direct
+# After _dispatch: _small calls the dispatched _direct's row loop (cimported).
+from cyconv import _small  # noqa: E402,I001
 # The function, not the module: test_threads watches the kernel modules' calls.
 from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits

@@ -48,7 +48,7 @@ def build_flags():
     from cyconv import _build_info
 
     simd = _build_info.SIMD_FLAGS
-    if simd == "compiler baseline":  # -Dsimd=portable: no -march flag
+    if simd == "compiler baseline":  # -Dsimd=dispatch/portable: no -march flag
         machine = platform.machine()
         baselines = {"x86_64": "SSE2", "AMD64": "SSE2", "aarch64": "NEON", "arm64": "NEON"}
         simd += f" for {machine}" + (f" ({baselines[machine]})" if machine in baselines else "")
@@ -58,6 +58,22 @@ def build_flags():
         "simd": simd,
         "openmp": "yes" if _build_info.OPENMP else "no (kernels run single-threaded)",
     }
+
+
+def simd_levels():
+    """``(in use, built, supported)``: the vector kernels' SIMD levels, in words."""
+    from cyconv import _build_info, _dispatch
+
+    def describe(level):
+        return _dispatch.LEVELS[level][1] if level in _dispatch.LEVELS else "-march=native"
+
+    request = os.environ.get(_dispatch.ENV)
+    why = f"forced by {_dispatch.ENV}={request}" if request else "the fastest this CPU runs"
+    in_use = f"{_dispatch.LEVEL} ({describe(_dispatch.LEVEL)}; {why})"
+    flags = _build_info.SIMD_LEVELS
+    built = ", ".join(f"{level} ({flags[level]})" if flags[level] else level
+                      for level in _dispatch.built())
+    return in_use, built, ", ".join(_dispatch.supported())
 
 
 def blas():
@@ -119,6 +135,7 @@ def collect():
         blas_rows.append(("threads", note))
     baseline, dispatch, supported = cpu_features()
     flags = build_flags()
+    level, levels_built, levels_supported = simd_levels()
     return {
         "cyconv": [("version", cyconv.__version__),
                    ("location", os.path.dirname(cyconv.__file__))],
@@ -132,6 +149,9 @@ def collect():
         "build": [("compiler", flags["compiler"]),
                   ("buildtype", flags["buildtype"]),
                   ("SIMD flags", flags["simd"]),
+                  ("SIMD level", level),
+                  ("levels built", levels_built),
+                  ("CPU runs", levels_supported),
                   ("OpenMP", flags["openmp"])],
         "CPU (as NumPy detects it)": [
             ("NumPy baseline", " ".join(baseline) or "unknown"),

@@ -6,7 +6,7 @@ from typing import Literal, NamedTuple, overload
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _pooling
+from cyconv._dispatch import _pooling
 from cyconv._typing import FloatArray, IndexArray, IntPair, Shape
 from cyconv._validate import (
     INDEX_MAX,

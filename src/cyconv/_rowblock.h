@@ -10,8 +10,8 @@
  * no bounds checks; the caller does the border columns (or pads the plane).
  *
  * GCC/Clang vector extensions give the SIMD width the compiler targets
- * (AVX-512 with -march=native on this project's machines, SSE2 on a portable
- * build); other compilers get the same sums on scalars. Each function is
+ * (each SIMD level's build of _direct its own: SSE2, AVX2 or AVX-512; see
+ * meson.build); other compilers get the same sums on scalars. Each function is
  * written once, as a macro, and instantiated for float and double at the end.
  */
 #ifndef CYCONV_ROWBLOCK_H

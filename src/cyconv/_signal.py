@@ -15,7 +15,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from cyconv import _direct, _small
+from cyconv._dispatch import _direct
+from cyconv import _small  # noqa: I001 (after _dispatch, see _conv.py)
 from cyconv._conv import ZERO_BIAS, Geometry, run_forward
 from cyconv._fft import all_finite, auto_fft_dtype, fft_applies, fft_is_faster
 from cyconv._small import MODES

@@ -328,3 +328,53 @@ def test_scratch_per_thread_is_bounded(monkeypatch, channels, batch):
     sums = conv2d_ref(np.abs(x[:2]), np.abs(w), pads=(1, 1, 1, 1))
     np.testing.assert_allclose(got[:2], conv2d_ref(x[:2], w, b, pads=(1, 1, 1, 1)),
                                rtol=0, atol=_tol(np.float32, sums, b))
+
+
+@pytest.mark.parametrize("x_shape, k, kernel, stride, groups, dtype, picked", [
+    ((2, 16, 10, 10), 16, 3, 1, 1, np.float32, True),     # the rule's smallest groups
+    ((2, 32, 9, 7), 32, 3, 1, 2, np.float64, True),       # 16 channels and kernels per group
+    ((2, 8, 10, 10), 16, 3, 1, 1, np.float32, False),     # too few channels: the transforms dominate
+    ((2, 16, 10, 10), 8, 3, 1, 1, np.float32, False),     # too few kernels
+    ((2, 16, 10, 10), 16, 3, 2, 1, np.float32, False),    # stride 2
+    ((2, 16, 10, 10), 16, 5, 1, 1, np.float32, False),    # 5x5
+    ((2, 16, 10, 10), 16, 3, 1, 1, np.int64, False),      # integer data stays exact
+])
+def test_auto_picks_winograd_by_the_rule(monkeypatch, x_shape, k, kernel, stride, groups,
+                                         dtype, picked):
+    from cyconv import _winograd
+    calls = []
+    real = _winograd.conv2d_forward
+    monkeypatch.setattr(_winograd, "conv2d_forward",
+                        lambda *args: calls.append(1) or real(*args))
+    rng = np.random.default_rng(5)
+    x = rng.integers(-3, 4, x_shape).astype(dtype)
+    w = rng.integers(-3, 4, (k, x_shape[1] // groups, kernel, kernel)).astype(dtype)
+    got = cyconv.conv2d(x, w, stride=stride, padding=1, groups=groups)
+    assert bool(calls) == picked
+    want = conv2d_api_ref(x.astype(np.float64), w.astype(np.float64), None, stride=stride,
+                          padding=1, groups=groups)
+    if dtype == np.int64:
+        np.testing.assert_array_equal(got, want)  # exact, as the direct sums are
+    else:
+        bound = 64 * np.finfo(dtype).eps * 27 * 9 * x_shape[1]  # max|x|*|w| sums
+        np.testing.assert_allclose(got, want, rtol=0, atol=bound)
+
+
+def test_auto_skips_winograd_on_nonfinite_input(monkeypatch):
+    # A NaN would spread over its tile: 'auto' keeps the windows that hold it.
+    from cyconv import _winograd
+    monkeypatch.setattr(_winograd, "conv2d_forward",
+                        lambda *args: pytest.fail("winograd ran on NaN input"))
+    x = np.ones((1, 16, 12, 12), np.float32)
+    x[0, 0, 5, 5] = np.nan
+    w = np.ones((16, 16, 3, 3), np.float32)
+    y = cyconv.conv2d(x, w, padding=1)
+    assert np.isnan(y[0, :, 4:7, 4:7]).all() and np.isnan(y).sum() == 16 * 9
+
+
+def test_auto_rule_on_large_transformed_kernels():
+    from cyconv._conv import array_geometry
+    geom = array_geometry("conv2d", (8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)
+    assert not wg.winograd_pays(geom, np.dtype(np.float32))  # 38 MB of U on 32 tiles
+    geom = array_geometry("conv2d", (8, 512, 28, 28), (512, 512, 3, 3), 1, 1, 1, 1)
+    assert wg.winograd_pays(geom, np.dtype(np.float32))      # 392 tiles reuse them

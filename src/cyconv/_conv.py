@@ -16,7 +16,7 @@ from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._threads import gemm_team
 from cyconv._typing import ConvMethod, FloatArray, IntPair, Padding, PaddingMode, Shape
-from cyconv._winograd_gemm import check_winograd, run_winograd_forward
+from cyconv._winograd_gemm import check_winograd, run_winograd_forward, winograd_pays
 from cyconv._validate import (
     int_tuple,
     MEMORY_BYTES,
@@ -416,7 +416,11 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         F(2x2, 3x3), see Notes; ``'auto'`` picks from the shapes: the direct
         loops for fewer than 4 kernels per group, else GEMMs -- at stride 1
         one per kernel tap reading the zero-padded image in place (the
-        im2col product without the unrolled copy), otherwise im2col.
+        im2col product without the unrolled copy), otherwise im2col -- and
+        ``'winograd'`` for float 3x3 kernels at stride 1 and dilation 1 with
+        at least 16 channels and 16 kernels per group and finite values
+        (so its rounding, see Notes, applies to those; integer data stays
+        exact).
 
     Returns
     -------
@@ -537,11 +541,16 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     # The input as the kernels read it and the output live at once.
     check_alloc(func, dtype.itemsize, output=geom.output_shape(),
                 input=kernel_input_shape(geom, padding_plan(func, geom, padding_mode)[0]))
+    # Integer data stays exact: Winograd's transforms round (1/2, 1/4, ...).
+    float_data = x.dtype.kind == "f" or w.dtype.kind == "f"
     w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype,
                                          dtype.kind in "fc" and not _fft.all_finite(w))
     if method == "auto":
         method = choose_method(geom, x.dtype)
+        if (method == "shifted" and float_data and winograd_pays(geom, x.dtype)
+                and _fft.fft_applies(x, w)):  # NaN or inf would spread over a tile
+            method = "winograd"
     elif method == "fft" and not _fft.fft_applies(x, w):
         method = "direct"  # NaN or inf: a transform would spread them everywhere
     elif method == "winograd" and not _fft.fft_applies(x, w):

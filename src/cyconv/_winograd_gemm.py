@@ -42,6 +42,33 @@ def check_winograd(func, geom):
         )
 
 
+# 'auto' runs F(m x m, 3x3) for 3x3 float convolutions at stride 1 whose
+# groups have at least WINOGRAD_AUTO_CHANNELS input channels and kernels, unless
+# the transformed kernels (36 per channel pair) outgrow
+# WINOGRAD_AUTO_KERNEL_BYTES while the output has fewer than
+# WINOGRAD_AUTO_MANY_TILES tiles to reuse them on. Measured against 'auto's
+# GEMM path (shifted), N=8, float32, 2 threads (benchmarks/run.py's layers and
+# a grid): C=K=16..256 at 7..112 pixels, winograd 1.08-2.3x faster; C=K=8 or
+# fewer, or C=3 (stem-like), 0.4-0.7x; C=K=512 at 7x7 (32 tiles, 38 MB of
+# transformed kernels) 0.84x.
+WINOGRAD_AUTO_CHANNELS = 16
+WINOGRAD_AUTO_KERNEL_BYTES = 16 * 2**20
+WINOGRAD_AUTO_MANY_TILES = 256
+
+
+def winograd_pays(geom, dtype):
+    """True when 'auto' should run method='winograd' (3x3, stride 1, dilation 1, see above)."""
+    if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 1, 1, 1, 1):
+        return False
+    cg, kg = geom.channels // geom.groups, geom.kernels // geom.groups
+    if min(cg, kg) < WINOGRAD_AUTO_CHANNELS:
+        return False
+    m = tile_size(geom.ho, geom.wo)
+    tiles = geom.batch * -(-geom.ho // m) * -(-geom.wo // m)
+    kernel_bytes = (m + 2) ** 2 * geom.kernels * cg * dtype.itemsize
+    return kernel_bytes <= WINOGRAD_AUTO_KERNEL_BYTES or tiles >= WINOGRAD_AUTO_MANY_TILES
+
+
 def tile_size(ho, wo):
     """m of F(m x m, 3x3) for an ho x wo output: 2 or 4, whichever needs fewer products."""
     def products(m):

@@ -82,3 +82,19 @@ def pytest_runtest_makereport(item, call):
             except ImportError:
                 pass
     yield
+
+
+@pytest.fixture(scope="session")
+def client():
+    """The session's one in-process dask.distributed LocalCluster (the Dask tests).
+
+    Not the default client: other tests' ``compute()`` calls keep their own
+    schedulers. Closed when the session ends; skipped without distributed.
+    """
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2,
+                                       processes=False, dashboard_address=":0")
+    cl = distributed.Client(cluster, set_as_default=False)
+    yield cl
+    cl.close()
+    cluster.close()

@@ -15,16 +15,6 @@ CHUNKINGS = [(4, 5), ((3, 1, 5, 4), (2, 9, 2)), (13, 13), (1, 2)]
 KERNELS = [(3, 3), (2, 5), (4, 1), (6, 6)]
 
 
-@pytest.fixture(scope="module")
-def client():
-    """One in-process LocalCluster for the module; closed at teardown."""
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2,
-                                       processes=False, dashboard_address=":0")
-    cl = distributed.Client(cluster)
-    yield cl
-    cl.close()
-    cluster.close()
-
 
 @pytest.mark.parametrize("chunks", CHUNKINGS)
 @pytest.mark.parametrize("kshape", KERNELS)

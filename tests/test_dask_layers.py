@@ -47,16 +47,6 @@ BACKWARD_CHUNKINGS = [*CHUNKINGS[:3], (3, 4, 1, (1, 2, 7))]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
 
 
-@pytest.fixture(scope="module")
-def client():
-    """One in-process LocalCluster for the module; closed at teardown."""
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2,
-                                       processes=False, dashboard_address=":0")
-    cl = distributed.Client(cluster, set_as_default=False)
-    yield cl
-    cl.close()
-    cluster.close()
-
 
 def _data(dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)

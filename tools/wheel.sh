@@ -33,7 +33,10 @@ if (( size >= 3 * 1024 * 1024 )); then
     echo "the wheel is over 3 MB" >&2
     exit 1
 fi
-if ! "$work/tools/bin/python" -m zipfile -l "$wheel" | grep -q 'cyconv\.libs/libgomp'; then
+# The listing first, then grep: `zipfile -l | grep -q` fails under pipefail
+# when grep exits at the first match and the listing hits the closed pipe.
+listing=$("$work/tools/bin/python" -m zipfile -l "$wheel")
+if ! grep -q 'cyconv\.libs/libgomp' <<< "$listing"; then
     echo "the wheel does not vendor libgomp" >&2
     exit 1
 fi

@@ -98,3 +98,13 @@ def client():
     yield cl
     cl.close()
     cluster.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the Dask tests last (a stable sort keeps every other order).
+
+    The session's LocalCluster (`client`) keeps its event loop and worker
+    threads until the session ends; they allocate in the background, which
+    test_memory's tracemalloc counts and the thread tests would see.
+    """
+    items.sort(key=lambda item: item.path.name.startswith("test_dask"))

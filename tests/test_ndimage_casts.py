@@ -192,3 +192,19 @@ def test_float32_output_overflows_to_inf_silently():
     assert got.dtype == ref.dtype
     np.testing.assert_array_equal(got, ref)
     assert np.isinf(got).any()
+
+
+def test_compiled_int64_cast_truncates_as_numpy_where_defined():
+    # _small.truncate_to_int64 (the int64 output's cast) against NumPy's cast on
+    # the defined part; other inputs are declined (None) for NumPy to cast.
+    from cyconv import _small
+    sums = np.array([[0.0, -0.5, 0.99, -1.99, 2.0**52 + 0.5, -(2.0**62), 12345.678],
+                     [np.nan, np.inf, -np.inf, 2.0**63, -(2.0**64), 1e300, -7.5]])
+    got = _small.truncate_to_int64(sums)
+    assert got.dtype == np.int64 and got.shape == sums.shape
+    defined = _defined(sums, np.int64)
+    assert defined.sum() == 8
+    np.testing.assert_array_equal(got[defined], np.trunc(sums[defined]).astype(np.int64))
+    for declined in (np.ones((2, 2), np.float32), sums[:, ::2], sums.astype(">f8"),
+                     np.ones((2, 2), np.int64)):
+        assert _small.truncate_to_int64(declined) is None

@@ -373,3 +373,27 @@ def pad(cnp.ndarray image, Py_ssize_t top, Py_ssize_t bottom, Py_ssize_t left,
     if status:
         raise MemoryError()
     return out
+
+
+def truncate_to_int64(cnp.ndarray sums):
+    """``sums`` (float64, C-contiguous, native) cast to int64 as C casts it, or None.
+
+    SciPy's ndimage filters cast each float64 sum to the output type in C;
+    this is that cast for an int64 output, without NumPy's cast warnings
+    (SciPy's is silent) and without the ``np.errstate`` that would silence
+    them, which costs more than a small filtering. Truncation toward zero
+    wherever the result fits; NaN, inf and sums beyond the int64 range give
+    what the platform's conversion gives (x86-64: the minimum, as NumPy's).
+    None for any other array: the caller casts it.
+    """
+    if not (cnp.PyArray_TYPE(sums) == cnp.NPY_DOUBLE and cnp.PyArray_ISCARRAY_RO(sums)
+            and cnp.PyArray_ISNOTSWAPPED(sums)):
+        return None
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(sums), cnp.PyArray_DIMS(sums),
+                                             cnp.NPY_INT64, 0)
+    cdef const double *src = <const double *>cnp.PyArray_DATA(sums)
+    cdef cnp.int64_t *dst = <cnp.int64_t *>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(sums)
+    for i in range(n):
+        dst[i] = <cnp.int64_t>src[i]
+    return out

@@ -35,6 +35,7 @@ _PAD_CODES = {mode: _small.PAD_MODES.index(pad) for mode, pad in _PAD_MODES.item
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
 
 
 def _origins(func, origin, ndim=2):
@@ -219,6 +220,10 @@ def _cast(result, dtype):
         return result
     if dtype.kind == "b":
         return np.trunc(result) != 0
+    if dtype == _I64:  # the common integer case, compiled: no np.errstate to enter
+        cast = _small.truncate_to_int64(result)
+        if cast is not None:
+            return cast
     # NumPy warns where a value does not fit (as float64 -> float32 overflow
     # to inf); SciPy's C cast is silent.
     with np.errstate(invalid="ignore", over="ignore"):

@@ -166,7 +166,8 @@ def _correlate(func, input, weights, output, mode, cval, origin, flip):
     origins = _origins(func, origin)
     if flip:
         weights = weights[::-1, ::-1]
-        origins = [-o - (1 - k % 2) for o, k in zip(origins, weights.shape)]
+        (oh, ow), (kh, kw) = origins, weights.shape
+        origins = [-oh - (1 - kh % 2), -ow - (1 - kw % 2)]
     for o, k in zip(origins, weights.shape):
         if o < -(k // 2) or o > (k - 1) // 2:
             raise ValueError(

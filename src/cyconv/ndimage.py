@@ -290,8 +290,10 @@ _DOC = """
     Notes
     -----
     As in SciPy, every real input but float32 is computed in float64 (integer
-    data by the direct sums, exactly as SciPy's) and the sums are cast to the
-    output dtype. float32 input is computed in float32, so results may differ
+    data by the direct sums, exactly as SciPy's while the sums stay below
+    2**53; past it float64 rounds them by the order of the additions, which
+    differs with the SIMD level, so they may differ from SciPy's in the last
+    place) and the sums are cast to the output dtype. float32 input is computed in float32, so results may differ
     from SciPy's (which sums in float64) by float32 rounding, and an integer
     output cast from them may then differ by one where a sum lies within
     rounding of an integer.

@@ -544,16 +544,22 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     # Integer data stays exact: Winograd's transforms round (1/2, 1/4, ...).
     float_data = x.dtype.kind == "f" or w.dtype.kind == "f"
     w = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
+    w_finite = _fft.all_finite(w)  # one pass over the weight, for both uses below
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype,
-                                         dtype.kind in "fc" and not _fft.all_finite(w))
+                                         dtype.kind in "fc" and not w_finite)
+
+    def transform_applies():
+        """The FFT and Winograd mix a whole image or tile: their dtypes, finite values."""
+        return x.dtype in _fft.FFT_DTYPES and w_finite and _fft.all_finite(x)
+
     if method == "auto":
         method = choose_method(geom, x.dtype)
         if (method == "shifted" and float_data and winograd_pays(geom, x.dtype)
-                and _fft.fft_applies(x, w)):  # NaN or inf would spread over a tile
+                and transform_applies()):  # NaN or inf would spread over a tile
             method = "winograd"
-    elif method == "fft" and not _fft.fft_applies(x, w):
+    elif method == "fft" and not transform_applies():
         method = "direct"  # NaN or inf: a transform would spread them everywhere
-    elif method == "winograd" and not _fft.fft_applies(x, w):
+    elif method == "winograd" and not transform_applies():
         method = choose_method(geom, x.dtype)  # NaN or inf: it would spread over a tile
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
     return out.reshape(geom.output_shape())

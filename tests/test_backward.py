@@ -178,8 +178,10 @@ def test_direct_input_gradient_on_wide_rows(params, width):
         assert_allclose(got, expected, **TOL[np.dtype(dtype)])
 
 
-@pytest.mark.parametrize("params", [dict(padding=1, stride=(1, 2)), dict(groups=2)],
-                         ids=["3x3", "pointwise"])
+@pytest.mark.parametrize("params", [dict(padding=1, stride=(1, 2)), dict(groups=2),
+                                    dict(padding=(1, 3), stride=(2, 3)),
+                                    dict(padding=2, stride=2, dilation=(1, 2))],
+                         ids=["3x3", "pointwise", "3x3-stride3", "3x3-stride2-dilated"])
 def test_im2col_blocks_smaller_than_a_row(monkeypatch, params):
     """A tiny workspace cap splits the GEMMs into blocks of 3 output pixels."""
     k_shape = (3, 3) if "padding" in params else (1, 1)

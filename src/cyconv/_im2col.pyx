@@ -34,47 +34,64 @@ cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
     fold False (im2col): row[t] = x_plane[y, x], 0 where (y, x) is padding.
     fold True (col2im, the adjoint): x_plane[y, x] += row[t], padding dropped.
     """
-    cdef Py_ssize_t t = 0, pos = pos_start, i, j, seg, y, jj, j_lo, j_hi
+    cdef Py_ssize_t t = 0, i, j, seg, y, jj, lo, hi, off
     cdef blas_t *x_row
+    # The in-bounds columns (0 <= j*sw + col_offset < w) of every output row
+    # form one range [full_lo, full_hi): computed once per call, not per row
+    # (the divisions cost more than a short row's copy).
+    cdef Py_ssize_t full_lo = first_inside(col_offset, sw)
+    cdef Py_ssize_t full_hi = end_inside(col_offset, sw, w, wo)
+    if full_lo > wo:
+        full_lo = wo
+    if full_hi < full_lo:
+        full_hi = full_lo
+    i = pos_start // wo
+    j = pos_start - i * wo
+    y = i * sh + row_offset
     # Walk the block one output-row segment at a time: output columns
-    # j..j+seg-1 of output row i sit at row[t..t+seg-1].
+    # j..j+seg-1 of output row i sit at row[off + j..off + j+seg-1].
     while t < pos_count:
-        i = pos // wo
-        j = pos - i * wo
         seg = wo - j
         if seg > pos_count - t:
             seg = pos_count - t
-        y = i * sh + row_offset
+        off = t - j
         if y < 0 or y >= h:
             if not fold:
-                for jj in range(seg):
-                    row[t + jj] = 0
-            t += seg
-            pos += seg
-            continue
-        x_row = x_plane + y * w
-        # The in-bounds columns (0 <= jj*sw + col_offset < w) form one range
-        # [j_lo, j_hi): computed once, no test per pixel.
-        j_lo = first_inside(col_offset, sw)
-        j_lo = j if j_lo < j else (j_lo if j_lo < j + seg else j + seg)
-        j_hi = end_inside(col_offset, sw, w, j + seg)
-        j_hi = j_lo if j_hi < j_lo else j_hi
-        if fold:
-            for jj in range(j_lo, j_hi):
-                x_row[jj * sw + col_offset] += row[t + jj - j]
+                for jj in range(j, j + seg):
+                    row[off + jj] = 0
         else:
-            for jj in range(j, j_lo):
-                row[t + jj - j] = 0
-            if sw == 1:
-                memcpy(row + t + j_lo - j, x_row + j_lo + col_offset,
-                       (j_hi - j_lo) * sizeof(blas_t))
+            x_row = x_plane + y * w
+            lo = j if full_lo < j else (full_lo if full_lo < j + seg else j + seg)
+            hi = full_hi if full_hi < j + seg else j + seg
+            hi = lo if hi < lo else hi
+            if fold:
+                # Separate loops with a constant stride, which the compiler vectorizes.
+                if sw == 1:
+                    for jj in range(lo, hi):
+                        x_row[jj + col_offset] += row[off + jj]
+                elif sw == 2:
+                    for jj in range(lo, hi):
+                        x_row[2 * jj + col_offset] += row[off + jj]
+                else:
+                    for jj in range(lo, hi):
+                        x_row[jj * sw + col_offset] += row[off + jj]
             else:
-                for jj in range(j_lo, j_hi):
-                    row[t + jj - j] = x_row[jj * sw + col_offset]
-            for jj in range(j_hi, j + seg):
-                row[t + jj - j] = 0
+                for jj in range(j, lo):
+                    row[off + jj] = 0
+                if sw == 1:
+                    memcpy(row + off + lo, x_row + lo + col_offset,
+                           (hi - lo) * sizeof(blas_t))
+                elif sw == 2:
+                    for jj in range(lo, hi):
+                        row[off + jj] = x_row[2 * jj + col_offset]
+                else:
+                    for jj in range(lo, hi):
+                        row[off + jj] = x_row[jj * sw + col_offset]
+                for jj in range(hi, j + seg):
+                    row[off + jj] = 0
         t += seg
-        pos += seg
+        j = 0
+        y += sh
 
 
 cdef inline bint _is_pointwise(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,

@@ -143,3 +143,98 @@ def test_bias_and_grad_output_shape_errors():
         cyconv.conv_transpose2d_backward(np.ones((1, 2, 3, 3)), x, w)
     with pytest.raises(TypeError, match="output_mask"):
         cyconv.conv_transpose2d_backward(np.ones((1, 2, 4, 4)), x, w, output_mask="yes")
+
+
+def _canvas(x, w, stride, padding, output_padding, groups, dilation):
+    """(cg, kg, kh, kw, (hf, wf), (ho, wo)): the canvas every tap reaches and the output in it."""
+    h, wd = x.shape[2:]
+    cg, kg, kh, kw = x.shape[1] // groups, w.shape[1], w.shape[2], w.shape[3]
+    full = tuple((n - 1) * s + d * (k - 1) + 1 + op
+                 for n, k, s, d, op in zip((h, wd), (kh, kw), stride, dilation, output_padding))
+    return cg, kg, kh, kw, full, (full[0] - 2 * padding[0], full[1] - 2 * padding[1])
+
+
+def _transpose_ref(x, w, b, stride, padding, output_padding, groups, dilation):
+    """conv_transpose2d by its definition: each input pixel stamps the kernel, in float64."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    n, _, h, wd = x.shape
+    cg, kg, kh, kw, (hf, wf), (ho, wo) = _canvas(x, w, stride, padding, output_padding,
+                                                 groups, dilation)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    canvas = np.zeros((n, groups * kg, hf, wf))
+    for g in range(groups):
+        xg, wg = x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg]
+        for p in range(kh):
+            for q in range(kw):
+                canvas[:, g * kg:(g + 1) * kg, p * dh:p * dh + (h - 1) * sh + 1:sh,
+                       q * dw:q * dw + (wd - 1) * sw + 1:sw] += np.einsum(
+                           "nchw,ck->nkhw", xg, wg[:, :, p, q])
+    out = canvas[:, :, ph:ph + ho, pw:pw + wo]
+    return out if b is None else out + b[:, None, None]
+
+
+def _transpose_grads_ref(gy, x, w, stride, padding, output_padding, groups, dilation):
+    """(grad_input, grad_weight) of conv_transpose2d by the definition, in float64.
+
+    Output pixel (i*sh - ph + p*dh, j*sw - pw + q*dw) got x[n, c, i, j] * w[c, k, p, q]:
+    both gradients read grad_output there (zero outside the output).
+    """
+    gy, x, w = (a.astype(np.float64) for a in (gy, x, w))
+    cg, kg, kh, kw, (hf, wf), (ho, wo) = _canvas(x, w, stride, padding, output_padding,
+                                                 groups, dilation)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    h, wd = x.shape[2:]
+    canvas = np.zeros(gy.shape[:2] + (hf, wf))
+    canvas[:, :, ph:ph + ho, pw:pw + wo] = gy
+    gx, gw = np.zeros(x.shape), np.zeros(w.shape)
+    for g in range(groups):
+        cs, ks = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
+        for p in range(kh):
+            for q in range(kw):
+                tap = canvas[:, ks, p * dh:p * dh + (h - 1) * sh + 1:sh,
+                             q * dw:q * dw + (wd - 1) * sw + 1:sw]
+                gx[:, cs] += np.einsum("nkhw,ck->nchw", tap, w[cs, :, p, q])
+                gw[cs, :, p, q] = np.einsum("nkhw,nchw->ck", tap, x[:, cs])
+    return gx, gw
+
+
+# Strided layers large enough for the GEMM paths (4+ kernels per group, rows
+# split among threads): (x shape, weight shape, parameters).
+STRIDED = [
+    ((2, 16, 9, 7), (16, 5, 4, 4), dict(stride=2, padding=1)),  # the decoder's 4x4/2
+    ((3, 8, 11, 6), (8, 6, 3, 3), dict(stride=2, padding=0, output_padding=1)),
+    ((1, 12, 7, 9), (12, 4, 4, 5), dict(stride=3, padding=2, output_padding=(2, 1),
+                                        groups=2)),
+    ((2, 10, 6, 8), (10, 7, 3, 3), dict(stride=(2, 3), padding=(1, 3), output_padding=1,
+                                        dilation=2)),
+    ((2, 9, 5, 6), (9, 4, 2, 2), dict(stride=3, output_padding=2)),  # kernel < stride
+    ((1, 6, 13, 5), (6, 8, 3, 2), dict(stride=(3, 2), padding=(1, 0), groups=3)),
+]
+
+
+def _full_params(params):
+    full = dict(stride=1, padding=0, output_padding=0, groups=1, dilation=1) | params
+    return {k: (v if k == "groups" or isinstance(v, tuple) else (v, v))
+            for k, v in full.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, params", STRIDED)
+def test_strided_against_definition(xs, ws, params, dtype):
+    rng = np.random.default_rng(len(xs) * sum(ws))
+    x, w = rng.normal(size=xs).astype(dtype), rng.normal(size=ws).astype(dtype)
+    b = rng.normal(size=ws[1] * params.get("groups", 1)).astype(dtype)
+    full = _full_params(params)
+    ref = _transpose_ref(x, w, b, **full)
+    got = cyconv.conv_transpose2d(x, w, b, **params)
+    assert got.dtype == dtype and got.shape == ref.shape
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got, ref, **tol)
+    # Unbatched input: the same planes.
+    np.testing.assert_allclose(cyconv.conv_transpose2d(x[0], w, b, **params), ref[0], **tol)
+    gy = rng.normal(size=ref.shape).astype(dtype)
+    gx, gw, gb = cyconv.conv_transpose2d_backward(gy, x, w, **params)
+    ref_gx, ref_gw = _transpose_grads_ref(gy, x, w, **full)
+    for mine, expected in ((gx, ref_gx), (gw, ref_gw), (gb, gy.sum(axis=(0, 2, 3)))):
+        assert mine.dtype == dtype
+        np.testing.assert_allclose(mine, expected, **tol)

@@ -22,6 +22,12 @@ from cyconv._bounds cimport first_inside, end_inside
 from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
 from cyconv._split cimport even_part
 
+cdef extern from "_gather.h" nogil:
+    void cyconv_gather2_float(float *dst, const float *src, Py_ssize_t n)
+    void cyconv_gather2_double(double *dst, const double *src, Py_ssize_t n)
+    void cyconv_scatter_add2_float(float *dst, const float *src, Py_ssize_t n)
+    void cyconv_scatter_add2_double(double *dst, const double *src, Py_ssize_t n)
+
 
 cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
                     Py_ssize_t row_offset, Py_ssize_t col_offset,
@@ -65,13 +71,20 @@ cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
             hi = full_hi if full_hi < j + seg else j + seg
             hi = lo if hi < lo else hi
             if fold:
-                # Separate loops with a constant stride, which the compiler vectorizes.
+                # Constant-stride loops, which the compiler vectorizes (_gather.h).
                 if sw == 1:
                     for jj in range(lo, hi):
                         x_row[jj + col_offset] += row[off + jj]
-                elif sw == 2:
-                    for jj in range(lo, hi):
-                        x_row[2 * jj + col_offset] += row[off + jj]
+                elif sw == 2 and hi > lo:
+                    if blas_t is float:
+                        cyconv_scatter_add2_float(x_row + 2 * lo + col_offset, row + off + lo,
+                                                  hi - lo)
+                    elif blas_t is double:
+                        cyconv_scatter_add2_double(x_row + 2 * lo + col_offset, row + off + lo,
+                                                   hi - lo)
+                    else:
+                        for jj in range(lo, hi):
+                            x_row[2 * jj + col_offset] += row[off + jj]
                 else:
                     for jj in range(lo, hi):
                         x_row[jj * sw + col_offset] += row[off + jj]
@@ -81,9 +94,15 @@ cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
                 if sw == 1:
                     memcpy(row + off + lo, x_row + lo + col_offset,
                            (hi - lo) * sizeof(blas_t))
-                elif sw == 2:
-                    for jj in range(lo, hi):
-                        row[off + jj] = x_row[2 * jj + col_offset]
+                elif sw == 2 and hi > lo:
+                    if blas_t is float:
+                        cyconv_gather2_float(row + off + lo, x_row + 2 * lo + col_offset, hi - lo)
+                    elif blas_t is double:
+                        cyconv_gather2_double(row + off + lo, x_row + 2 * lo + col_offset,
+                                              hi - lo)
+                    else:
+                        for jj in range(lo, hi):
+                            row[off + jj] = x_row[2 * jj + col_offset]
                 else:
                     for jj in range(lo, hi):
                         row[off + jj] = x_row[jj * sw + col_offset]

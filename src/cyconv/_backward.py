@@ -118,15 +118,15 @@ def _depthwise_gradients(func, x, gy, w4, geom, pad_top, pad_left, with_input):
 
     The input gradient needs the conditions of `_transposes_to_forward` and a
     finite weight. The weight gradient comes back None (compute it otherwise)
-    when it is not finite: the kernel's zero columns meet x, so a NaN or inf
-    in x can give a NaN that the definition does not.
+    when it is not finite: the kernel's zeros meet x, so a NaN or inf in x
+    can give a NaN that the definition does not, and an inf in grad_output
+    can miss the padding's zeros (inf, where the definition has NaN).
     """
     dtype = gy.dtype
     if geom.channels != geom.groups:
         return None, None
-    extra = 0
-    if with_input:
-        extra = (geom.height + (geom.kh - 1) * geom.dh) * (geom.width + (geom.kw - 1) * geom.dw)
+    # The gradient's zero-padded plane, as the input gradient's forward pass reads it.
+    extra = (geom.height + (geom.kh - 1) * geom.dh) * (geom.width + (geom.kw - 1) * geom.dw)
     scratch = depthwise_scratch(gy, w4, gy.shape, geom.sh, geom.sw, geom.dh, geom.dw,
                                 geom.groups, extra)
     if scratch is None:

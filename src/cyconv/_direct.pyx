@@ -39,6 +39,12 @@ cdef extern from "_rowblock.h" nogil:
     void cyconv_tapdots_double(const double *gy, const double *padded, Py_ssize_t ho,
                                Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw,
                                Py_ssize_t dh, Py_ssize_t dw, double *sums)
+    void cyconv_gradrows3x3_float(const float *x_plane, const float *gpad, Py_ssize_t h,
+                                  Py_ssize_t w, Py_ssize_t wb, Py_ssize_t dh, Py_ssize_t dw,
+                                  float *sums)
+    void cyconv_gradrows3x3_double(const double *x_plane, const double *gpad, Py_ssize_t h,
+                                   Py_ssize_t w, Py_ssize_t wb, Py_ssize_t dh, Py_ssize_t dw,
+                                   double *sums)
 
 
 cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bias,
@@ -268,24 +274,28 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
     and (kw-1)*dw - pw on the left with ``flipped = weight[..., ::-1, ::-1]``.
 
     Each thread takes whole planes; a plane is read from memory once for
-    both sums (x and grad_out once each, grad_input written once). For the
-    weight gradient, the plane of x goes into a zero-padded (Hp, Wp) buffer
-    and the gradient plane into rows of Wp (zero in the columns j >= wo);
-    read as flat rows, gradient (i, j) is flat position i*Wp + j and under
-    tap (p, q) meets padded position i*Wp + j + p*dh*Wp + q*dw, so each tap
-    is one long dot product, kh*kw of them at a time in _rowblock.h. (The
-    zero columns also meet x: a NaN or inf in x can turn a sum into NaN that
-    the definition leaves finite; the caller checks.) For the input
-    gradient, the gradient plane goes into a zero-padded (H + (kh-1)*dh,
-    W + (kw-1)*dw) buffer whose rows run the register-blocked row of
-    _rowblock.h, as in depthwise_forward.
+    both sums (x and grad_out once each, grad_input written once). The
+    gradient plane goes into a zero-padded (H + (kh-1)*dh, W + (kw-1)*dw)
+    buffer whose rows run the register-blocked row of _rowblock.h for the
+    input gradient, as in depthwise_forward. For a 3x3 kernel with
+    ph <= 2*dh and pw <= 2*dw, the weight gradient reads that buffer against
+    the rows of x as they are (gradrows in _rowblock.h): no other copy.
+    Otherwise the plane of x goes into a zero-padded (Hp, Wp) buffer and the
+    gradient plane into rows of Wp (zero in the columns j >= wo); read as
+    flat rows, gradient (i, j) is flat position i*Wp + j and under tap
+    (p, q) meets padded position i*Wp + j + p*dh*Wp + q*dw, so each tap is
+    one long dot product, kh*kw of them at a time in _rowblock.h. Both ways,
+    zeros that are no part of the definition's sum meet x (a NaN or inf in
+    x can give NaN where the definition is finite), and gradrows skips the
+    input's padding (an inf in grad_out can give inf where the definition
+    has inf * 0 = NaN): the caller recomputes any sum that is not finite.
 
     Invariants (checked in Python): x (N, C, H, W), grad_out (N, C, ho, wo),
     flipped (C, 1, kh, kw), grad_input None or (N, C, H, W), all non-empty
     and C-contiguous; ho + (kh-1)*dh = H + ph + (bottom padding), likewise
     wo; paddings >= 0 and, with grad_input, ph <= (kh-1)*dh and
     pw <= (kw-1)*dw; dilations >= 1; partial (threads, C*kh*kw) zero-filled;
-    scratch (threads, Hp*Wp + ho*Wp [+ (H + (kh-1)*dh)*(W + (kw-1)*dw)])
+    scratch (threads, Hp*Wp + ho*Wp + (H + (kh-1)*dh)*(W + (kw-1)*dw))
     zero-filled; both with one row per thread the loop may use.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], h = x.shape[2], w = x.shape[3]
@@ -300,6 +310,7 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
     cdef Py_ssize_t top = (kh - 1) * dh - ph, left = (kw - 1) * dw - pw
     cdef Py_ssize_t g_rows = ho if ho < hb - top else hb - top
     cdef Py_ssize_t g_cols = wo if wo < wb - left else wb - left
+    cdef bint by_rows = kh == 3 and kw == 3 and top >= 0 and left >= 0
     cdef Py_ssize_t n_planes = n_batch * channels, plane, c, i
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
@@ -324,14 +335,22 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
             gpad = flat + ho * wp
             sums = part_p + threadid() * partial.shape[1] + c * taps
             # The borders the caller zeroed are never written: only these regions.
-            _pad_plane(x_p + plane * h * w, padded, rows, cols, w, wp, ph, pw)
-            _pad_plane(gy_p + plane * ho * wo, flat, ho, wo, wo, wp, 0, 0)
-            if floating is float:
-                cyconv_tapdots_float(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
-            else:
-                cyconv_tapdots_double(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
-            if gi_p != NULL:
+            if by_rows or gi_p != NULL:
                 _pad_plane(gy_p + plane * ho * wo, gpad, g_rows, g_cols, wo, wb, top, left)
+            if by_rows:
+                if floating is float:
+                    cyconv_gradrows3x3_float(x_p + plane * h * w, gpad, h, w, wb, dh, dw, sums)
+                else:
+                    cyconv_gradrows3x3_double(x_p + plane * h * w, gpad, h, w, wb, dh, dw,
+                                              sums)
+            else:
+                _pad_plane(x_p + plane * h * w, padded, rows, cols, w, wp, ph, pw)
+                _pad_plane(gy_p + plane * ho * wo, flat, ho, wo, wo, wp, 0, 0)
+                if floating is float:
+                    cyconv_tapdots_float(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
+                else:
+                    cyconv_tapdots_double(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
+            if gi_p != NULL:
                 for i in range(h):
                     if floating is float:
                         cyconv_rowblock_float(gpad, f_p + c * taps, gi_p + (plane * h + i) * w,

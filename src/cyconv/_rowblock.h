@@ -18,6 +18,7 @@
 #define CYCONV_ROWBLOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CYCONV_VECTOR_BYTES 64
@@ -52,6 +53,24 @@
     static inline void NAME(                                                            \
         const T *gy, const T *padded, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t wp,         \
         ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh, ptrdiff_t dw, T *sums)
+
+/* A 3x3 depthwise weight gradient from the unpadded input plane and the zero-padded
+ * gradient plane (as the input gradient's forward pass reads it, wb columns):
+ *   sums[p*3 + q] += sum_{y < h, x < w} x_plane[y*w + x]
+ *                                      * gpad[(y + (2-p)*dh)*wb + x + (2-q)*dw]
+ * Row by row, so neither the input nor the gradient needs another copy. */
+#define CYCONV_GRADROWS3X3_SIGNATURE(NAME, T)                                           \
+    static inline void NAME(                                                            \
+        const T *x_plane, const T *gpad, ptrdiff_t h, ptrdiff_t w, ptrdiff_t wb,        \
+        ptrdiff_t dh, ptrdiff_t dw, T *sums)
+
+/* The same sums one column at a time, for the columns x0..w-1 of row y. */
+#define CYCONV_GRADROWS3X3_COLUMNS(T, x0)                                               \
+    for (ptrdiff_t e = (x0); e < w; e++)                                                \
+        for (int p = 0; p < 3; p++)                                                     \
+            for (int q = 0; q < 3; q++)                                                 \
+                tail[p * 3 + q] += x_plane[y * w + e]                                   \
+                                   * gpad[(y + (2 - p) * dh) * wb + e + (2 - q) * dw];
 
 #if CYCONV_VECTOR_BYTES
 
@@ -171,7 +190,67 @@
         }                                                                               \
     }
 
+/* Whole vectors of each row, then one vector ending at the row's end whose
+ * lanes already summed are zeroed (bitwise, so a NaN there stays out); rows
+ * narrower than a vector go scalar. One vector accumulator per tap. */
+#define CYCONV_GRADROWS3X3_TAPS(T, col, xv)                                             \
+    for (int p = 0; p < 3; p++)                                                         \
+        for (int q = 0; q < 3; q++)                                                     \
+            acc[p * 3 + q] += (xv) * *(const cyconv_##T##_uvec *)(                      \
+                gpad + (y + (2 - p) * dh) * wb + (col) + (2 - q) * dw);
+
+#define CYCONV_DEFINE_GRADROWS3X3(NAME, T, I)                                           \
+    CYCONV_GRADROWS3X3_SIGNATURE(NAME, T)                                               \
+    {                                                                                   \
+        typedef I cyconv_mask_t __attribute__((vector_size(CYCONV_VECTOR_BYTES)));      \
+        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T), rest = w % V;              \
+        cyconv_##T##_vec acc[9];                                                        \
+        cyconv_mask_t keep;                                                             \
+        T tail[9];                                                                      \
+        for (int t = 0; t < 9; t++) {                                                   \
+            acc[t] = (cyconv_##T##_vec){0};                                             \
+            tail[t] = 0;                                                                \
+        }                                                                               \
+        for (ptrdiff_t l = 0; l < V; l++)                                               \
+            keep[l] = l >= V - rest ? -1 : 0;                                           \
+        for (ptrdiff_t y = 0; y < h; y++) {                                             \
+            if (w < V) {                                                                \
+                CYCONV_GRADROWS3X3_COLUMNS(T, 0)                                        \
+                continue;                                                               \
+            }                                                                           \
+            ptrdiff_t j = 0;                                                            \
+            for (; j + V <= w; j += V) {                                                \
+                const cyconv_##T##_vec xv =                                             \
+                    *(const cyconv_##T##_uvec *)(x_plane + y * w + j);                  \
+                CYCONV_GRADROWS3X3_TAPS(T, j, xv)                                       \
+            }                                                                           \
+            if (rest) {                                                                 \
+                const cyconv_##T##_vec xv = (cyconv_##T##_vec)(                         \
+                    (cyconv_mask_t)*(const cyconv_##T##_uvec *)(x_plane + y * w + w - V) \
+                    & keep);                                                            \
+                CYCONV_GRADROWS3X3_TAPS(T, w - V, xv)                                   \
+            }                                                                           \
+        }                                                                               \
+        for (int t = 0; t < 9; t++) {                                                   \
+            T total = tail[t];                                                          \
+            for (ptrdiff_t l = 0; l < V; l++)                                           \
+                total += acc[t][l];                                                     \
+            sums[t] += total;                                                           \
+        }                                                                               \
+    }
+
 #else /* no vector extensions: the same sums on scalars */
+
+#define CYCONV_DEFINE_GRADROWS3X3(NAME, T, I)                                           \
+    CYCONV_GRADROWS3X3_SIGNATURE(NAME, T)                                               \
+    {                                                                                   \
+        T tail[9] = {0};                                                                \
+        for (ptrdiff_t y = 0; y < h; y++) {                                             \
+            CYCONV_GRADROWS3X3_COLUMNS(T, 0)                                            \
+        }                                                                               \
+        for (int t = 0; t < 9; t++)                                                     \
+            sums[t] += tail[t];                                                         \
+    }
 
 #define CYCONV_DEFINE_VECTORS(T)
 
@@ -203,5 +282,7 @@ CYCONV_DEFINE_ROWBLOCK(cyconv_rowblock_float, float)
 CYCONV_DEFINE_ROWBLOCK(cyconv_rowblock_double, double)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_float, float)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_double, double)
+CYCONV_DEFINE_GRADROWS3X3(cyconv_gradrows3x3_float, float, int32_t)
+CYCONV_DEFINE_GRADROWS3X3(cyconv_gradrows3x3_double, double, int64_t)
 
 #endif /* CYCONV_ROWBLOCK_H */

@@ -45,6 +45,12 @@ cdef extern from "_rowblock.h" nogil:
     void cyconv_gradrows3x3_double(const double *x_plane, const double *gpad, Py_ssize_t h,
                                    Py_ssize_t w, Py_ssize_t wb, Py_ssize_t dh, Py_ssize_t dw,
                                    double *sums)
+    void cyconv_backrows3x3_float(const float *x_plane, const float *gpad, const float *f,
+                                  float *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                  Py_ssize_t dh, Py_ssize_t dw, float *sums)
+    void cyconv_backrows3x3_double(const double *x_plane, const double *gpad, const double *f,
+                                   double *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                   Py_ssize_t dh, Py_ssize_t dw, double *sums)
 
 
 cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bias,
@@ -279,7 +285,9 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
     buffer whose rows run the register-blocked row of _rowblock.h for the
     input gradient, as in depthwise_forward. For a 3x3 kernel with
     ph <= 2*dh and pw <= 2*dw, the weight gradient reads that buffer against
-    the rows of x as they are (gradrows in _rowblock.h): no other copy.
+    the rows of x as they are (gradrows in _rowblock.h): no other copy;
+    with the input gradient, both sums run in one loop (backrows), which
+    loads each vector of that buffer once for both.
     Otherwise the plane of x goes into a zero-padded (Hp, Wp) buffer and the
     gradient plane into rows of Wp (zero in the columns j >= wo); read as
     flat rows, gradient (i, j) is flat position i*Wp + j and under tap
@@ -337,7 +345,14 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
             # The borders the caller zeroed are never written: only these regions.
             if by_rows or gi_p != NULL:
                 _pad_plane(gy_p + plane * ho * wo, gpad, g_rows, g_cols, wo, wb, top, left)
-            if by_rows:
+            if by_rows and gi_p != NULL:
+                if floating is float:
+                    cyconv_backrows3x3_float(x_p + plane * h * w, gpad, f_p + c * taps,
+                                             gi_p + plane * h * w, h, w, wb, dh, dw, sums)
+                else:
+                    cyconv_backrows3x3_double(x_p + plane * h * w, gpad, f_p + c * taps,
+                                              gi_p + plane * h * w, h, w, wb, dh, dw, sums)
+            elif by_rows:
                 if floating is float:
                     cyconv_gradrows3x3_float(x_p + plane * h * w, gpad, h, w, wb, dh, dw, sums)
                 else:
@@ -350,7 +365,7 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
                     cyconv_tapdots_float(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
                 else:
                     cyconv_tapdots_double(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
-            if gi_p != NULL:
+            if gi_p != NULL and not by_rows:
                 for i in range(h):
                     if floating is float:
                         cyconv_rowblock_float(gpad, f_p + c * taps, gi_p + (plane * h + i) * w,

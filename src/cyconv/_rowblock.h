@@ -72,6 +72,26 @@
                 tail[p * 3 + q] += x_plane[y * w + e]                                   \
                                    * gpad[(y + (2 - p) * dh) * wb + e + (2 - q) * dw];
 
+/* Both 3x3 depthwise gradients of a plane at once: the input gradient's rows
+ *   gi[y*w + x] = sum_{p, q} f[p*3 + q] * gpad[(y + p*dh)*wb + x + q*dw]
+ * (f the flipped kernel) and gradrows' sums, which read the same nine vectors
+ * of gpad for each block of columns: each load serves two multiply-adds. */
+#define CYCONV_BACKROWS3X3_SIGNATURE(NAME, T)                                           \
+    static inline void NAME(                                                            \
+        const T *x_plane, const T *gpad, const T *f, T *gi, ptrdiff_t h, ptrdiff_t w,   \
+        ptrdiff_t wb, ptrdiff_t dh, ptrdiff_t dw, T *sums)
+
+/* Both sums one column at a time, for the columns x0..w-1 of row y. */
+#define CYCONV_BACKROWS3X3_COLUMNS(T, x0)                                               \
+    for (ptrdiff_t e = (x0); e < w; e++) {                                              \
+        T out = 0;                                                                      \
+        for (int p = 0; p < 3; p++)                                                     \
+            for (int q = 0; q < 3; q++)                                                 \
+                out += fk[p * 3 + q] * gpad[(y + p * dh) * wb + e + q * dw];            \
+        gi[y * w + e] = out;                                                            \
+    }                                                                                   \
+    CYCONV_GRADROWS3X3_COLUMNS(T, x0)
+
 #if CYCONV_VECTOR_BYTES
 
 /* The vector of one element type (aligned) and its unaligned, aliasing
@@ -239,7 +259,82 @@
         }                                                                               \
     }
 
+/* One block of columns at `col`: the input gradient as three partial sums
+ * (one per kernel row, short dependency chains), stored once. */
+#define CYCONV_BACKROWS3X3_BLOCK(T, col, xv)                                            \
+    do {                                                                                \
+        cyconv_##T##_vec o[3];                                                          \
+        for (int p = 0; p < 3; p++) {                                                   \
+            o[p] = (cyconv_##T##_vec){0};                                               \
+            for (int q = 0; q < 3; q++) {                                               \
+                const cyconv_##T##_vec gv = *(const cyconv_##T##_uvec *)(               \
+                    gpad + (y + p * dh) * wb + (col) + q * dw);                         \
+                o[p] += fk[p * 3 + q] * gv;                                             \
+                acc[(2 - p) * 3 + 2 - q] += (xv) * gv;                                  \
+            }                                                                           \
+        }                                                                               \
+        *(cyconv_##T##_uvec *)(gi + y * w + (col)) = o[0] + o[1] + o[2];                \
+    } while (0)
+
+/* As gradrows: whole vectors, then one ending at the row's end (its input
+ * gradient recomputed, its x lanes already summed zeroed), scalar rows
+ * narrower than a vector. The kernel is copied to locals: gi's stores could
+ * alias it. */
+#define CYCONV_DEFINE_BACKROWS3X3(NAME, T, I)                                           \
+    CYCONV_BACKROWS3X3_SIGNATURE(NAME, T)                                               \
+    {                                                                                   \
+        typedef I cyconv_mask_t __attribute__((vector_size(CYCONV_VECTOR_BYTES)));      \
+        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T), rest = w % V;              \
+        cyconv_##T##_vec acc[9];                                                        \
+        cyconv_mask_t keep;                                                             \
+        T tail[9], fk[9];                                                               \
+        for (int t = 0; t < 9; t++) {                                                   \
+            acc[t] = (cyconv_##T##_vec){0};                                             \
+            tail[t] = 0;                                                                \
+            fk[t] = f[t];                                                               \
+        }                                                                               \
+        for (ptrdiff_t l = 0; l < V; l++)                                               \
+            keep[l] = l >= V - rest ? -1 : 0;                                           \
+        for (ptrdiff_t y = 0; y < h; y++) {                                             \
+            if (w < V) {                                                                \
+                CYCONV_BACKROWS3X3_COLUMNS(T, 0)                                        \
+                continue;                                                               \
+            }                                                                           \
+            ptrdiff_t j = 0;                                                            \
+            for (; j + V <= w; j += V) {                                                \
+                const cyconv_##T##_vec xv =                                             \
+                    *(const cyconv_##T##_uvec *)(x_plane + y * w + j);                  \
+                CYCONV_BACKROWS3X3_BLOCK(T, j, xv);                                     \
+            }                                                                           \
+            if (rest) {                                                                 \
+                const cyconv_##T##_vec xv = (cyconv_##T##_vec)(                         \
+                    (cyconv_mask_t)*(const cyconv_##T##_uvec *)(x_plane + y * w + w - V) \
+                    & keep);                                                            \
+                CYCONV_BACKROWS3X3_BLOCK(T, w - V, xv);                                 \
+            }                                                                           \
+        }                                                                               \
+        for (int t = 0; t < 9; t++) {                                                   \
+            T total = tail[t];                                                          \
+            for (ptrdiff_t l = 0; l < V; l++)                                           \
+                total += acc[t][l];                                                     \
+            sums[t] += total;                                                           \
+        }                                                                               \
+    }
+
 #else /* no vector extensions: the same sums on scalars */
+
+#define CYCONV_DEFINE_BACKROWS3X3(NAME, T, I)                                           \
+    CYCONV_BACKROWS3X3_SIGNATURE(NAME, T)                                               \
+    {                                                                                   \
+        T tail[9] = {0}, fk[9];                                                         \
+        for (int t = 0; t < 9; t++)                                                     \
+            fk[t] = f[t];                                                               \
+        for (ptrdiff_t y = 0; y < h; y++) {                                             \
+            CYCONV_BACKROWS3X3_COLUMNS(T, 0)                                            \
+        }                                                                               \
+        for (int t = 0; t < 9; t++)                                                     \
+            sums[t] += tail[t];                                                         \
+    }
 
 #define CYCONV_DEFINE_GRADROWS3X3(NAME, T, I)                                           \
     CYCONV_GRADROWS3X3_SIGNATURE(NAME, T)                                               \
@@ -284,5 +379,7 @@ CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_float, float)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_double, double)
 CYCONV_DEFINE_GRADROWS3X3(cyconv_gradrows3x3_float, float, int32_t)
 CYCONV_DEFINE_GRADROWS3X3(cyconv_gradrows3x3_double, double, int64_t)
+CYCONV_DEFINE_BACKROWS3X3(cyconv_backrows3x3_float, float, int32_t)
+CYCONV_DEFINE_BACKROWS3X3(cyconv_backrows3x3_double, double, int64_t)
 
 #endif /* CYCONV_ROWBLOCK_H */

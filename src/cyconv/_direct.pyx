@@ -39,16 +39,17 @@ cdef extern from "_rowblock.h" nogil:
     void cyconv_tapdots_double(const double *gy, const double *padded, Py_ssize_t ho,
                                Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw,
                                Py_ssize_t dh, Py_ssize_t dw, double *sums)
-    void cyconv_gradrows3x3_float(const float *x_plane, const float *gpad, Py_ssize_t h,
-                                  Py_ssize_t w, Py_ssize_t wb, Py_ssize_t dh, Py_ssize_t dw,
-                                  float *sums)
-    void cyconv_gradrows3x3_double(const double *x_plane, const double *gpad, Py_ssize_t h,
-                                   Py_ssize_t w, Py_ssize_t wb, Py_ssize_t dh, Py_ssize_t dw,
-                                   double *sums)
     void cyconv_backrows3x3_float(const float *x_plane, const float *gpad, const float *f,
                                   float *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
                                   Py_ssize_t dh, Py_ssize_t dw, float *sums)
     void cyconv_backrows3x3_double(const double *x_plane, const double *gpad, const double *f,
+                                   double *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                   Py_ssize_t dh, Py_ssize_t dw, double *sums)
+    # The weight gradient alone: f and gi NULL.
+    void cyconv_gradrows3x3_float(const float *x_plane, const float *gpad, const float *f,
+                                  float *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                  Py_ssize_t dh, Py_ssize_t dw, float *sums)
+    void cyconv_gradrows3x3_double(const double *x_plane, const double *gpad, const double *f,
                                    double *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
                                    Py_ssize_t dh, Py_ssize_t dw, double *sums)
 
@@ -285,9 +286,9 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
     buffer whose rows run the register-blocked row of _rowblock.h for the
     input gradient, as in depthwise_forward. For a 3x3 kernel with
     ph <= 2*dh and pw <= 2*dw, the weight gradient reads that buffer against
-    the rows of x as they are (gradrows in _rowblock.h): no other copy;
-    with the input gradient, both sums run in one loop (backrows), which
-    loads each vector of that buffer once for both.
+    the rows of x as they are (_rowblock.h's rows3x3): no other copy; with
+    the input gradient, both sums run in that one loop, which loads each
+    vector of the buffer once for both.
     Otherwise the plane of x goes into a zero-padded (Hp, Wp) buffer and the
     gradient plane into rows of Wp (zero in the columns j >= wo); read as
     flat rows, gradient (i, j) is flat position i*Wp + j and under tap
@@ -354,10 +355,11 @@ def depthwise_backward(const floating[:, :, :, ::1] x,
                                               gi_p + plane * h * w, h, w, wb, dh, dw, sums)
             elif by_rows:
                 if floating is float:
-                    cyconv_gradrows3x3_float(x_p + plane * h * w, gpad, h, w, wb, dh, dw, sums)
+                    cyconv_gradrows3x3_float(x_p + plane * h * w, gpad, NULL, NULL, h, w, wb,
+                                             dh, dw, sums)
                 else:
-                    cyconv_gradrows3x3_double(x_p + plane * h * w, gpad, h, w, wb, dh, dw,
-                                              sums)
+                    cyconv_gradrows3x3_double(x_p + plane * h * w, gpad, NULL, NULL, h, w, wb,
+                                              dh, dw, sums)
             else:
                 _pad_plane(x_p + plane * h * w, padded, rows, cols, w, wp, ph, pw)
                 _pad_plane(gy_p + plane * ho * wo, flat, ho, wo, wo, wp, 0, 0)

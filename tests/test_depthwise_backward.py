@@ -188,3 +188,18 @@ def test_nonfinite_values_stay_where_the_definition_puts_them(dtype, where):
         assert_allclose(got[finite], ref[finite], rtol=1e-3, atol=1e-3)
     touched = ref_gi if where == "weight" else ref_gw  # the case is not vacuous
     assert np.isfinite(touched).any() and not np.isfinite(touched).all()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_threads_split_the_planes(dtype):
+    # Enough work for the kernel's parallel loop (the cases above are too
+    # small for it): each thread's partial weight gradient is added at the end.
+    rng = np.random.default_rng(15)
+    x, w, gy = _case(rng, dtype, 5, 7, (20, 37), (3, 3), 1, (1, 1), (1, 1), (1, 1))
+    results = []
+    for threads in (1, 2):
+        with thread_limit(threads):
+            _check(x, w, gy, (1, 1), (1, 1), (1, 1), "auto")
+            results.append(cyconv.conv2d_backward(gy, x, w, padding=1, groups=7,
+                                                   output_mask=(True, True, False)))
+    assert_allclose(results[0][0], results[1][0], **TOL[np.dtype(dtype)])

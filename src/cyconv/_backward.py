@@ -138,7 +138,7 @@ def _depthwise_gradients(func, x, gy, w4, geom, pad_top, pad_left, with_input):
     _direct.depthwise_backward(x, gy, flipped, grad_input, partial, pad_top, pad_left,
                                geom.dh, geom.dw, scratch)
     grad_weight = (partial[0] if len(partial) == 1 else partial.sum(axis=0)).reshape(w4.shape)
-    if dtype.kind in "fc" and not _fft.all_finite(grad_weight):
+    if not _fft.all_finite(grad_weight):
         grad_weight = None
     return grad_input, grad_weight
 

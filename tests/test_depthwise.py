@@ -1,7 +1,9 @@
 """The depthwise kernels (groups == C == K, stride 1): forward and weight gradient.
 
 Each thread copies a plane into a zero-padded buffer; the forward runs its
-rows without border columns, the weight gradient reads the plane and the
+rows without border columns; the backward pads the gradient plane, runs the
+input gradient's rows on it and reads it against the rows of the input for
+the weight gradient (3x3 kernels), or reads the padded input and the
 gradient as flat rows (columns past the output width zero). The widths below
 cross the vector blocks of _rowblock.h (16 float32 or 8 float64 lanes with
 AVX-512), the paddings reach past the kernel's extent, and the dilations

@@ -111,14 +111,36 @@ def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, me
         run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
 
 
-def _direct_grad_weight(x, gy, grad_weight, sh, sw, ph, pw, dh, dw, groups):
-    """The direct loops' weight gradient (accumulated into a zeroed ``grad_weight``);
-    depthwise at stride 1 has its own kernel, as in `run_direct`."""
-    scratch = depthwise_scratch(x, grad_weight, gy.shape, sh, sw, dh, dw, groups)
-    if scratch is not None:
-        _direct.depthwise_grad_weight(x, gy, grad_weight, ph, pw, dh, dw, scratch)
-    else:
-        _direct.conv2d_grad_weight(x, gy, grad_weight, sh, sw, ph, pw, dh, dw, groups)
+def _depthwise_gradients(func, x, gy, w4, geom, pad_top, pad_left, with_input):
+    """A depthwise convolution's weight gradient, and its input gradient if ``with_input``,
+    in one pass of `_direct.depthwise_backward`; ``(None, None)`` where that kernel does
+    not apply (zero padding left to the kernel assumed).
+
+    The input gradient needs the conditions of `_transposes_to_forward` and a
+    finite weight. The weight gradient comes back None (compute it otherwise)
+    when it is not finite: the kernel's zeros meet x, so a NaN or inf in x
+    can give a NaN that the definition does not, and an inf in grad_output
+    can miss the padding's zeros (inf, where the definition has NaN).
+    """
+    dtype = gy.dtype
+    if geom.channels != geom.groups:
+        return None, None
+    # The gradient's zero-padded plane, as the input gradient's forward pass reads it.
+    extra = (geom.height + (geom.kh - 1) * geom.dh) * (geom.width + (geom.kw - 1) * geom.dw)
+    scratch = depthwise_scratch(gy, w4, gy.shape, geom.sh, geom.sw, geom.dh, geom.dw,
+                                geom.groups, extra)
+    if scratch is None:
+        return None, None
+    x, _, _ = prepare_input(func, x, geom, "zeros", dtype)
+    partial = np.zeros((scratch.shape[0], w4.size), dtype)
+    grad_input = np.empty(x.shape, dtype) if with_input else None
+    flipped = np.ascontiguousarray(w4[..., ::-1, ::-1])
+    _direct.depthwise_backward(x, gy, flipped, grad_input, partial, pad_top, pad_left,
+                               geom.dh, geom.dw, scratch)
+    grad_weight = (partial[0] if len(partial) == 1 else partial.sum(axis=0)).reshape(w4.shape)
+    if not _fft.all_finite(grad_weight):
+        grad_weight = None
+    return grad_input, grad_weight
 
 
 def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
@@ -283,14 +305,6 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     gy = np.ascontiguousarray(gy.reshape(geom.batch, geom.kernels, geom.ho, geom.wo),
                               dtype=dtype)
     w4 = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
-    # The kernels see the padded input for modes other than zeros. Only the
-    # weight gradient reads the input: copy (and pad) it only for that.
-    if want_weight:
-        # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
-        # (the definition, PyTorch): pad here so that no kernel skips those taps.
-        explicit_zeros = dtype.kind in "fc" and not _fft.all_finite(gy)
-        xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
-                                                explicit_zeros)
     if method == "auto":
         method = choose_method(geom, dtype)
     # At stride 1 the input gradient is a forward pass (direct or shifted).
@@ -305,9 +319,22 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
 
-    args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     grad_input = grad_weight = grad_bias = None
-    if want_input:
+    if want_weight and run and kernels is _direct and mode is None:
+        # Depthwise at stride 1: both gradients in one pass over the planes.
+        grad_input, grad_weight = _depthwise_gradients(func, x, gy, w4, geom, pad_top,
+                                                       pad_left, want_input and as_forward)
+    # The kernels see the padded input for modes other than zeros. Only the
+    # weight gradient reads the input: copy (and pad) it only for that.
+    if want_weight and grad_weight is None:
+        # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
+        # (the definition, PyTorch): pad here so that no kernel skips those taps.
+        explicit_zeros = dtype.kind in "fc" and not _fft.all_finite(gy)
+        xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
+                                                explicit_zeros)
+
+    args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
+    if want_input and grad_input is None:
         if run and as_forward:
             grad_input = np.empty(xp_shape, dtype)
             _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method)
@@ -324,16 +351,18 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                                               n_threads)
         if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
+    if want_input:
         grad_input = grad_input.reshape(x.shape)
-    if want_weight:
+    if want_weight and grad_weight is None:
         args = (geom.sh, geom.sw, wpad_top, wpad_left, geom.dh, geom.dw, geom.groups)
         if not run:
             grad_weight = np.zeros(w4.shape, dtype)
         elif kernels is _direct:
             grad_weight = np.zeros(w4.shape, dtype)
-            _direct_grad_weight(xp, gy, grad_weight, *args)
+            _direct.conv2d_grad_weight(xp, gy, grad_weight, *args)
         else:
             grad_weight = _im2col_grad_weight(func, xp, gy, w4.shape, geom, args)
+    if want_weight:
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias:
         grad_bias = gy.sum(axis=(0, 2, 3))

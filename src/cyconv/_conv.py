@@ -319,18 +319,18 @@ DEPTHWISE_PLANE_BYTES = 2**18
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def depthwise_scratch(x, w, out_shape, sh, sw, dh, dw, groups):
+def depthwise_scratch(x, w, out_shape, sh, sw, dh, dw, groups, extra=0):
     """Zeroed plane buffers, one per thread, for the depthwise kernels; None if they do not apply.
 
     They apply to float32/float64 depthwise convolutions (groups == C == K)
     at stride 1 whose buffers (the padded plane, ``out_shape`` grown by the
-    kernel's extent, and as many flat rows as the output has) fit
-    DEPTHWISE_PLANE_BYTES.
+    kernel's extent, as many flat rows as the output has, and ``extra``
+    elements more) fit DEPTHWISE_PLANE_BYTES.
     """
     kh, kw = w.shape[2], w.shape[3]
     ho, wp = out_shape[2], out_shape[3] + (kw - 1) * dw
     # The padded plane (Hp, Wp) and the flat rows (ho, Wp) that go with it.
-    cell = (ho + (kh - 1) * dh) * wp + ho * wp
+    cell = (ho + (kh - 1) * dh) * wp + ho * wp + extra
     if (groups == x.shape[1] == w.shape[0] > 1 and (sh, sw) == (1, 1)
             and x.dtype in _FLOATS and cell * x.dtype.itemsize <= DEPTHWISE_PLANE_BYTES):
         return np.zeros((max_threads(), cell), x.dtype)

@@ -17,7 +17,7 @@ def depthwise_forward(
     x: NDArray, weight: NDArray, bias: NDArray, out: NDArray,
     ph: int, pw: int, dh: int, dw: int, scratch: NDArray,
 ) -> None: ...
-def depthwise_grad_weight(
-    x: NDArray, grad_out: NDArray, grad_weight: NDArray,
-    ph: int, pw: int, dh: int, dw: int, scratch: NDArray,
+def depthwise_backward(
+    x: NDArray, grad_out: NDArray, flipped: NDArray, grad_input: NDArray | None,
+    partial: NDArray, ph: int, pw: int, dh: int, dw: int, scratch: NDArray,
 ) -> None: ...

@@ -39,6 +39,19 @@ cdef extern from "_rowblock.h" nogil:
     void cyconv_tapdots_double(const double *gy, const double *padded, Py_ssize_t ho,
                                Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw,
                                Py_ssize_t dh, Py_ssize_t dw, double *sums)
+    void cyconv_backrows3x3_float(const float *x_plane, const float *gpad, const float *f,
+                                  float *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                  Py_ssize_t dh, Py_ssize_t dw, float *sums)
+    void cyconv_backrows3x3_double(const double *x_plane, const double *gpad, const double *f,
+                                   double *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                   Py_ssize_t dh, Py_ssize_t dw, double *sums)
+    # The weight gradient alone: f and gi NULL.
+    void cyconv_gradrows3x3_float(const float *x_plane, const float *gpad, const float *f,
+                                  float *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                  Py_ssize_t dh, Py_ssize_t dw, float *sums)
+    void cyconv_gradrows3x3_double(const double *x_plane, const double *gpad, const double *f,
+                                   double *gi, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wb,
+                                   Py_ssize_t dh, Py_ssize_t dw, double *sums)
 
 
 cdef direct_t _conv_col(const direct_t *x_img, const direct_t *w_k, direct_t bias,
@@ -252,54 +265,117 @@ def depthwise_forward(const floating[:, :, :, ::1] x,
                                            bias[c], i, 0, kh, 1, hp, wp, kh, kw, 0, dh, dw, 0, wo)
 
 
-def depthwise_grad_weight(const floating[:, :, :, ::1] x,
-                          const floating[:, :, :, ::1] grad_out,
-                          floating[:, :, :, ::1] grad_weight,
-                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                          floating[:, ::1] scratch):
-    """grad_weight[c,0,p,q] += sum_{n,i,j} grad_out[n,c,i,j] * x[n, c, i-ph+p*dh, j-pw+q*dw].
+def depthwise_backward(const floating[:, :, :, ::1] x,
+                       const floating[:, :, :, ::1] grad_out,
+                       const floating[:, :, :, ::1] flipped,
+                       floating[:, :, :, ::1] grad_input,
+                       floating[:, ::1] partial,
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                       floating[:, ::1] scratch):
+    """The gradients of depthwise_forward in one pass over the planes.
 
-    The weight gradient of depthwise_forward. Each thread takes whole
-    channels, copies each image's plane into its zero-padded (Hp, Wp) buffer
-    and the gradient plane into rows of Wp (zero in the columns j >= wo),
-    and reads both as flat rows: gradient (i, j) is flat position i*Wp + j,
-    and under tap (p, q) it meets padded position i*Wp + j + p*dh*Wp + q*dw.
-    So each tap is one long dot product, kh*kw of them at a time in
-    _rowblock.h. Invariants as depthwise_forward, with grad_out
-    (N, C, ho, wo), grad_weight (C, 1, kh, kw) zero-filled by the caller, and
-    scratch (threads, Hp*Wp + ho*Wp).
+    ``partial[t, c*kh*kw + p*kw + q] += sum_{n,i,j} grad_out[n,c,i,j] * x[n,c,i-ph+p*dh,j-pw+q*dw]``
+    over the planes (n, c) thread t takes, and, unless grad_input is None,
+    ``grad_input[n,c,y,x] = sum_{p,q} grad_out[n,c,y+ph-p*dh,x+pw-q*dw] * weight[c,0,p,q]``,
+    the forward (stride 1) of grad_out zero-padded by (kh-1)*dh - ph on top
+    and (kw-1)*dw - pw on the left with ``flipped = weight[..., ::-1, ::-1]``.
+
+    Each thread takes whole planes; a plane is read from memory once for
+    both sums (x and grad_out once each, grad_input written once). The
+    gradient plane goes into a zero-padded (H + (kh-1)*dh, W + (kw-1)*dw)
+    buffer whose rows run the register-blocked row of _rowblock.h for the
+    input gradient, as in depthwise_forward. For a 3x3 kernel with
+    ph <= 2*dh and pw <= 2*dw, the weight gradient reads that buffer against
+    the rows of x as they are (_rowblock.h's rows3x3): no other copy; with
+    the input gradient, both sums run in that one loop, which loads each
+    vector of the buffer once for both.
+    Otherwise the plane of x goes into a zero-padded (Hp, Wp) buffer and the
+    gradient plane into rows of Wp (zero in the columns j >= wo); read as
+    flat rows, gradient (i, j) is flat position i*Wp + j and under tap
+    (p, q) meets padded position i*Wp + j + p*dh*Wp + q*dw, so each tap is
+    one long dot product, kh*kw of them at a time in _rowblock.h. Both ways,
+    zeros that are no part of the definition's sum meet x (a NaN or inf in
+    x can give NaN where the definition is finite), and gradrows skips the
+    input's padding (an inf in grad_out can give inf where the definition
+    has inf * 0 = NaN): the caller recomputes any sum that is not finite.
+
+    Invariants (checked in Python): x (N, C, H, W), grad_out (N, C, ho, wo),
+    flipped (C, 1, kh, kw), grad_input None or (N, C, H, W), all non-empty
+    and C-contiguous; ho + (kh-1)*dh = H + ph + (bottom padding), likewise
+    wo; paddings >= 0 and, with grad_input, ph <= (kh-1)*dh and
+    pw <= (kw-1)*dw; dilations >= 1; partial (threads, C*kh*kw) zero-filled;
+    scratch (threads, Hp*Wp + ho*Wp + (H + (kh-1)*dh)*(W + (kw-1)*dw))
+    zero-filled; both with one row per thread the loop may use.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t kh = grad_weight.shape[2], kw = grad_weight.shape[3]
+    cdef Py_ssize_t kh = flipped.shape[2], kw = flipped.shape[3], taps = kh * kw
     cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]
     cdef Py_ssize_t hp = ho + (kh - 1) * dh, wp = wo + (kw - 1) * dw
     cdef Py_ssize_t n_flat = (ho - 1) * wp + wo
     cdef Py_ssize_t rows = h if h < hp - ph else hp - ph
     cdef Py_ssize_t cols = w if w < wp - pw else wp - pw
-    cdef Py_ssize_t c, n, plane
+    # The input gradient's buffer: grad_out at (top, left) in (hb, wb).
+    cdef Py_ssize_t hb = h + (kh - 1) * dh, wb = w + (kw - 1) * dw
+    cdef Py_ssize_t top = (kh - 1) * dh - ph, left = (kw - 1) * dw - pw
+    cdef Py_ssize_t g_rows = ho if ho < hb - top else hb - top
+    cdef Py_ssize_t g_cols = wo if wo < wb - left else wb - left
+    cdef bint by_rows = kh == 3 and kw == 3 and top >= 0 and left >= 0
+    cdef Py_ssize_t n_planes = n_batch * channels, plane, c, i
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &grad_out[0, 0, 0, 0]
-    cdef floating *gw_p = &grad_weight[0, 0, 0, 0]
+    cdef const floating *f_p = &flipped[0, 0, 0, 0]
+    cdef floating *gi_p = NULL
+    cdef floating *part_p = &partial[0, 0]
     cdef floating *buffers = &scratch[0, 0]
     cdef floating *padded
     cdef floating *flat
-    cdef int n_threads = min(kernel_threads(), scratch.shape[0])
-    cdef bint parallel = channels > 1 and n_batch * channels * ho * wo * kh * kw >= PARALLEL_WORK
+    cdef floating *gpad
+    cdef floating *sums
+    cdef int n_threads = min(kernel_threads(), scratch.shape[0], partial.shape[0])
+    cdef bint parallel = n_planes > 1 and n_planes * ho * wo * taps >= PARALLEL_WORK
+    if grad_input is not None:
+        gi_p = &grad_input[0, 0, 0, 0]
     with nogil:
-        for c in prange(channels, schedule='static', num_threads=n_threads,
-                        use_threads_if=parallel):
+        for plane in prange(n_planes, schedule='static', num_threads=n_threads,
+                            use_threads_if=parallel):
+            c = plane % channels
             padded = buffers + threadid() * scratch.shape[1]
             flat = padded + hp * wp
-            for n in range(n_batch):
-                plane = n * channels + c
+            gpad = flat + ho * wp
+            sums = part_p + threadid() * partial.shape[1] + c * taps
+            # The borders the caller zeroed are never written: only these regions.
+            if by_rows or gi_p != NULL:
+                _pad_plane(gy_p + plane * ho * wo, gpad, g_rows, g_cols, wo, wb, top, left)
+            if by_rows and gi_p != NULL:
+                if floating is float:
+                    cyconv_backrows3x3_float(x_p + plane * h * w, gpad, f_p + c * taps,
+                                             gi_p + plane * h * w, h, w, wb, dh, dw, sums)
+                else:
+                    cyconv_backrows3x3_double(x_p + plane * h * w, gpad, f_p + c * taps,
+                                              gi_p + plane * h * w, h, w, wb, dh, dw, sums)
+            elif by_rows:
+                if floating is float:
+                    cyconv_gradrows3x3_float(x_p + plane * h * w, gpad, NULL, NULL, h, w, wb,
+                                             dh, dw, sums)
+                else:
+                    cyconv_gradrows3x3_double(x_p + plane * h * w, gpad, NULL, NULL, h, w, wb,
+                                              dh, dw, sums)
+            else:
                 _pad_plane(x_p + plane * h * w, padded, rows, cols, w, wp, ph, pw)
                 _pad_plane(gy_p + plane * ho * wo, flat, ho, wo, wo, wp, 0, 0)
                 if floating is float:
-                    cyconv_tapdots_float(flat, padded, 1, n_flat, wp, kh, kw, dh, dw,
-                                         gw_p + c * kh * kw)
+                    cyconv_tapdots_float(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
                 else:
-                    cyconv_tapdots_double(flat, padded, 1, n_flat, wp, kh, kw, dh, dw,
-                                          gw_p + c * kh * kw)
+                    cyconv_tapdots_double(flat, padded, 1, n_flat, wp, kh, kw, dh, dw, sums)
+            if gi_p != NULL and not by_rows:
+                for i in range(h):
+                    if floating is float:
+                        cyconv_rowblock_float(gpad, f_p + c * taps, gi_p + (plane * h + i) * w,
+                                              0, i, 0, kh, 1, hb, wb, kh, kw, 0, dh, dw, 0, w)
+                    else:
+                        cyconv_rowblock_double(gpad, f_p + c * taps,
+                                               gi_p + (plane * h + i) * w,
+                                               0, i, 0, kh, 1, hb, wb, kh, kw, 0, dh, dw, 0, w)
 
 
 # Backward pass: the two adjoints of the sum above, on float32/float64.

@@ -18,6 +18,7 @@
 #define CYCONV_ROWBLOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CYCONV_VECTOR_BYTES 64
@@ -52,6 +53,43 @@
     static inline void NAME(                                                            \
         const T *gy, const T *padded, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t wp,         \
         ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh, ptrdiff_t dw, T *sums)
+
+/* The 3x3 depthwise gradients of one plane, row by row, from the unpadded
+ * input plane and the zero-padded gradient plane (as the input gradient's
+ * forward pass reads it, wb columns):
+ *   sums[p*3 + q] += sum_{y < h, x < w} x_plane[y*w + x]
+ *                                      * gpad[(y + (2-p)*dh)*wb + x + (2-q)*dw]
+ * and, if WITH_GI, the input gradient's rows (f the flipped kernel)
+ *   gi[y*w + x] = sum_{p, q} f[p*3 + q] * gpad[(y + p*dh)*wb + x + q*dw],
+ * which read the same nine vectors of gpad for each block of columns: each
+ * load serves both multiply-adds. Neither plane needs another copy. */
+#define CYCONV_ROWS3X3_SIGNATURE(NAME, T)                                               \
+    static inline void NAME(                                                            \
+        const T *x_plane, const T *gpad, const T *f, T *gi, ptrdiff_t h, ptrdiff_t w,   \
+        ptrdiff_t wb, ptrdiff_t dh, ptrdiff_t dw, T *sums)
+
+/* Both sums one column at a time, for the columns x0..w-1 of row y. */
+#define CYCONV_ROWS3X3_COLUMNS(T, x0, WITH_GI)                                          \
+    for (ptrdiff_t e = (x0); e < w; e++) {                                              \
+        T out = 0;                                                                      \
+        for (int p = 0; p < 3; p++) {                                                   \
+            for (int q = 0; q < 3; q++) {                                               \
+                const T g = gpad[(y + p * dh) * wb + e + q * dw];                       \
+                if (WITH_GI)                                                            \
+                    out += fk[p * 3 + q] * g;                                           \
+                tail[(2 - p) * 3 + 2 - q] += x_plane[y * w + e] * g;                    \
+            }                                                                           \
+        }                                                                               \
+        if (WITH_GI)                                                                    \
+            gi[y * w + e] = out;                                                        \
+    }
+
+/* The kernel is copied to locals: gi's stores could alias it. */
+#define CYCONV_ROWS3X3_SETUP(T)                                                         \
+    T tail[9] = {0}, fk[9] = {0};                                                       \
+    for (int t = 0; t < 9; t++)                                                         \
+        if (f)                                                                          \
+            fk[t] = f[t];
 
 #if CYCONV_VECTOR_BYTES
 
@@ -171,28 +209,77 @@
         }                                                                               \
     }
 
-#else /* no vector extensions: the same sums on scalars */
+/* One block of columns at `col`: the input gradient as three partial sums
+ * (one per kernel row, short dependency chains), stored once. */
+#define CYCONV_ROWS3X3_BLOCK(T, col, xv, WITH_GI)                                       \
+    do {                                                                                \
+        cyconv_##T##_vec o[3];                                                          \
+        for (int p = 0; p < 3; p++) {                                                   \
+            o[p] = (cyconv_##T##_vec){0};                                               \
+            for (int q = 0; q < 3; q++) {                                               \
+                const cyconv_##T##_vec gv = *(const cyconv_##T##_uvec *)(               \
+                    gpad + (y + p * dh) * wb + (col) + q * dw);                         \
+                if (WITH_GI)                                                            \
+                    o[p] += fk[p * 3 + q] * gv;                                         \
+                acc[(2 - p) * 3 + 2 - q] += (xv) * gv;                                  \
+            }                                                                           \
+        }                                                                               \
+        if (WITH_GI)                                                                    \
+            *(cyconv_##T##_uvec *)(gi + y * w + (col)) = o[0] + o[1] + o[2];            \
+    } while (0)
 
-#define CYCONV_DEFINE_VECTORS(T)
-
-#define CYCONV_DEFINE_ROWBLOCK(NAME, T)                                                 \
-    CYCONV_ROWBLOCK_SIGNATURE(NAME, T)                                                  \
+/* Whole vectors of each row, then one ending at the row's end (its input
+ * gradient recomputed, its x lanes already summed zeroed bitwise, so a NaN
+ * there stays out); rows narrower than a vector go scalar. */
+#define CYCONV_DEFINE_ROWS3X3(NAME, T, I, WITH_GI)                                      \
+    CYCONV_ROWS3X3_SIGNATURE(NAME, T)                                                   \
     {                                                                                   \
-        ptrdiff_t j = j_a;                                                              \
-        CYCONV_ROWBLOCK_COLUMNS(T)                                                      \
-    }
-
-#define CYCONV_DEFINE_TAPDOTS(NAME, T)                                                  \
-    CYCONV_TAPDOTS_SIGNATURE(NAME, T)                                                   \
-    {                                                                                   \
-        for (ptrdiff_t t = 0; t < kh * kw; t++) {                                       \
-            const T *src = padded + (t / kw) * dh * wp + (t % kw) * dw;                 \
-            T total = 0;                                                                \
-            for (ptrdiff_t i = 0; i < ho; i++)                                          \
-                for (ptrdiff_t j = 0; j < wo; j++)                                      \
-                    total += gy[i * wo + j] * src[i * wp + j];                          \
+        typedef I cyconv_mask_t __attribute__((vector_size(CYCONV_VECTOR_BYTES)));      \
+        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T), rest = w % V;              \
+        cyconv_##T##_vec acc[9];                                                        \
+        cyconv_mask_t keep;                                                             \
+        CYCONV_ROWS3X3_SETUP(T)                                                         \
+        for (int t = 0; t < 9; t++)                                                     \
+            acc[t] = (cyconv_##T##_vec){0};                                             \
+        for (ptrdiff_t l = 0; l < V; l++)                                               \
+            keep[l] = l >= V - rest ? -1 : 0;                                           \
+        for (ptrdiff_t y = 0; y < h; y++) {                                             \
+            if (w < V) {                                                                \
+                CYCONV_ROWS3X3_COLUMNS(T, 0, WITH_GI)                                   \
+                continue;                                                               \
+            }                                                                           \
+            ptrdiff_t j = 0;                                                            \
+            for (; j + V <= w; j += V) {                                                \
+                const cyconv_##T##_vec xv =                                             \
+                    *(const cyconv_##T##_uvec *)(x_plane + y * w + j);                  \
+                CYCONV_ROWS3X3_BLOCK(T, j, xv, WITH_GI);                                \
+            }                                                                           \
+            if (rest) {                                                                 \
+                const cyconv_##T##_vec xv = (cyconv_##T##_vec)(                         \
+                    (cyconv_mask_t)*(const cyconv_##T##_uvec *)(x_plane + y * w + w - V) \
+                    & keep);                                                            \
+                CYCONV_ROWS3X3_BLOCK(T, w - V, xv, WITH_GI);                            \
+            }                                                                           \
+        }                                                                               \
+        for (int t = 0; t < 9; t++) {                                                   \
+            T total = tail[t];                                                          \
+            for (ptrdiff_t l = 0; l < V; l++)                                           \
+                total += acc[t][l];                                                     \
             sums[t] += total;                                                           \
         }                                                                               \
+    }
+
+#else /* no vector extensions: the same sums on scalars */
+
+#define CYCONV_DEFINE_ROWS3X3(NAME, T, I, WITH_GI)                                      \
+    CYCONV_ROWS3X3_SIGNATURE(NAME, T)                                                   \
+    {                                                                                   \
+        CYCONV_ROWS3X3_SETUP(T)                                                         \
+        for (ptrdiff_t y = 0; y < h; y++) {                                             \
+            CYCONV_ROWS3X3_COLUMNS(T, 0, WITH_GI)                                       \
+        }                                                                               \
+        for (int t = 0; t < 9; t++)                                                     \
+            sums[t] += tail[t];                                                         \
     }
 
 #endif
@@ -203,5 +290,9 @@ CYCONV_DEFINE_ROWBLOCK(cyconv_rowblock_float, float)
 CYCONV_DEFINE_ROWBLOCK(cyconv_rowblock_double, double)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_float, float)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_double, double)
+CYCONV_DEFINE_ROWS3X3(cyconv_gradrows3x3_float, float, int32_t, 0)
+CYCONV_DEFINE_ROWS3X3(cyconv_gradrows3x3_double, double, int64_t, 0)
+CYCONV_DEFINE_ROWS3X3(cyconv_backrows3x3_float, float, int32_t, 1)
+CYCONV_DEFINE_ROWS3X3(cyconv_backrows3x3_double, double, int64_t, 1)
 
 #endif /* CYCONV_ROWBLOCK_H */

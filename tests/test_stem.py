@@ -1,13 +1,14 @@
 """The register-blocked direct kernels (_regblock.h) that 'auto' runs for stem-like layers.
 
 They copy the input once, zero-padded and split by column phase, and sum
-tiles of KB kernels times NV vectors of output columns in registers (4 x 6
-vectors of 16 float32 / 8 float64 lanes with AVX-512, 3 x 4 with AVX2 and
-SSE2). The shapes below cross every edge of that blocking: output widths
-below one vector, at and past a vector, past one chunk of NV vectors (two
-chunks, evened out); kernel counts not a multiple of KB or the lanes;
-strides 1..3 with phases of both parities, dilations, kernels 1..7 and
-non-square, channels 1..4, groups, paddings beyond the kernel and every
+tiles of kernels times vectors of output columns in registers (at most 24
+accumulators of 16 float32 / 8 float64 lanes and 6 vectors with AVX-512, 12
+and 4 with AVX2 and SSE2; narrow rows take up to 8 kernels per tile). The
+shapes below cross every edge of that blocking: output widths below one
+vector, at and past a vector, past one chunk of vectors (two chunks, evened
+out); kernel counts around the tile's kernels and past them; strides 1..3
+with phases of both parities, dilations, kernels 1..7 and non-square,
+channels 1..4, groups, paddings beyond the kernel and every
 padding mode, float32 and float64, batches 1..3. Reference:
 tests/_reference.py (the sum by NumPy, no cyconv code).
 """

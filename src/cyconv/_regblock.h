@@ -20,7 +20,8 @@
  * GCC/Clang vector extensions give the SIMD width the compiler targets (each
  * SIMD level's build of cyconv._direct its own: SSE2, AVX2 or AVX-512, see
  * meson.build); other compilers get the same sums on scalars. The tile sizes
- * follow the vector registers the target has (32 with AVX-512, else 16).
+ * follow the vector registers the target has (32 with AVX-512, else 16):
+ * at most CYCONV_RB_TILE accumulators, CYCONV_RB_NV vectors wide.
  * Each function is written once, as a macro, and instantiated for float and
  * double at the end.
  */
@@ -30,21 +31,23 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(CYCONV_RB_KB)
+#if defined(CYCONV_RB_TILE)
 /* tile sizes given on the command line (tuning) */
 #elif defined(__AVX512F__)
 #define CYCONV_RB_BYTES 64
-#define CYCONV_RB_KB 4
+#define CYCONV_RB_TILE 24
 #define CYCONV_RB_NV 6
 #elif defined(__AVX__)
 #define CYCONV_RB_BYTES 32
-#define CYCONV_RB_KB 3
+#define CYCONV_RB_TILE 12
 #define CYCONV_RB_NV 4
 #else
 #define CYCONV_RB_BYTES 16
-#define CYCONV_RB_KB 3
+#define CYCONV_RB_TILE 12
 #define CYCONV_RB_NV 4
 #endif
+/* Kernels per tile at most. */
+#define CYCONV_RB_KB 8
 
 #if !(defined(__GNUC__) || defined(__clang__))
 #undef CYCONV_RB_BYTES
@@ -115,10 +118,11 @@
     }
 
 /* The tile sizes a row can need: nv <= CYCONV_RB_NV vectors, kb <= CYCONV_RB_KB
- * kernels (the cases past those are dead code, dropped by the compiler). */
+ * kernels, nv*kb <= CYCONV_RB_TILE accumulators (the cases past those are dead
+ * code, dropped by the compiler). */
 #define CYCONV_RB_CASE(TILE, nv, kb)                                                    \
     case (nv) * 16 + (kb):                                                              \
-        if ((nv) <= CYCONV_RB_NV && (kb) <= CYCONV_RB_KB)                               \
+        if ((nv) <= CYCONV_RB_NV && (nv) * (kb) <= CYCONV_RB_TILE)                      \
             TILE(s, off, taps, w_k, q_len, bias + k, o, plane, cols, (nv), (kb));       \
         break;
 #define CYCONV_RB_CASES(TILE, nv)                                                       \
@@ -129,16 +133,18 @@
 
 /* Output rows i0 <= i < i1 of the kg kernels of one (image, group): out is
  * (kg, ho, wo), w (kg, q_len) with q_len = taps, xs the group's phase-split
- * input with rows of sw*ws elements (output row i starts at row i*sh). The
- * columns go in chunks of at most NV vectors, as even as they can be; the
- * kernels in blocks of KB and one block of the rest. */
+ * input with rows of row_len = sw*ws elements (output row i starts at row
+ * i*sh). The columns go in chunks of at most NV vectors, as even as they can
+ * be; the kernels in blocks of as many as fill the TILE accumulators with
+ * the chunk's vectors (narrow rows take more kernels per tile, so that enough
+ * independent sums are in flight), as even as they can be. */
 #define CYCONV_DEFINE_REGBLOCK_ROWS(NAME, T, TILE)                                      \
     static void NAME(const T *xs, ptrdiff_t row_len, const ptrdiff_t *off,              \
                      ptrdiff_t taps, const T *w, const T *bias, T *out,                 \
                      ptrdiff_t kg, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t sh,            \
                      ptrdiff_t i0, ptrdiff_t i1)                                        \
     {                                                                                   \
-        enum { V = CYCONV_RB_LANES(T) };                                       \
+        enum { V = CYCONV_RB_LANES(T) };                                                \
         const ptrdiff_t q_len = taps, plane = ho * wo;                                  \
         const ptrdiff_t nvec = (wo + V - 1) / V;                                        \
         const ptrdiff_t chunks = (nvec + CYCONV_RB_NV - 1) / CYCONV_RB_NV;              \
@@ -150,8 +156,12 @@
                 const ptrdiff_t j = vec0 * V;                                           \
                 const ptrdiff_t cols = (wo - j < nv * V) ? wo - j : nv * V;             \
                 const T *s = xs + i * sh * row_len + j;                                 \
-                for (ptrdiff_t k = 0; k < kg; k += CYCONV_RB_KB) {                      \
-                    const int kb = (int)(kg - k < CYCONV_RB_KB ? kg - k : CYCONV_RB_KB);\
+                const ptrdiff_t kb_max = CYCONV_RB_TILE / nv < CYCONV_RB_KB             \
+                                         ? CYCONV_RB_TILE / nv : CYCONV_RB_KB;          \
+                const ptrdiff_t blocks = (kg + kb_max - 1) / kb_max;                    \
+                const ptrdiff_t kb_even = (kg + blocks - 1) / blocks;                   \
+                for (ptrdiff_t k = 0; k < kg; k += kb_even) {                           \
+                    const int kb = (int)(kg - k < kb_even ? kg - k : kb_even);          \
                     const T *w_k = w + k * q_len;                                       \
                     T *o = out + k * plane + i * wo + j;                                \
                     switch (nv * 16 + kb) {                                             \
@@ -165,7 +175,6 @@
             }                                                                           \
         }                                                                               \
     }
-
 
 #if CYCONV_RB_BYTES
 

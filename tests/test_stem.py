@@ -137,5 +137,14 @@ def test_split_shape_pads_rows_to_whole_vectors():
     geom = _conv.geometry("conv2d", (1, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1, 1)
     for dtype in FLOATS:
         lanes = max(1, cyconv._regblock.vector_bytes() // np.dtype(dtype).itemsize)
-        hp, ws = _stem.split_shape(geom, 112, 112, np.dtype(dtype))
-        assert hp == 111 * 2 + 7 and ws % lanes == 3 % lanes and ws >= 112 + 3
+        hb, ws = _stem.split_shape(geom, 8, 112, np.dtype(dtype))
+        assert hb == 7 * 2 + 7 and ws % lanes == 3 % lanes and ws >= 112 + 3
+
+
+@pytest.mark.parametrize("band", [1, 2, 3])
+def test_bands_of_rows(monkeypatch, band):
+    # Bands that end inside the output (5 rows) and one row each.
+    monkeypatch.setattr(_stem, "BAND_ROWS", band)
+    rng = np.random.default_rng(band)
+    _check(rng, np.float64, 2, 3, 7, (9, 21), (5, 3), stride=(2, 1), padding=(2, 1),
+           dilation=(1, 2))

@@ -57,15 +57,16 @@
 /* Elements per vector: one without vector extensions. */
 #define CYCONV_RB_LANES(T) (CYCONV_RB_BYTES ? CYCONV_RB_BYTES / sizeof(T) : 1)
 
-/* The padded, phase-split copy of one plane x (h, w) into xs (hp, sw, ws):
- * xs[(y*sw + r)*ws + m] = x[y - ph, m*sw + r - pw], 0 outside x. */
+/* Rows y0 <= y < y0 + hp of the padded, phase-split copy of one plane x
+ * (h, w) into xs (hp, sw, ws): xs[(y*sw + r)*ws + m] = x[y0 + y - ph, m*sw +
+ * r - pw], 0 outside x. */
 #define CYCONV_DEFINE_REGBLOCK_SPLIT(NAME, T)                                           \
     static inline void NAME(const T *x, ptrdiff_t h, ptrdiff_t w, T *xs,                \
-                            ptrdiff_t hp, ptrdiff_t sw, ptrdiff_t ws,                   \
+                            ptrdiff_t y0, ptrdiff_t hp, ptrdiff_t sw, ptrdiff_t ws,     \
                             ptrdiff_t ph, ptrdiff_t pw)                                 \
     {                                                                                   \
         for (ptrdiff_t y = 0; y < hp; y++) {                                            \
-            const ptrdiff_t yy = y - ph;                                                \
+            const ptrdiff_t yy = y0 + y - ph;                                           \
             for (ptrdiff_t r = 0; r < sw; r++) {                                        \
                 T *dst = xs + (y * sw + r) * ws;                                        \
                 if (yy < 0 || yy >= h) {                                                \
@@ -131,9 +132,10 @@
     CYCONV_RB_CASE(TILE, nv, 5) CYCONV_RB_CASE(TILE, nv, 6)                             \
     CYCONV_RB_CASE(TILE, nv, 7) CYCONV_RB_CASE(TILE, nv, 8)
 
-/* Output rows i0 <= i < i1 of the kg kernels of one (image, group): out is
- * (kg, ho, wo), w (kg, q_len) with q_len = taps, xs the group's phase-split
- * input with rows of row_len = sw*ws elements (output row i starts at row
+/* `rows` output rows of the kg kernels of one (image, group): out is the
+ * first of them in the plane of kernel 0, the planes `plane` apart; w is
+ * (kg, q_len) with q_len = taps, xs the group's phase-split input for these
+ * rows, with rows of row_len = sw*ws elements (output row i starts at row
  * i*sh). The columns go in chunks of at most NV vectors, as even as they can
  * be; the kernels in blocks of as many as fill the TILE accumulators with
  * the chunk's vectors (narrow rows take more kernels per tile, so that enough
@@ -141,14 +143,14 @@
 #define CYCONV_DEFINE_REGBLOCK_ROWS(NAME, T, TILE)                                      \
     static void NAME(const T *xs, ptrdiff_t row_len, const ptrdiff_t *off,              \
                      ptrdiff_t taps, const T *w, const T *bias, T *out,                 \
-                     ptrdiff_t kg, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t sh,            \
-                     ptrdiff_t i0, ptrdiff_t i1)                                        \
+                     ptrdiff_t kg, ptrdiff_t plane, ptrdiff_t wo, ptrdiff_t sh,         \
+                     ptrdiff_t rows)                                                    \
     {                                                                                   \
         enum { V = CYCONV_RB_LANES(T) };                                                \
-        const ptrdiff_t q_len = taps, plane = ho * wo;                                  \
+        const ptrdiff_t q_len = taps;                                                   \
         const ptrdiff_t nvec = (wo + V - 1) / V;                                        \
         const ptrdiff_t chunks = (nvec + CYCONV_RB_NV - 1) / CYCONV_RB_NV;              \
-        for (ptrdiff_t i = i0; i < i1; i++) {                                           \
+        for (ptrdiff_t i = 0; i < rows; i++) {                                          \
             ptrdiff_t vec0 = 0;                                                         \
             for (ptrdiff_t chunk = 0; chunk < chunks; chunk++) {                        \
                 const int nv = (int)((nvec - vec0 + (chunks - chunk) - 1)               \

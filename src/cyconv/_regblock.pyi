@@ -3,5 +3,6 @@ from numpy.typing import NDArray
 def vector_bytes() -> int: ...
 def conv2d_forward(
     x: NDArray, weight: NDArray, bias: NDArray, out: NDArray,
-    sh: int, sw: int, ph: int, pw: int, groups: int, xs: NDArray, off: NDArray,
+    sh: int, sw: int, ph: int, pw: int, groups: int, band: int, ws: int,
+    off: NDArray, scratch: NDArray,
 ) -> None: ...

@@ -1,15 +1,16 @@
 """The register-blocked direct kernels of method='auto' (_regblock): where they run, and the call.
 
-Layers with few input channels per group and a larger, strided kernel (a
-network's 7x7 stride-2 stem) multiply a short weight matrix by an im2col
-copy as large as the product's work. The kernels in _regblock.h instead copy
-the input once, zero-padded and split by column phase, and sum tiles of
-kernels times output columns in vector registers. Here: the rule that picks
-them, the copy's size and the taps' offsets into it.
+Layers with few input channels per group and a larger kernel (a network's
+7x7 stride-2 stem) multiply a short weight matrix by an im2col copy as large
+as the product's work. The kernels in _regblock.h instead copy the input
+rows under a band of output rows once, zero-padded and split by column
+phase, and sum tiles of kernels times output columns in vector registers.
+Here: the rule that picks them, the copies' sizes and the taps' offsets.
 """
 import numpy as np
 
 from cyconv._dispatch import _regblock
+from cyconv._openmp import max_threads
 from cyconv._validate import check_alloc
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -38,26 +39,33 @@ def regblock_pays(geom, dtype):
             and geom.wo >= REGBLOCK_MIN_WIDTH)
 
 
-def split_shape(geom, ho, wo, dtype):
-    """(hp, ws): the rows and the columns per phase of one plane's phase-split copy."""
+# Output rows per task at most: a band's input copy stays in L2 while its
+# tiles sum over it.
+BAND_ROWS = 8
+
+
+def split_shape(geom, band, wo, dtype):
+    """(hb, ws): the rows under a band of output rows and the columns per phase of their copy."""
     lanes = max(1, _regblock.vector_bytes() // dtype.itemsize)
-    hp = (ho - 1) * geom.sh + (geom.kh - 1) * geom.dh + 1
+    hb = (band - 1) * geom.sh + (geom.kh - 1) * geom.dh + 1
     ws = -(-wo // lanes) * lanes + (geom.kw - 1) * geom.dw // geom.sw
-    return hp, ws
+    return hb, ws
 
 
-def tap_offsets(geom, hp, ws):
-    """off[(c*kh + p)*kw + q]: where tap (c, p, q) of output (0, 0) reads in a group's copy."""
+def tap_offsets(geom, hb, ws):
+    """off[(c*kh + p)*kw + q]: where tap (c, p, q) of output (0, 0) reads in a band's copy."""
     c, p, q = np.indices((geom.channels // geom.groups, geom.kh, geom.kw), dtype=np.intp)
     cols = q * geom.dw
-    return (((c * hp + p * geom.dh) * geom.sw + cols % geom.sw) * ws
+    return (((c * hb + p * geom.dh) * geom.sw + cols % geom.sw) * ws
             + cols // geom.sw).ravel()
 
 
 def run_regblock_forward(func, x, w, bias, out, geom, pad_top, pad_left):
     """out = conv of x (N, C, H, W) by w (K, C/groups, kh, kw), by the register-blocked kernels."""
-    hp, ws = split_shape(geom, out.shape[2], out.shape[3], x.dtype)
-    shape = (x.shape[0], x.shape[1], hp * geom.sw, ws)
-    check_alloc(func, x.dtype.itemsize, phase_split_input=shape)
+    band = min(out.shape[2], BAND_ROWS)
+    hb, ws = split_shape(geom, band, out.shape[3], x.dtype)
+    shape = (max_threads(), geom.channels // geom.groups * hb * geom.sw * ws)
+    check_alloc(func, x.dtype.itemsize, band_copies=shape)
     _regblock.conv2d_forward(x, w, bias, out, geom.sh, geom.sw, pad_top, pad_left,
-                             geom.groups, np.empty(shape, x.dtype), tap_offsets(geom, hp, ws))
+                             geom.groups, band, ws, tap_offsets(geom, hb, ws),
+                             np.empty(shape, x.dtype))

@@ -106,13 +106,22 @@ def test_auto_takes_them_for_the_stem():
                     conv2d_api_ref(x, w, b, stride=2, padding=3), **TOL[np.dtype(np.float32)])
 
 
-def test_auto_leaves_them_to_gemms_elsewhere():
-    for x_shape, w_shape, stride in [((8, 64, 56, 56), (64, 64, 3, 3), 2),
-                                     ((8, 32, 56, 56), (64, 32, 5, 5), 2),
-                                     ((1, 3, 9, 9), (2, 3, 5, 5), 2),
-                                     ((2, 3, 5, 5), (6, 3, 5, 5), 1)]:
-        geom = _conv.geometry("conv2d", x_shape, w_shape, stride, 1, 1, 1)
-        assert _conv.choose_method(geom, np.dtype(np.float32)) != "regblock"
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride"), [
+    ((8, 16, 56, 56), (64, 16, 5, 5), 2), ((2, 3, 30, 30), (8, 3, 3, 3), 1),
+    ((2, 4, 30, 30), (8, 4, 4, 4), 1)])
+def test_auto_takes_them_for_few_channels(x_shape, w_shape, stride):
+    geom = _conv.geometry("conv2d", x_shape, w_shape, stride, 1, 1, 1)
+    assert _conv.choose_method(geom, np.dtype(np.float32)) == "regblock"
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride"), [
+    ((8, 64, 56, 56), (64, 64, 3, 3), 2), ((8, 32, 56, 56), (64, 32, 5, 5), 2),
+    ((1, 3, 9, 9), (2, 3, 5, 5), 2), ((2, 3, 5, 5), (6, 3, 5, 5), 1),
+    ((2, 3, 56, 56), (8, 3, 3, 3), 2), ((2, 6, 30, 30), (8, 6, 3, 3), 1),
+    ((2, 3, 30, 30), (8, 3, 1, 1), 1)])
+def test_auto_leaves_them_to_gemms_elsewhere(x_shape, w_shape, stride):
+    geom = _conv.geometry("conv2d", x_shape, w_shape, stride, 1, 1, 1)
+    assert _conv.choose_method(geom, np.dtype(np.float32)) != "regblock"
 
 
 def test_nonfinite_values_follow_the_definition():

@@ -294,9 +294,9 @@ def choose_method(geom, dtype):
 
     With one or two kernels per group the GEMM degenerates to a matrix-vector
     product and unrolling costs more than it saves, so the direct loops win.
-    Few channels per group with a kernel of 5x5 or more (a network's stem)
-    run the register-blocked direct kernels ('regblock', cyconv._stem),
-    which copy the input once instead of kh*kw times.
+    Few channels per group with a kernel of 5x5 or more (a network's stem),
+    or 3x3 at stride 1, run the register-blocked direct kernels ('regblock',
+    cyconv._stem), which copy the input once instead of kh*kw times.
     At stride 1 the GEMMs read the image in place ('shifted', no unrolled
     copy); a 1x1 kernel needs no copy either way (im2col's pointwise case).
     Sizes that do not fit BLAS's C int leave only the direct loops.
@@ -424,7 +424,8 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         F(2x2, 3x3), see Notes; ``'auto'`` picks from the shapes: the direct
         loops for fewer than 4 kernels per group, register-blocked direct
         loops for at most 16 channels per group with 5x5 or larger kernels
-        (a network's stem), else GEMMs -- at stride 1
+        (a network's stem) and at most 4 with 3x3 or larger kernels at
+        stride 1, else GEMMs -- at stride 1
         one per kernel tap reading the zero-padded image in place (the
         im2col product without the unrolled copy), otherwise im2col -- and
         ``'winograd'`` for float 3x3 kernels at stride 1 and dilation 1 with

@@ -15,28 +15,39 @@ from cyconv._validate import check_alloc
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Where 'auto' runs them: float layers with at most REGBLOCK_MAX_CHANNELS
-# channels and at least 4 kernels per group and a kernel of at least
-# REGBLOCK_MIN_TAPS taps, at any stride, whose output rows fill at least
-# REGBLOCK_MIN_WIDTH columns (a float32 AVX-512 vector). Measured (float32, one thread, A/B in
-# one process on a shared 2-core AVX-512 machine, minimum of 7, indicative;
-# benchmarks/stem.py), regblock vs the GEMMs
-# 'auto' ran before: N8-C3-224-K64 7x7/2 pad 3 (the stem) 11.5 vs 29.8 ms
-# (im2col); 5x5/2 and 7x7/2 over C 1..32 and K 16/64 1.3x to 10x faster than
-# im2col; at stride 1, C3-112-K64 7x7 18 vs 50 ms and C4-56-K64 5x5 2.1 vs
-# 5.3 ms (shifted GEMMs). 3x3 kernels gain less (1.1x to 2x over im2col for
-# C <= 32 at stride 2) and stay on the GEMM paths; from C = 128 the kernels
-# lose (C128-28-K256 3x3/2: 46 vs 20 ms), as do 1x1 kernels (no copy to save).
+# Where 'auto' runs them: float layers with at least 4 kernels per group whose
+# output rows fill at least REGBLOCK_MIN_WIDTH columns (a float32 AVX-512
+# vector), and either at most REGBLOCK_MAX_CHANNELS channels per group and a
+# kernel of at least 5x5 (any stride), or at most REGBLOCK_MAX_CHANNELS_3X3
+# channels per group, a kernel of at least 3x3 and stride 1. Measured
+# (float32, A/B in one process on a shared, heavily loaded 2-core AVX-512
+# machine: indicative only; benchmarks/stem.py), regblock vs the GEMMs 'auto'
+# ran before:
+# - N8-C3-224-K64 7x7/2 pad 3, the stem: 1 thread 11.5 vs 29.8 ms (im2col),
+#   later under heavier load 55 vs 131 ms (torch 73) and on 2 threads 86 vs
+#   166 ms (torch 113);
+# - 5x5/2 and 7x7/2, C 1..32, K 16/64, 1 thread: 1.3x to 10x faster than im2col;
+# - stride 1, 1 thread: C3-224-K64 7x7 265 vs 284 ms, C3-112-K64 7x7 18 vs
+#   50 ms, C4-56-K64 5x5 2.1 vs 5.3 ms, C3-112-K64 3x3 7.4 to 20 vs 16 to
+#   29 ms over four runs (shifted GEMMs), 2 threads 52 vs 92 ms;
+# - 3x3 at stride 2 gains less and not always (C1..C32: 0.8x to 3.7x over
+#   im2col) and stays on im2col; from C = 128 the kernels lose (C128-28-K256
+#   3x3/2: 46 vs 20 ms), as do 1x1 kernels (no copy to save).
 REGBLOCK_MAX_CHANNELS = 16
-REGBLOCK_MIN_TAPS = 25
+REGBLOCK_MAX_CHANNELS_3X3 = 4
 REGBLOCK_MIN_WIDTH = 16
 
 
 def regblock_pays(geom, dtype):
     """True where 'auto' runs the register-blocked kernels (see REGBLOCK_MAX_CHANNELS)."""
-    return (dtype in _FLOATS and geom.channels // geom.groups <= REGBLOCK_MAX_CHANNELS
-            and geom.kernels // geom.groups >= 4 and geom.kh * geom.kw >= REGBLOCK_MIN_TAPS
-            and geom.wo >= REGBLOCK_MIN_WIDTH)
+    if (dtype not in _FLOATS or geom.kernels // geom.groups < 4
+            or geom.wo < REGBLOCK_MIN_WIDTH):
+        return False
+    channels, taps = geom.channels // geom.groups, geom.kh * geom.kw
+    if taps >= 25 and channels <= REGBLOCK_MAX_CHANNELS:
+        return True
+    return (taps >= 9 and channels <= REGBLOCK_MAX_CHANNELS_3X3
+            and (geom.sh, geom.sw) == (1, 1))
 
 
 # Output rows per task at most: a band's input copy stays in L2 while its

@@ -12,12 +12,17 @@ channels 1..4, groups, paddings beyond the kernel and every
 padding mode, float32 and float64, batches 1..3. Reference:
 tests/_reference.py (the sum by NumPy, no cyconv code).
 """
+import importlib.util
+import re
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
 import cyconv
-from cyconv import _conv, _stem
+from cyconv import _conv, _dispatch, _stem
 
 from _reference import TOL, conv2d_api_ref
 
@@ -157,3 +162,15 @@ def test_bands_of_rows(monkeypatch, band):
     rng = np.random.default_rng(band)
     _check(rng, np.float64, 2, 3, 7, (9, 21), (5, 3), stride=(2, 1), padding=(2, 1),
            dilation=(1, 2))
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump")
+@pytest.mark.skipif("avx512" not in _dispatch.built(), reason="no AVX-512 build")
+def test_avx512_build_sums_tiles_in_512_bit_fmas():
+    # The tiles must live in zmm registers: a fused multiply-add per kernel
+    # and vector of every tile size, float32 and float64.
+    path = importlib.util.find_spec("cyconv._kernels._regblock_avx512").origin
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path],
+                             capture_output=True, text=True, check=True).stdout
+    for suffix in ("ps", "pd"):
+        assert len(re.findall(rf"vfmadd\d+{suffix}\s+\S*zmm", listing)) >= 100, suffix

@@ -73,11 +73,21 @@
                     memset(dst, 0, ws * sizeof(T));                                     \
                     continue;                                                           \
                 }                                                                       \
+                /* Columns m_lo <= m < m_hi read inside x: a loop without tests. */    \
                 const T *src = x + yy * w;                                              \
-                for (ptrdiff_t m = 0; m < ws; m++) {                                    \
-                    const ptrdiff_t xx = m * sw + r - pw;                               \
-                    dst[m] = (xx >= 0 && xx < w) ? src[xx] : (T)0;                      \
-                }                                                                       \
+                ptrdiff_t m_lo = pw - r > 0 ? (pw - r + sw - 1) / sw : 0;               \
+                ptrdiff_t m_hi = w + pw - r > 0 ? (w + pw - r + sw - 1) / sw : 0;       \
+                m_lo = m_lo < ws ? m_lo : ws;                                           \
+                m_hi = m_hi < ws ? (m_hi > m_lo ? m_hi : m_lo) : ws;                    \
+                for (ptrdiff_t m = 0; m < m_lo; m++)                                    \
+                    dst[m] = 0;                                                         \
+                if (sw == 1)                                                            \
+                    memcpy(dst + m_lo, src + m_lo + r - pw, (m_hi - m_lo) * sizeof(T)); \
+                else                                                                    \
+                    for (ptrdiff_t m = m_lo; m < m_hi; m++)                             \
+                        dst[m] = src[m * sw + r - pw];                                  \
+                for (ptrdiff_t m = m_hi; m < ws; m++)                                   \
+                    dst[m] = 0;                                                         \
             }                                                                           \
         }                                                                               \
     }

@@ -38,7 +38,7 @@ def vector_bytes():
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
                    const floating[::1] bias, floating[:, :, :, ::1] out,
                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                   Py_ssize_t groups, Py_ssize_t band, Py_ssize_t ws,
+                   Py_ssize_t groups, Py_ssize_t band, Py_ssize_t hb, Py_ssize_t ws,
                    const Py_ssize_t[::1] off, floating[:, ::1] scratch):
     """out[n, k, i, j] = bias[k] + sum_t weight[k, t] * xs[(i - i0)*sh*sw*ws + off[t] + j].
 
@@ -51,8 +51,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     Invariants: x (N, C, H, W), weight (K, C/groups, kh, kw), bias (K,), out
     (N, K, ho, wo), all C-contiguous and non-empty; 1 <= band <= ho;
     ws >= ceil(wo / lanes) * lanes + (kw - 1)*dw // sw with lanes =
-    max(1, vector_bytes() // itemsize); hb = (band - 1)*sh + (kh - 1)*dh + 1;
-    scratch (>= kernel threads, >= Cg*hb*sw*ws); off as described.
+    max(1, vector_bytes() // itemsize); hb = (band - 1)*sh + (kh - 1)*dh + 1
+    (the rows under a band); scratch (>= kernel threads, >= Cg*hb*sw*ws);
+    off as described, for this hb and ws.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
@@ -60,9 +61,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t kh = weight.shape[2], cg = weight.shape[1]
     cdef Py_ssize_t taps = cg * kh * weight.shape[3], kg = n_out // groups
     cdef Py_ssize_t n_bands = (ho + band - 1) // band, tasks = n_batch * groups * n_bands
-    # The rows of one channel's copy: those under a whole band, dilation included.
-    cdef Py_ssize_t channel_len = (scratch.shape[1] // cg) // (sw * ws) * sw * ws
-    cdef Py_ssize_t hb = channel_len // (sw * ws)
+    # One channel's copy: the hb rows under a whole band, sw phases of ws columns.
+    cdef Py_ssize_t channel_len = hb * sw * ws
     cdef int n_threads = kernel_threads()
     cdef Py_ssize_t task, n, g, i0, rows, c
     cdef const floating *x_p = &x[0, 0, 0, 0]

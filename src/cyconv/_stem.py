@@ -78,5 +78,5 @@ def run_regblock_forward(func, x, w, bias, out, geom, pad_top, pad_left):
     shape = (max_threads(), geom.channels // geom.groups * hb * geom.sw * ws)
     check_alloc(func, x.dtype.itemsize, band_copies=shape)
     _regblock.conv2d_forward(x, w, bias, out, geom.sh, geom.sw, pad_top, pad_left,
-                             geom.groups, band, ws, tap_offsets(geom, hb, ws),
+                             geom.groups, band, hb, ws, tap_offsets(geom, hb, ws),
                              np.empty(shape, x.dtype))

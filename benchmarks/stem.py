@@ -1,5 +1,6 @@
 """A/B of the register-blocked kernels (method 'regblock', what 'auto' runs for
-stem-like layers) against im2col, interleaved in one process.
+stem-like layers) against im2col and, at stride 1, the shifted GEMMs that
+'auto' ran before, interleaved in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/stem.py [--threads 1 2]
 
@@ -31,11 +32,11 @@ SHAPES = [  # (N, C, H, K, k, stride, pad)
 
 
 def run(method, x, w, stride, pad):
-    """conv2d by ``method``, 'regblock' included (not public: through run_forward)."""
-    if method != "regblock":
+    """conv2d by ``method``, 'regblock' and 'shifted' included (not public: run_forward)."""
+    if method not in ("regblock", "shifted"):
         return cyconv.conv2d(x, w, stride=stride, padding=pad, method=method)
     geom = _conv.geometry("conv2d", x.shape, w.shape, stride, pad, 1, 1)
-    return _conv.run_forward("conv2d", x, w, None, geom, pad, pad, "regblock")
+    return _conv.run_forward("conv2d", x, w, None, geom, pad, pad, method)
 
 
 def main():
@@ -53,7 +54,7 @@ def main():
         n, c, h, k, kk, s, p = shape
         x = rng.standard_normal((n, c, h, h)).astype(args.dtype)
         w = rng.standard_normal((k, c, kk, kk)).astype(args.dtype)
-        methods = ["im2col", "regblock", "auto"]
+        methods = ["im2col", "regblock", "auto"] + ["shifted"] * (s == 1)
         ref = run("direct", x[:1], w, s, p)
         for m in methods:
             got = run(m, x, w, s, p)[:1]

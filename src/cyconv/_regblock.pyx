@@ -10,7 +10,7 @@ copy costs as much as its GEMM). Built once per SIMD level like ``_direct``
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
-from cyconv._openmp cimport kernel_threads
+from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
 
 cdef extern from "_regblock.h" nogil:
     int CYCONV_RB_BYTES
@@ -71,7 +71,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef floating *xs
     with nogil:
         for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
-                           use_threads_if=n_threads > 1 and tasks > 1):
+                           use_threads_if=n_threads > 1 and tasks > 1
+                           and n_batch * n_out * ho * wo * taps >= PARALLEL_WORK):
             n = task // (groups * n_bands)
             g = task // n_bands % groups
             i0 = task % n_bands * band

@@ -14,6 +14,7 @@ from cyconv import _small  # noqa: E402,I001
 # The function, not the module: test_threads watches the kernel modules' calls.
 from cyconv._openmp import max_threads
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
+from cyconv._stem import regblock_pays, run_regblock_forward
 from cyconv._threads import gemm_team
 from cyconv._typing import ConvMethod, FloatArray, IntPair, Padding, PaddingMode, Shape
 from cyconv._winograd_gemm import check_winograd, run_winograd_forward, winograd_pays
@@ -293,12 +294,17 @@ def choose_method(geom, dtype):
 
     With one or two kernels per group the GEMM degenerates to a matrix-vector
     product and unrolling costs more than it saves, so the direct loops win.
+    Few channels per group with a kernel of 5x5 or more (a network's stem),
+    or 3x3 at stride 1, run the register-blocked direct kernels ('regblock',
+    cyconv._stem), which copy the input once instead of kh*kw times.
     At stride 1 the GEMMs read the image in place ('shifted', no unrolled
     copy); a 1x1 kernel needs no copy either way (im2col's pointwise case).
     Sizes that do not fit BLAS's C int leave only the direct loops.
     """
     if geom.kernels // geom.groups < 4:
         return "direct"
+    if regblock_pays(geom, dtype):
+        return "regblock"
     if (geom.sh, geom.sw) == (1, 1) and geom.kh * geom.kw > 1 and shifted_fits(geom, dtype):
         return "shifted"
     return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
@@ -365,6 +371,8 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if method == "direct":
         run_direct(x, w, bias, out, *args)
+    elif method == "regblock":
+        run_regblock_forward(func, x, w, bias, out, geom, pad_top, pad_left)
     elif method == "shifted":
         run_shifted_forward(func, x, w, bias, b is not None, out, geom, pad_top, pad_left)
     elif method == "fft":
@@ -414,7 +422,10 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         through ``scipy.fft``; ``'winograd'`` (3x3 kernels at stride 1 and
         dilation 1 only) runs Winograd's minimal filtering F(4x4, 3x3) or
         F(2x2, 3x3), see Notes; ``'auto'`` picks from the shapes: the direct
-        loops for fewer than 4 kernels per group, else GEMMs -- at stride 1
+        loops for fewer than 4 kernels per group, register-blocked direct
+        loops for at most 16 channels per group with 5x5 or larger kernels
+        (a network's stem) and at most 4 with 3x3 or larger kernels at
+        stride 1, else GEMMs -- at stride 1
         one per kernel tap reading the zero-padded image in place (the
         im2col product without the unrolled copy), otherwise im2col -- and
         ``'winograd'`` for float 3x3 kernels at stride 1 and dilation 1 with

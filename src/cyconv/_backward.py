@@ -25,6 +25,7 @@ from cyconv._conv import (
 )
 from cyconv._shifted_gemm import run_shifted_forward
 from cyconv._winograd_gemm import check_winograd, run_winograd_forward
+from cyconv._winograd_wgrad_gemm import run_winograd_grad_weight, winograd_wgrad_pays
 from cyconv._threads import gemm_team
 from cyconv._validate import (
     PAD_MODES,
@@ -291,6 +292,11 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         explicit_zeros = dtype.kind in "fc" and not _fft.all_finite(gy)
         xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
                                                 explicit_zeros)
+    # The Winograd weight gradient: asked for, or where 'auto' measured it
+    # faster; its tiles would spread a NaN or inf of the input or grad_output.
+    winograd_weight = (want_weight and (method == "winograd" or (
+        method == "auto" and winograd_wgrad_pays(geom, dtype)))
+        and _fft.all_finite(gy) and _fft.all_finite(xp))
     if method == "auto":
         method = choose_method(geom, dtype)
     # At stride 1 the input gradient is a forward pass (direct or shifted).
@@ -329,6 +335,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         args = (geom.sh, geom.sw, wpad_top, wpad_left, geom.dh, geom.dw, geom.groups)
         if not run:
             grad_weight = np.zeros(w4.shape, dtype)
+        elif winograd_weight:
+            grad_weight = run_winograd_grad_weight(func, xp, gy, w4.shape, geom.groups,
+                                                   wpad_top, wpad_left)
         elif kernels is _direct:
             grad_weight = np.zeros(w4.shape, dtype)
             _direct_grad_weight(xp, gy, grad_weight, *args)

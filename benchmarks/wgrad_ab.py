@@ -1,0 +1,68 @@
+"""A/B of the 3x3 stride-1 weight gradient: Winograd F(3x3, 4x4) vs im2col, and the input gradient's methods.
+
+Interleaved in one process, medians of --repeats runs (indicative under
+load). Usage: python benchmarks/wgrad_ab.py [--threads 1] [--repeats 9]
+"""
+import argparse
+import time
+
+import numpy as np
+
+import cyconv
+from cyconv._threads import thread_limit
+
+LAYERS = [  # (N, C, H, W, K)
+    (8, 64, 56, 56, 64),
+    (8, 256, 14, 14, 256),
+    (8, 128, 28, 28, 128),
+    (8, 16, 56, 56, 16),
+    (8, 8, 56, 56, 8),
+    (8, 512, 7, 7, 512),
+    (1, 64, 56, 56, 64),
+    (8, 3, 56, 56, 64),
+]
+
+
+def _time(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--dtype", default="float32")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    with thread_limit(args.threads):
+        for n, c, h, w, k in LAYERS:
+            x = rng.standard_normal((n, c, h, w)).astype(args.dtype)
+            wt = rng.standard_normal((k, c, 3, 3)).astype(args.dtype)
+            gy = rng.standard_normal((n, k, h, w)).astype(args.dtype)
+            cases = {
+                "wgrad im2col": lambda: cyconv.conv2d_backward(
+                    gy, x, wt, padding=1, method="im2col", output_mask=(False, True, False)),
+                "wgrad winograd": lambda: cyconv.conv2d_backward(
+                    gy, x, wt, padding=1, method="winograd", output_mask=(False, True, False)),
+                "gin shifted(auto)": lambda: cyconv.conv2d_backward(
+                    gy, x, wt, padding=1, method="auto", output_mask=(True, False, False)),
+                "gin winograd": lambda: cyconv.conv2d_backward(
+                    gy, x, wt, padding=1, method="winograd", output_mask=(True, False, False)),
+            }
+            times = {name: [] for name in cases}
+            for fn in cases.values():
+                fn()
+            for _ in range(args.repeats):
+                for name, fn in cases.items():
+                    times[name].append(_time(fn))
+            med = {name: 1e3 * np.median(v) for name, v in times.items()}
+            print(f"N{n}-C{c}-{h}x{w}-K{k}: " + ", ".join(f"{a} {b:.2f} ms" for a, b in med.items())
+                  + f" | wgrad im2col/winograd {med['wgrad im2col'] / med['wgrad winograd']:.2f}x"
+                  + f", gin shifted/winograd {med['gin shifted(auto)'] / med['gin winograd']:.2f}x",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

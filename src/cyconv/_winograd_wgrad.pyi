@@ -1,0 +1,6 @@
+from numpy.typing import NDArray
+
+def transformed_sums(
+    x: NDArray, gy: NDArray, sums: NDArray, bt: NDArray, g_mat: NDArray,
+    groups: int, block: int, scratch: NDArray, n_threads: int,
+) -> None: ...

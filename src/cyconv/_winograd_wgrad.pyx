@@ -1,0 +1,174 @@
+"""Winograd F(3x3, 4x4) weight gradient at stride 1: transforms in C loops, products by GEMM.
+
+The weight gradient of a 3x3 convolution at stride 1 is the correlation of
+the input with ``grad_output``, 3x3 outputs per (kernel, channel) pair. Cut
+``grad_output`` into 4x4 tiles; the part of the sum a tile ``t`` holds comes
+from the 6x6 input tile under it (the tiles overlap by 2) by F(3x3, 4x4):
+``AT @ [(G @ gy_t @ G.T) * (BT @ d_t @ BT.T)] @ AT.T``
+(`cyconv._winograd_transforms`). The output transform is linear, so it is
+applied once to the sum over all tiles of all images. Per group and block of
+tiles, with ``a`` one of the 36 transformed positions:
+
+    V[a, c, t] = (BT @ d[c, t] @ BT.T)[a]       input transform, per tile t
+    U[a, k, t] = (G @ gy[k, t] @ G.T)[a]        grad_output transform
+    S[a] += U[a] @ V[a].T                       (Kg x tiles) @ (tiles x Cg): 36 GEMMs
+
+and the caller turns the S of all blocks into ``grad_weight[k, c] = AT @
+S[:, k, c] @ AT.T``. Each task (group, block of tiles) is one thread's: it
+gathers and transforms its tiles into its scratch row (transforms over the
+block's tiles in the innermost loop, vectorized), runs its GEMMs with BLAS
+on one thread (see cyconv._threads) and adds into its own partial sums.
+"""
+from cython.parallel cimport prange, threadid
+
+from cython cimport floating
+from cyconv._blas cimport gemm
+from cyconv._openmp cimport PARALLEL_WORK
+from cyconv._split cimport even_part
+
+# Tiles: 4x4 of grad_output, 6x6 of the input (the transformed size), so
+# 36 transformed positions.
+cdef enum:
+    STEP = 4
+    SPAN = 6
+    POSITIONS = 36
+
+
+cdef void _row_sum(const floating *src, Py_ssize_t src_step, const floating *coef,
+                   Py_ssize_t terms, floating *dst, Py_ssize_t nt) noexcept nogil:
+    """dst[t] = sum_{j < terms} coef[j] * src[j*src_step + t] for t < nt; terms is 4 or 6.
+
+    All terms in one pass (one store per element); each count has its own
+    loop so that the compiler unrolls and vectorizes it.
+    """
+    cdef Py_ssize_t t
+    cdef floating c0 = coef[0], c1 = coef[1], c2 = coef[2], c3 = coef[3], c4, c5
+    if terms == 4:
+        for t in range(nt):
+            dst[t] = ((c0 * src[t] + c1 * src[src_step + t])
+                      + (c2 * src[2 * src_step + t] + c3 * src[3 * src_step + t]))
+        return
+    c4, c5 = coef[4], coef[5]
+    for t in range(nt):
+        dst[t] = ((c0 * src[t] + c1 * src[src_step + t])
+                  + (c2 * src[2 * src_step + t] + c3 * src[3 * src_step + t])
+                  + (c4 * src[4 * src_step + t] + c5 * src[5 * src_step + t]))
+
+
+cdef void _sandwich(const floating *src, Py_ssize_t size, const floating *mat,
+                    floating *tmp, floating *dst, Py_ssize_t dst_step,
+                    Py_ssize_t nt) noexcept nogil:
+    """dst[(a*6 + b)*dst_step + t] = (mat @ tile_t @ mat.T)[a, b] for nt tiles.
+
+    ``src[(i*size + j)*nt + t]`` is pixel (i, j) of the size x size tile t;
+    ``mat`` is 6 x size (row-major); ``tmp`` holds size*6*nt elements.
+    """
+    cdef Py_ssize_t i, a, b
+    # Along rows: tmp[i, b] = sum_j mat[b, j] tile[i, j].
+    for i in range(size):
+        for b in range(SPAN):
+            _row_sum(src + i * size * nt, nt, mat + b * size, size, tmp + (i * SPAN + b) * nt, nt)
+    # Along columns: dst[a, b] = sum_i mat[a, i] tmp[i, b].
+    for a in range(SPAN):
+        for b in range(SPAN):
+            _row_sum(tmp + b * nt, SPAN * nt, mat + a * size, size,
+                     dst + (a * SPAN + b) * dst_step, nt)
+
+
+cdef void _gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t row,
+                        Py_ssize_t size, floating *d, Py_ssize_t t0, Py_ssize_t nt,
+                        Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
+    """d[(i*size + j)*nt + t] = pixel (i, j) of tile t0 + t, at (4*r + i, 4*tj + j) of its plane.
+
+    ``plane`` is one channel's plane (rows of ``row`` elements) in image 0;
+    image b's is ``plane + b*img_step``. The caller padded the planes so
+    that every tile lies inside. By runs along a row of tiles, each pixel
+    (i, j) of all the run's tiles at a time (a stride-4 read).
+    """
+    cdef Py_ssize_t t = 0, tile, r, tj, run, i, j, u
+    cdef const floating *src
+    cdef floating *dst
+    while t < nt:
+        tile = t0 + t
+        r = tile % tiles_img
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
+        src = plane + (tile // tiles_img) * img_step + (r // tiles_w) * STEP * row + tj * STEP
+        for i in range(size):
+            for j in range(size):
+                dst = d + (i * size + j) * nt + t
+                for u in range(run):
+                    dst[u] = src[i * row + j + STEP * u]
+        t += run
+
+
+cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
+                floating *scratch, const floating *bt, const floating *g_mat,
+                Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out,
+                Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t hp, Py_ssize_t wp,
+                Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t tiles_w,
+                Py_ssize_t tiles_img) noexcept nogil:
+    """Tiles t0..t0+nt-1 (over all images) of group g: both transforms, 36 GEMMs into sums."""
+    cdef Py_ssize_t c, k, a
+    cdef floating *v = scratch                      # (36, cg, nt)
+    cdef floating *u = v + POSITIONS * cg * nt      # (36, kg, nt)
+    cdef floating *d = u + POSITIONS * kg * nt      # (36, nt)
+    cdef floating *tmp = d + POSITIONS * nt         # (36, nt)
+    for c in range(cg):
+        _gather_tiles(x_p + (g * cg + c) * hp * wp, n_in * hp * wp, wp, SPAN, d, t0, nt,
+                      tiles_w, tiles_img)
+        _sandwich(d, SPAN, bt, tmp, v + c * nt, cg * nt, nt)
+    for k in range(kg):
+        _gather_tiles(gy_p + (g * kg + k) * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
+                      tiles_w, tiles_img)
+        _sandwich(d, STEP, g_mat, tmp, u + k * nt, kg * nt, nt)
+    for a in range(POSITIONS):
+        gemm(False, True, kg, cg, nt, 1, u + a * kg * nt, nt, v + a * cg * nt, nt,
+             1, sums + (a * n_out + g * kg) * cg, cg)
+
+
+def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
+                     floating[:, :, :, ::1] sums, const floating[:, ::1] bt,
+                     const floating[:, ::1] g_mat, Py_ssize_t groups, Py_ssize_t block,
+                     floating[:, ::1] scratch, int n_threads):
+    """sums[thread, a, k, c] += sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
+
+    Each thread adds into its own ``sums[thread]``; their total over the
+    threads is ``S``. Tasks of (group, block of at most ``block`` tiles)
+    that the ``n_threads`` threads take in turn.
+
+    Invariants (checked in Python): gy (N, K, 4*th, 4*tw) the zero-padded
+    grad_output; x (N, C, 4*th + 2, 4*tw + 2) the input with its top/left
+    padding and zeros wherever no output reads it; sums (>= n_threads, 36,
+    K, C/groups) zeroed; bt (6, 6) and g_mat (6, 4) the transforms; scratch
+    (>= n_threads, >= 36*block*(Cg + Kg + 2)); all non-empty and
+    C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
+    """
+    cdef Py_ssize_t n_batch = gy.shape[0], n_out = gy.shape[1]
+    cdef Py_ssize_t hq = gy.shape[2], wq = gy.shape[3]
+    cdef Py_ssize_t n_in = x.shape[1], hp = x.shape[2], wp = x.shape[3]
+    cdef Py_ssize_t cg = sums.shape[3], kg = n_out // groups
+    cdef Py_ssize_t tiles_w = wq // STEP
+    cdef Py_ssize_t tiles_img = hq // STEP * tiles_w
+    cdef Py_ssize_t n_tiles = n_batch * tiles_img
+    cdef Py_ssize_t part = even_part(n_tiles, block, groups, n_threads)
+    cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
+    cdef Py_ssize_t task, g, t0, nt
+    cdef Py_ssize_t scratch_row = scratch.shape[1]
+    cdef Py_ssize_t sums_row = sums.shape[1] * sums.shape[2] * sums.shape[3]
+    # The products' multiply-adds: small problems stay on the calling thread.
+    cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
+                          and n_tiles * POSITIONS * cg * n_out >= PARALLEL_WORK)
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *gy_p = &gy[0, 0, 0, 0]
+    cdef floating *sums_p = &sums[0, 0, 0, 0]
+    cdef floating *scratch_p = &scratch[0, 0]
+    with nogil:
+        for task in prange(groups * n_parts, schedule='dynamic', num_threads=n_threads,
+                           use_threads_if=parallel):
+            g = task // n_parts
+            t0 = (task % n_parts) * part
+            nt = part if part < n_tiles - t0 else n_tiles - t0
+            _task(x_p, gy_p, sums_p + threadid() * sums_row, scratch_p + threadid() * scratch_row,
+                  &bt[0, 0], &g_mat[0, 0], g, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq,
+                  tiles_w, tiles_img)

@@ -1,0 +1,129 @@
+"""The Winograd weight gradient (kernels in _winograd_wgrad.pyx): transforms, buffers and calls.
+
+F(3x3, 4x4) computes the 3x3 weight gradient's share of each 4x4 tile of
+``grad_output`` with 36 products per (kernel, channel) pair where the sum
+needs 144; the output transform runs once per pair, on the sum over all
+tiles.
+"""
+import functools
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from cyconv import _winograd_wgrad
+from cyconv._threads import gemm_team
+from cyconv._validate import check_alloc, check_int_sizes
+from cyconv._winograd_gemm import (
+    WINOGRAD_BLOCK_BYTES,
+    WINOGRAD_MAX_BLOCK_BYTES,
+    WINOGRAD_MIN_TILES,
+)
+from cyconv._winograd_transforms import POINTS_F4, exact_transforms
+
+STEP, SPAN = 4, 6  # grad_output tiles 4x4, input tiles 6x6 (overlapping by 2)
+
+
+# 'auto' runs the Winograd weight gradient for 3x3 float kernels at stride 1
+# and dilation 1 whose groups have at least WGRAD_AUTO_CHANNELS input channels
+# and kernels. (Measured: see benchmarks/wgrad_ab.py.)
+WGRAD_AUTO_CHANNELS = 16
+
+
+def winograd_wgrad_pays(geom, dtype):
+    """True when 'auto' should take the Winograd weight gradient (see above)."""
+    if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 1, 1, 1, 1):
+        return False
+    cg, kg = geom.channels // geom.groups, geom.kernels // geom.groups
+    return min(cg, kg) >= WGRAD_AUTO_CHANNELS
+
+
+@functools.cache
+def wgrad_transforms():
+    """``(AT, G, BT)`` of F(3x3, 4x4) at the forward's points, as read-only float64 arrays.
+
+    ``y = AT @ ((G @ g) * (BT @ d))`` gives ``y[p] = sum_i g[i] * d[p + i]``
+    for a 4-tap ``g`` (a tile row of grad_output) and 6 inputs ``d``. Each
+    row of G is scaled to coprime integers and the scale moved into the
+    matching column of AT, which runs once per weight (in float64) where
+    G runs on every tile: the tile transforms then multiply by small
+    integers only.
+    """
+    at, g_mat, bt = exact_transforms(3, 4, POINTS_F4)
+    scales = []
+    for row in g_mat:
+        den = math.lcm(*(v.denominator for v in row))
+        scales.append(Fraction(math.gcd(*(int(v * den) for v in row)), den))
+    g_int = [[v / s for v in row] for row, s in zip(g_mat, scales)]
+    at = [[v * s for v, s in zip(row, scales)] for row in at]
+    out = []
+    for mat in (at, g_int, bt):
+        arr = np.array([[float(v) for v in row] for row in mat])
+        arr.flags.writeable = False
+        out.append(arr)
+    return tuple(out)
+
+
+@functools.cache
+def _tile_matrices(dtype):
+    """(G, BT) of `wgrad_transforms` as ``dtype`` (small integers: exact), read-only."""
+    _, g_mat, bt = wgrad_transforms()
+    g_mat, bt = g_mat.astype(dtype), bt.astype(dtype)
+    g_mat.flags.writeable = bt.flags.writeable = False
+    return g_mat, bt
+
+
+def _zero_padded(func, array, shape, top, left, rows, cols):
+    """``array[..., :rows, :cols]`` at (top, left) of a zeroed array of ``shape``; ``array`` if that is it."""
+    if array.shape == shape and (top, left) == (0, 0) and (rows, cols) == shape[2:]:
+        return array
+    check_alloc(func, array.dtype.itemsize, padded_tiles=shape)
+    out = np.zeros(shape, array.dtype)
+    out[:, :, top:top + rows, left:left + cols] = array[:, :, :rows, :cols]
+    return out
+
+
+def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_left):
+    """grad_weight (K, C/groups, 3, 3) of a 3x3, stride-1 convolution by F(3x3, 4x4).
+
+    ``x`` (N, C, H, W) is the input the kernels see, zero-padded by
+    ``(pad_top, pad_left)`` on top and left and as far as the output reads
+    below and right; ``gy`` (N, K, ho, wo) is grad_output; both C-contiguous,
+    of one float dtype, finite (a tile's transform would spread a NaN or inf
+    over the tile) and non-empty.
+    """
+    dtype = gy.dtype
+    n_batch, n_out, ho, wo = gy.shape
+    kg, cg = n_out // groups, weight_shape[1]
+    th, tw = -(-ho // STEP), -(-wo // STEP)
+    # The tiles lie wholly inside these copies: grad_output rounded up to
+    # whole tiles and the input under them, zero where the output reads nothing.
+    gy = _zero_padded(func, gy, (n_batch, n_out, STEP * th, STEP * tw), 0, 0, ho, wo)
+    rows = max(0, min(x.shape[2], ho + 2 - pad_top))
+    cols = max(0, min(x.shape[3], wo + 2 - pad_left))
+    x = _zero_padded(func, x, (n_batch, x.shape[1], STEP * th + 2, STEP * tw + 2),
+                     pad_top, pad_left, rows, cols)
+    g_mat, bt = _tile_matrices(dtype)
+    n_tiles = n_batch * th * tw
+    row = SPAN * SPAN * (cg + kg + 2)
+    tile_bytes = row * dtype.itemsize
+    # Blocks sized as the forward's (cyconv._winograd_gemm): here each block
+    # reads and writes the group's sums (36, Kg, Cg) once.
+    balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
+    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced, WINOGRAD_BLOCK_BYTES // tile_bytes))
+    check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
+                    transformed_block=max(cg, kg) * block)
+    with gemm_team() as n_threads:
+        check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads, 36, n_out, cg),
+                    blocks=(n_threads, row * block), weight_gradient=(2 * 36, n_out, cg))
+        sums = np.zeros((n_threads, SPAN * SPAN, n_out, cg), dtype)
+        scratch = np.empty((n_threads, row * block), dtype)
+        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, scratch,
+                                         n_threads)
+    del scratch
+    # The per-thread sums added and transformed back in float64, once per weight.
+    total = sums.sum(axis=0, dtype=np.float64).reshape(SPAN, SPAN, n_out * cg)
+    at = wgrad_transforms()[0]
+    half = np.tensordot(at, total, axes=(1, 0))                 # (p, b, K*Cg)
+    grad = np.tensordot(at, half, axes=(1, 1))                  # (q, p, K*Cg)
+    return np.ascontiguousarray(grad.transpose(2, 1, 0), dtype=dtype).reshape(weight_shape)

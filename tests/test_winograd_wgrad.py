@@ -1,0 +1,179 @@
+"""The Winograd F(3x3, 4x4) weight gradient (cyconv._winograd_wgrad_gemm)."""
+import numpy as np
+import pytest
+
+import cyconv
+import cyconv._winograd_wgrad_gemm as wwg
+from _reference import TOL
+
+# The documented bound (conv2d_backward's docstring): |winograd - exact| is at
+# most WGRAD_EPS_FACTOR * eps * max(|input| (*) |grad_output|), the largest
+# weight gradient of the absolute values.
+WGRAD_EPS_FACTOR = 64
+
+
+def test_1d_transforms():
+    """AT @ ((G @ g) * (BT @ d)) is the 3-output correlation of 6 inputs with 4 taps."""
+    at, g_mat, bt = wwg.wgrad_transforms()
+    assert at.shape == (3, 6) and g_mat.shape == (6, 4) and bt.shape == (6, 6)
+    # The tile transforms multiply by integers only (exact in floating point).
+    assert np.array_equal(g_mat, np.round(g_mat)) and np.array_equal(bt, np.round(bt))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        g, d = rng.standard_normal(4), rng.standard_normal(6)
+        expected = [g @ d[p:p + 4] for p in range(3)]
+        np.testing.assert_allclose(at @ ((g_mat @ g) * (bt @ d)), expected,
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_2d_tile():
+    """The 2-D form on one tile: AT [(G gy G.T) * (BT d BT.T)] AT.T."""
+    at, g_mat, bt = wwg.wgrad_transforms()
+    rng = np.random.default_rng(1)
+    gy, d = rng.standard_normal((4, 4)), rng.standard_normal((6, 6))
+    expected = [[np.sum(gy * d[p:p + 4, q:q + 4]) for q in range(3)] for p in range(3)]
+    got = at @ ((g_mat @ gy @ g_mat.T) * (bt @ d @ bt.T)) @ at.T
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def _wgrad_ref(gy, x, pads, groups):
+    """grad_weight of a stride-1 3x3 conv2d by the definition, in float64."""
+    gy, x = gy.astype(np.float64), x.astype(np.float64)
+    n, k, ho, wo = gy.shape
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    cg, kg = x.shape[1] // groups, k // groups
+    out = np.zeros((k, cg, 3, 3))
+    for g in range(groups):
+        ks, cs = slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg)
+        for p in range(3):
+            for q in range(3):
+                out[ks, :, p, q] = np.einsum("nkhw,nchw->kc", gy[:, ks],
+                                             xp[:, cs, p:p + ho, q:q + wo])
+    return out
+
+
+def _pads(padding):
+    if padding == "same":
+        return (1, 1, 1, 1)
+    ph, pw = (padding, padding) if np.ndim(padding) == 0 else padding
+    return (ph, ph, pw, pw)
+
+
+def _tol(dtype, sums):
+    return WGRAD_EPS_FACTOR * np.finfo(dtype).eps * np.abs(sums).max()
+
+
+# (input shape, kernels, groups, padding): outputs of 1x1, sizes that are not
+# multiples of the tile, padding 0/1/2 and uneven, groups, batch 1..9.
+CASES = [
+    ((1, 1, 3, 3), 1, 1, 0),
+    ((1, 2, 1, 1), 3, 1, 1),
+    ((2, 3, 7, 9), 4, 1, 1),
+    ((3, 4, 10, 5), 6, 2, 2),
+    ((9, 2, 6, 6), 2, 1, 0),
+    ((5, 6, 13, 17), 6, 3, 1),
+    ((4, 3, 12, 11), 5, 1, (0, 2)),
+    ((1, 8, 23, 19), 16, 1, "same"),
+    ((2, 4, 8, 8), 4, 1, 0),
+    ((2, 5, 4, 4), 3, 1, 2),
+]
+
+
+@pytest.fixture(params=["default", "tiny"])
+def blocks(request, monkeypatch):
+    """Default blocks, or blocks of 3 tiles: many tasks, blocks across images."""
+    if request.param == "tiny":
+        monkeypatch.setattr(wwg, "WINOGRAD_BLOCK_BYTES", 1)
+        monkeypatch.setattr(wwg, "WINOGRAD_MAX_BLOCK_BYTES", 1)
+        monkeypatch.setattr(wwg, "WINOGRAD_MIN_TILES", 3)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, groups, padding", CASES)
+def test_weight_gradient_matches_reference(blocks, shape, k, groups, padding, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((k, shape[1] // groups, 3, 3)).astype(dtype)
+    gy = rng.standard_normal(cyconv.output_shape(x.shape, w.shape, padding=padding,
+                                                 groups=groups)).astype(dtype)
+    gx, gw, gb = cyconv.conv2d_backward(gy, x, w, padding=padding, groups=groups,
+                                        method="winograd")
+    assert gw.dtype == dtype and gw.shape == w.shape and gw.flags.c_contiguous
+    pads = _pads(padding)
+    ref = _wgrad_ref(gy, x, pads, groups)
+    sums = _wgrad_ref(np.abs(gy), np.abs(x), pads, groups)
+    np.testing.assert_allclose(gw, ref, rtol=0, atol=_tol(dtype, sums))
+    direct = cyconv.conv2d_backward(gy, x, w, padding=padding, groups=groups,
+                                    method="direct")
+    np.testing.assert_allclose(gw, direct[1], rtol=0, atol=2 * _tol(dtype, sums))
+    np.testing.assert_allclose(gb, direct[2], **TOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+def test_padding_modes(padding_mode):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 10))
+    w = rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 11, 12))
+    got = cyconv.conv2d_backward(gy, x, w, padding=2, padding_mode=padding_mode,
+                                 method="winograd")
+    expected = cyconv.conv2d_backward(gy, x, w, padding=2, padding_mode=padding_mode,
+                                      method="direct")
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c", [3, 64, 512])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_documented_error_bound(c, scale):
+    """float32 within the docstring's bound of the exact (long double) sums."""
+    rng = np.random.default_rng(c)
+    x = (rng.random((2, c, 15, 13)) * scale).astype(np.float32)
+    gy = (rng.standard_normal((2, 3, 15, 13)) * scale).astype(np.float32)
+    w = np.zeros((3, c, 3, 3), np.float32)
+    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (15, 13), axis=(2, 3))
+    exact = np.einsum("ncpqij,nkij->kcpq", win, gy.astype(np.longdouble))
+    sums = np.einsum("ncpqij,nkij->kcpq", np.abs(win), np.abs(gy.astype(np.longdouble)))
+    got = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd",
+                                 output_mask=(False, True, False))[1]
+    err = np.abs(got - exact).max() / sums.max()
+    assert err <= WGRAD_EPS_FACTOR * np.finfo(np.float32).eps
+
+
+@pytest.mark.parametrize("method", ["winograd", "auto"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["input", "grad_output"])
+def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
+    """A NaN or inf would spread over a whole tile: such inputs take im2col's weight gradient."""
+    monkeypatch.setattr(wwg, "WGRAD_AUTO_CHANNELS", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 11, 10)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((2, 4, 11, 10)).astype(dtype)
+    if where == "input":
+        x[1, 2, 5, 4], x[0, 0, 0, 9] = np.nan, np.inf
+    else:
+        gy[0, 1, 3, 3] = np.inf
+    gw = cyconv.conv2d_backward(gy, x, w, padding=1, method=method)[1]
+    expected = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col")[1]
+    np.testing.assert_array_equal(gw, expected)
+
+
+@pytest.mark.parametrize("channels, expected", [(16, True), (64, True), (8, False)])
+def test_auto_takes_winograd_by_the_rule(monkeypatch, channels, expected):
+    calls = []
+    real = wwg._winograd_wgrad.transformed_sums
+    monkeypatch.setattr(wwg._winograd_wgrad, "transformed_sums",
+                        lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, channels, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, channels, 8, 8)).astype(np.float32)
+    gw = cyconv.conv2d_backward(gy, x, w, padding=1)[1]
+    assert bool(calls) == expected
+    ref = _wgrad_ref(gy, x, (1, 1, 1, 1), 1)
+    sums = _wgrad_ref(np.abs(gy), np.abs(x), (1, 1, 1, 1), 1)
+    np.testing.assert_allclose(gw, ref, rtol=0, atol=_tol(np.float32, sums))

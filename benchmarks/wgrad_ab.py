@@ -1,7 +1,9 @@
 """A/B of the 3x3 stride-1 weight gradient: Winograd F(3x3, 4x4) vs im2col, and the input gradient's methods.
 
 Interleaved in one process, medians of --repeats runs (indicative under
-load). Usage: python benchmarks/wgrad_ab.py [--threads 1] [--repeats 9]
+load). With --threads 1 the times are the process's CPU time, which a loaded
+machine disturbs less than wall time; else wall time.
+Usage: python benchmarks/wgrad_ab.py [--threads 1] [--repeats 9] [--dtype float64]
 """
 import argparse
 import time
@@ -23,10 +25,10 @@ LAYERS = [  # (N, C, H, W, K)
 ]
 
 
-def _time(fn):
-    t0 = time.perf_counter()
+def _time(fn, clock):
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def main():
@@ -36,6 +38,7 @@ def main():
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
+    clock = time.process_time if args.threads == 1 else time.perf_counter
     with thread_limit(args.threads):
         for n, c, h, w, k in LAYERS:
             x = rng.standard_normal((n, c, h, w)).astype(args.dtype)
@@ -56,7 +59,7 @@ def main():
                 fn()
             for _ in range(args.repeats):
                 for name, fn in cases.items():
-                    times[name].append(_time(fn))
+                    times[name].append(_time(fn, clock))
             med = {name: 1e3 * np.median(v) for name, v in times.items()}
             print(f"N{n}-C{c}-{h}x{w}-K{k}: " + ", ".join(f"{a} {b:.2f} ms" for a, b in med.items())
                   + f" | wgrad im2col/winograd {med['wgrad im2col'] / med['wgrad winograd']:.2f}x"

@@ -172,3 +172,72 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
             _task(x_p, gy_p, sums_p + threadid() * sums_row, scratch_p + threadid() * scratch_row,
                   &bt[0, 0], &g_mat[0, 0], g, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq,
                   tiles_w, tiles_img)
+
+
+
+cdef enum:
+    CHUNK = 128  # weights per step of the output transform (its buffers stay in L1/L2)
+
+
+cdef void _weights_chunk(const floating *sums, Py_ssize_t n_parts, Py_ssize_t part_step,
+                         const double *at, floating *out, Py_ssize_t nw) noexcept nogil:
+    """out[i*9 + p*3 + q] = (AT @ S[:, i] @ AT.T)[p, q] for i < nw <= CHUNK, in double.
+
+    ``S[a, i]`` is the sum over the threads t < n_parts of
+    ``sums[t*part_step + a*(part_step/36) + i]`` (each thread's sums are 36
+    rows of part_step/36 weights).
+    """
+    cdef double s[POSITIONS * CHUNK]
+    cdef double half[3 * SPAN * CHUNK]
+    cdef double c0, c1, c2, c3, c4, c5
+    cdef double *h
+    cdef Py_ssize_t row = part_step // POSITIONS, th, a, b, p, q, i
+    cdef const floating *src
+    for a in range(POSITIONS):
+        src = sums + a * row
+        for i in range(nw):
+            s[a * CHUNK + i] = src[i]
+        for th in range(1, n_parts):
+            src = sums + th * part_step + a * row
+            for i in range(nw):
+                s[a * CHUNK + i] += src[i]
+    # half[p, b] = sum_a AT[p, a] S[a, b]; out[p, q] = sum_b AT[q, b] half[p, b].
+    for p in range(3):
+        c0, c1, c2, c3, c4, c5 = at[p * 6], at[p * 6 + 1], at[p * 6 + 2], at[p * 6 + 3], at[p * 6 + 4], at[p * 6 + 5]
+        for b in range(SPAN):
+            h = half + (p * SPAN + b) * CHUNK
+            for i in range(nw):
+                h[i] = ((c0 * s[b * CHUNK + i] + c1 * s[(SPAN + b) * CHUNK + i])
+                        + (c2 * s[(2 * SPAN + b) * CHUNK + i] + c3 * s[(3 * SPAN + b) * CHUNK + i])
+                        + (c4 * s[(4 * SPAN + b) * CHUNK + i] + c5 * s[(5 * SPAN + b) * CHUNK + i]))
+    for p in range(3):
+        h = half + p * SPAN * CHUNK
+        for q in range(3):
+            c0, c1, c2, c3, c4, c5 = at[q * 6], at[q * 6 + 1], at[q * 6 + 2], at[q * 6 + 3], at[q * 6 + 4], at[q * 6 + 5]
+            for i in range(nw):
+                out[i * 9 + p * 3 + q] = <floating> (
+                    (c0 * h[i] + c1 * h[CHUNK + i]) + (c2 * h[2 * CHUNK + i] + c3 * h[3 * CHUNK + i])
+                    + (c4 * h[4 * CHUNK + i] + c5 * h[5 * CHUNK + i]))
+
+
+def weights_from_sums(const floating[:, :, ::1] sums, const double[:, ::1] at,
+                      floating[:, ::1] out, int n_threads):
+    """out[w, p*3 + q] = (AT @ S[:, w] @ AT.T)[p, q], S[a, w] = sum over threads of sums[thread, a, w].
+
+    In double: the threads' sums added, then the 6x6 -> 3x3 transform, over
+    a chunk of weights (w = k*Cg + c) in the innermost loop (vectorized).
+    Invariants (checked in Python): sums (T, 36, W), at (3, 6), out (W, 9),
+    all non-empty and C-contiguous.
+    """
+    cdef Py_ssize_t n_parts = sums.shape[0], n_weights = sums.shape[2]
+    cdef Py_ssize_t n_chunks = (n_weights + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t chunk, w0
+    cdef const floating *sums_p = &sums[0, 0, 0]
+    cdef const double *at_p = &at[0, 0]
+    cdef floating *out_p = &out[0, 0]
+    with nogil:
+        for chunk in prange(n_chunks, schedule='static', num_threads=n_threads,
+                            use_threads_if=n_threads > 1 and n_weights * 36 * 9 >= PARALLEL_WORK):
+            w0 = chunk * CHUNK
+            _weights_chunk(sums_p + w0, n_parts, POSITIONS * n_weights, at_p, out_p + w0 * 9,
+                           CHUNK if CHUNK < n_weights - w0 else n_weights - w0)

@@ -115,15 +115,12 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads, 36, n_out, cg),
-                    blocks=(n_threads, row * block), weight_gradient=(2 * 36, n_out, cg))
+                    blocks=(n_threads, row * block))
         sums = np.zeros((n_threads, SPAN * SPAN, n_out, cg), dtype)
         scratch = np.empty((n_threads, row * block), dtype)
         _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, scratch,
                                          n_threads)
-    del scratch
-    # The per-thread sums added and transformed back in float64, once per weight.
-    total = sums.sum(axis=0, dtype=np.float64).reshape(SPAN, SPAN, n_out * cg)
-    at = wgrad_transforms()[0]
-    half = np.tensordot(at, total, axes=(1, 0))                 # (p, b, K*Cg)
-    grad = np.tensordot(at, half, axes=(1, 1))                  # (q, p, K*Cg)
-    return np.ascontiguousarray(grad.transpose(2, 1, 0), dtype=dtype).reshape(weight_shape)
+        grad = np.empty((n_out * cg, 9), dtype)
+        _winograd_wgrad.weights_from_sums(sums.reshape(n_threads, SPAN * SPAN, n_out * cg),
+                                          wgrad_transforms()[0], grad, n_threads)
+    return grad.reshape(weight_shape)

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 import cyconv
+import cyconv._backward
+import cyconv._winograd_gemm as wg
 import cyconv._winograd_wgrad_gemm as wwg
 from _reference import TOL
 
@@ -148,7 +150,7 @@ def test_documented_error_bound(c, scale):
 @pytest.mark.parametrize("where", ["input", "grad_output"])
 def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
     """A NaN or inf would spread over a whole tile: such inputs take im2col's weight gradient."""
-    monkeypatch.setattr(wwg, "WGRAD_AUTO_CHANNELS", 1)
+    monkeypatch.setattr(cyconv._backward, "winograd_wgrad_pays", lambda geom, dtype: True)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 3, 11, 10)).astype(dtype)
     w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
@@ -162,18 +164,46 @@ def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
     np.testing.assert_array_equal(gw, expected)
 
 
-@pytest.mark.parametrize("channels, expected", [(16, True), (64, True), (8, False)])
-def test_auto_takes_winograd_by_the_rule(monkeypatch, channels, expected):
+@pytest.mark.parametrize("n, channels, size, expected", [
+    (2, 16, 16, True),
+    (2, 64, 16, True),
+    (2, 8, 16, False),    # too few channels
+    (3, 16, 14, False),   # partial tiles: 3.06x fewer products, not 3.5
+    (1, 16, 8, False),    # too few pixels
+])
+def test_auto_takes_winograd_by_the_rule(monkeypatch, n, channels, size, expected):
     calls = []
     real = wwg._winograd_wgrad.transformed_sums
     monkeypatch.setattr(wwg._winograd_wgrad, "transformed_sums",
                         lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((2, channels, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((n, channels, size, size)).astype(np.float32)
     w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
-    gy = rng.standard_normal((2, channels, 8, 8)).astype(np.float32)
+    gy = rng.standard_normal((n, channels, size, size)).astype(np.float32)
     gw = cyconv.conv2d_backward(gy, x, w, padding=1)[1]
     assert bool(calls) == expected
     ref = _wgrad_ref(gy, x, (1, 1, 1, 1), 1)
     sums = _wgrad_ref(np.abs(gy), np.abs(x), (1, 1, 1, 1), 1)
     np.testing.assert_allclose(gw, ref, rtol=0, atol=_tol(np.float32, sums))
+
+
+@pytest.mark.parametrize("channels, expected", [(16, True), (8, False)])
+def test_auto_input_gradient_takes_winograd_where_conv2d_does(monkeypatch, channels, expected):
+    calls = []
+    real = wg._winograd.conv2d_forward
+    monkeypatch.setattr(wg._winograd, "conv2d_forward", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, channels, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, channels, 9, 9)).astype(np.float32)
+    gx = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))[0]
+    assert bool(calls) == expected
+    expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
+    np.testing.assert_allclose(gx, expected_gx, rtol=0, atol=1e-4 * np.abs(expected_gx).max())
+    # A NaN or inf in grad_output would spread over a tile: the shifted GEMMs instead.
+    calls.clear()
+    gy[1, 2, 3, 4] = np.inf
+    gx = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))[0]
+    assert not calls
+    expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(expected_gx))

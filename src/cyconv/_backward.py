@@ -24,7 +24,7 @@ from cyconv._conv import (
     weight4,
 )
 from cyconv._shifted_gemm import run_shifted_forward
-from cyconv._winograd_gemm import check_winograd, run_winograd_forward
+from cyconv._winograd_gemm import check_winograd, run_winograd_forward, winograd_pays
 from cyconv._winograd_wgrad_gemm import run_winograd_grad_weight, winograd_wgrad_pays
 from cyconv._threads import gemm_team
 from cyconv._validate import (
@@ -286,19 +286,24 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     w4 = np.ascontiguousarray(weight4(w, geom), dtype=dtype)
     # The kernels see the padded input for modes other than zeros. Only the
     # weight gradient reads the input: copy (and pad) it only for that.
+    gy_finite = _fft.all_finite(gy)
     if want_weight:
         # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
         # (the definition, PyTorch): pad here so that no kernel skips those taps.
-        explicit_zeros = dtype.kind in "fc" and not _fft.all_finite(gy)
         xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
-                                                explicit_zeros)
+                                                not gy_finite)
     # The Winograd weight gradient: asked for, or where 'auto' measured it
     # faster; its tiles would spread a NaN or inf of the input or grad_output.
-    winograd_weight = (want_weight and (method == "winograd" or (
-        method == "auto" and winograd_wgrad_pays(geom, dtype)))
-        and _fft.all_finite(gy) and _fft.all_finite(xp))
+    winograd_weight = (want_weight and gy_finite and (method == "winograd" or (
+        method == "auto" and winograd_wgrad_pays(geom, dtype))) and _fft.all_finite(xp))
     if method == "auto":
         method = choose_method(geom, dtype)
+        # The stride-1 input gradient is conv2d's forward of grad_output:
+        # Winograd where conv2d's 'auto' takes it (benchmarks/wgrad_ab.py,
+        # CPU time at one thread: 1.02-2.0x faster than 'shifted' at
+        # C=K=8..512, N=1..8, 7..56 pixels).
+        if method == "shifted" and gy_finite and winograd_pays(geom, dtype):
+            method = "winograd"
     # At stride 1 the input gradient is a forward pass (direct or shifted).
     # 'shifted' (stride 1 only) takes im2col's weight gradient, and its
     # input gradient too for padding beyond the kernel.
@@ -307,7 +312,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # Winograd would also spread a NaN or inf of grad_output over its tiles.
     as_forward = (method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
                   and (dtype.kind not in "fc" or _fft.all_finite(w4))
-                  and (method != "winograd" or _fft.all_finite(gy)))
+                  and (method != "winograd" or gy_finite))
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
 

@@ -84,11 +84,11 @@ CASES = [
 
 @pytest.fixture(params=["default", "tiny"])
 def blocks(request, monkeypatch):
-    """Default blocks, or blocks of 3 tiles: many tasks, blocks across images."""
+    """Default chunks, or chunks of 3 tiles: many chunks, chunks across images."""
     if request.param == "tiny":
-        monkeypatch.setattr(wwg, "WINOGRAD_BLOCK_BYTES", 1)
-        monkeypatch.setattr(wwg, "WINOGRAD_MAX_BLOCK_BYTES", 1)
-        monkeypatch.setattr(wwg, "WINOGRAD_MIN_TILES", 3)
+        monkeypatch.setattr(wwg, "WGRAD_CHUNK_BYTES", 1)
+        monkeypatch.setattr(wwg, "WGRAD_MAX_CHUNK_BYTES", 1)
+        monkeypatch.setattr(wwg, "WGRAD_MIN_TILES", 3)
     return request.param
 
 

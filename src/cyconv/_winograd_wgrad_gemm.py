@@ -11,17 +11,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from cyconv import _winograd_wgrad
+from cyconv._dispatch import _winograd_wgrad
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
-from cyconv._winograd_gemm import (
-    WINOGRAD_BLOCK_BYTES,
-    WINOGRAD_MAX_BLOCK_BYTES,
-    WINOGRAD_MIN_TILES,
-)
 from cyconv._winograd_transforms import POINTS_F4, exact_transforms
 
 STEP, SPAN = 4, 6  # grad_output tiles 4x4, input tiles 6x6 (overlapping by 2)
+WGRAD_CHUNK_BYTES = 4 * 2**20
+WGRAD_MAX_CHUNK_BYTES = 32 * 2**20
+WGRAD_MIN_TILES = 32
 
 
 # 'auto' runs the Winograd weight gradient for 3x3 float kernels at stride 1
@@ -118,22 +116,27 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
                      pad_top, pad_left, rows, cols)
     g_mat, bt = _tile_matrices(dtype)
     n_tiles = n_batch * th * tw
-    row = SPAN * SPAN * (cg + kg + 2)
-    tile_bytes = row * dtype.itemsize
-    # Blocks sized as the forward's (cyconv._winograd_gemm): here each block
-    # reads and writes the group's sums (36, Kg, Cg) once.
-    balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
-    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced, WINOGRAD_BLOCK_BYTES // tile_bytes))
+    n_in = x.shape[1]
+    tile_bytes = SPAN * SPAN * (n_in + n_out) * dtype.itemsize
+    # A chunk's transformed tiles stay within WGRAD_CHUNK_BYTES (near the
+    # caches while the GEMMs read them), but the chunk is at least as long as
+    # it takes for them to outweigh the sums the GEMMs read and write per
+    # chunk (36*K*Cg), up to WGRAD_MAX_CHUNK_BYTES.
+    balanced = min(2 * n_out * cg // (n_in + n_out), WGRAD_MAX_CHUNK_BYTES // tile_bytes)
+    chunk = max(1, min(n_tiles, max(WGRAD_MIN_TILES, balanced, WGRAD_CHUNK_BYTES // tile_bytes)))
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
-                    transformed_block=max(cg, kg) * block)
+                    transformed_chunk=max(n_in, n_out) * chunk)
     with gemm_team() as n_threads:
-        check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads, 36, n_out, cg),
-                    blocks=(n_threads, row * block))
-        sums = np.zeros((n_threads, SPAN * SPAN, n_out, cg), dtype)
-        scratch = np.empty((n_threads, row * block), dtype)
-        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, scratch,
+        check_alloc(func, dtype.itemsize, transformed_sums=(SPAN * SPAN, n_out, cg),
+                    transformed_tiles=(tile_bytes // dtype.itemsize, chunk),
+                    work=(n_threads, 2 * SPAN * SPAN * chunk))
+        sums = np.empty((SPAN * SPAN, n_out, cg), dtype)
+        buf = np.empty(tile_bytes // dtype.itemsize * chunk, dtype)
+        work = np.empty((n_threads, 2 * SPAN * SPAN * chunk), dtype)
+        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, chunk, buf, work,
                                          n_threads)
+        del buf, work
         grad = np.empty((n_out * cg, 9), dtype)
-        _winograd_wgrad.weights_from_sums(sums.reshape(n_threads, SPAN * SPAN, n_out * cg),
+        _winograd_wgrad.weights_from_sums(sums.reshape(SPAN * SPAN, n_out * cg),
                                           wgrad_transforms()[0], grad, n_threads)
     return grad.reshape(weight_shape)

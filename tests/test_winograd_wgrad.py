@@ -165,11 +165,11 @@ def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
 
 
 @pytest.mark.parametrize("n, channels, size, expected", [
-    (2, 16, 16, True),
-    (2, 64, 16, True),
-    (2, 8, 16, False),    # too few channels
-    (3, 16, 14, False),   # partial tiles: 3.06x fewer products, not 3.5
-    (1, 16, 8, False),    # too few pixels
+    (4, 16, 16, True),
+    (1, 16, 28, True),
+    (2, 64, 20, True),
+    (4, 8, 16, False),    # too few channels
+    (3, 16, 14, False),   # too few output pixels
 ])
 def test_auto_takes_winograd_by_the_rule(monkeypatch, n, channels, size, expected):
     calls = []
@@ -187,22 +187,27 @@ def test_auto_takes_winograd_by_the_rule(monkeypatch, n, channels, size, expecte
     np.testing.assert_allclose(gw, ref, rtol=0, atol=_tol(np.float32, sums))
 
 
-@pytest.mark.parametrize("channels, expected", [(16, True), (8, False)])
-def test_auto_input_gradient_takes_winograd_where_conv2d_does(monkeypatch, channels, expected):
+@pytest.mark.parametrize("n, size, channels, expected", [
+    (2, 16, 16, True),     # 2*4*4 = 32 tiles
+    (2, 16, 8, False),     # conv2d's rule: at least 16 channels and kernels
+    (1, 16, 16, False),    # 16 tiles
+])
+def test_auto_input_gradient_takes_winograd_where_conv2d_does(monkeypatch, n, size, channels,
+                                                              expected):
     calls = []
     real = wg._winograd.conv2d_forward
     monkeypatch.setattr(wg._winograd, "conv2d_forward", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, channels, 9, 9)).astype(np.float32)
+    x = rng.standard_normal((n, channels, size, size)).astype(np.float32)
     w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
-    gy = rng.standard_normal((2, channels, 9, 9)).astype(np.float32)
+    gy = rng.standard_normal((n, channels, size, size)).astype(np.float32)
     gx = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))[0]
     assert bool(calls) == expected
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
     np.testing.assert_allclose(gx, expected_gx, rtol=0, atol=1e-4 * np.abs(expected_gx).max())
     # A NaN or inf in grad_output would spread over a tile: the shifted GEMMs instead.
     calls.clear()
-    gy[1, 2, 3, 4] = np.inf
+    gy[-1, 2, 3, 4] = np.inf
     gx = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))[0]
     assert not calls
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]

@@ -36,6 +36,10 @@ from cyconv._validate import (
 )
 
 
+# See conv2d_backward's 'auto'.
+WINOGRAD_GRAD_TILES = 32
+
+
 def _output_mask(func, output_mask):
     """``output_mask`` as three Python bools (grad_input, grad_weight, grad_bias)."""
     if isinstance(output_mask, (str, bytes)) or not hasattr(output_mask, "__len__"):
@@ -299,10 +303,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     if method == "auto":
         method = choose_method(geom, dtype)
         # The stride-1 input gradient is conv2d's forward of grad_output:
-        # Winograd where conv2d's 'auto' takes it (benchmarks/wgrad_ab.py,
-        # CPU time at one thread: 1.02-2.0x faster than 'shifted' at
-        # C=K=8..512, N=1..8, 7..56 pixels).
-        if method == "shifted" and gy_finite and winograd_pays(geom, dtype):
+        # Winograd where conv2d's 'auto' takes it, over at least
+        # WINOGRAD_GRAD_TILES 4x4 tiles. Measured against 'shifted'
+        # (benchmarks/wgrad_ab.py, CPU time, one thread, float32, a loaded
+        # machine): 1.14-1.9x faster at C=K=16..512 with 49..1568 tiles
+        # (0.88x at C=K=32 13x13 N=8); 0.74x at C=K=256 14x14 N=1 (16 tiles).
+        if (method == "shifted" and gy_finite and winograd_pays(geom, dtype)
+                and geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4) >= WINOGRAD_GRAD_TILES):
             method = "winograd"
     # At stride 1 the input gradient is a forward pass (direct or shifted).
     # 'shifted' (stride 1 only) takes im2col's weight gradient, and its

@@ -24,18 +24,15 @@ WGRAD_MIN_TILES = 32
 
 # 'auto' runs the Winograd weight gradient for 3x3 float kernels at stride 1
 # and dilation 1 whose groups have at least WGRAD_AUTO_CHANNELS input channels
-# and kernels, where the direct sum needs at least WGRAD_AUTO_RATIO times its
-# products (9*N*ho*wo against 36 per 4x4 tile: 4 when the tiles fit the output
-# exactly, 3.06 at 14x14 or 7x7) over at least WGRAD_AUTO_PIXELS output
-# pixels. Measured against im2col's weight gradient (benchmarks/wgrad_ab.py,
-# CPU time, one thread, float32, a loaded machine: indicative): winograd
-# 1.2-1.4x faster at C=K=32..128 on 28x28 and 56x56 (N=1..8), 1.03-1.06x at
-# C=K=8..16; 0.88-0.96x at C=K=256 on 14x14 (N=4..16), 0.62x at C=K=512 on
-# 7x7 (N=8), 0.54x at C=3: there the per-weight sums (36 per pair, one set
-# per thread) and the partial tiles cost more than the products save.
+# and kernels, over at least WGRAD_AUTO_PIXELS output pixels (N*ho*wo, the
+# products each weight sums; its 36 transformed sums per weight cost the same
+# whatever that count). Measured against im2col's weight gradient
+# (benchmarks/wgrad_ab.py, CPU time, one thread, float32, AVX-512, a loaded
+# machine: indicative): N*ho*wo >= 784 at C=K=16..512 (7x7..56x56, N=1..16),
+# winograd 1.09-1.53x faster; at 392 or fewer (C=K=256 14x14 N=1, C=K=512
+# 7x7 N=2..8) 0.34-0.75x; C=K=8 0.82-1.14x, C=4 or 3 0.66-0.80x.
 WGRAD_AUTO_CHANNELS = 16
-WGRAD_AUTO_RATIO = 3.5
-WGRAD_AUTO_PIXELS = 512
+WGRAD_AUTO_PIXELS = 768
 
 
 def winograd_wgrad_pays(geom, dtype):
@@ -43,10 +40,8 @@ def winograd_wgrad_pays(geom, dtype):
     if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 1, 1, 1, 1):
         return False
     cg, kg = geom.channels // geom.groups, geom.kernels // geom.groups
-    pixels = geom.batch * geom.ho * geom.wo
-    tiles = geom.batch * -(-geom.ho // STEP) * -(-geom.wo // STEP)
-    return (min(cg, kg) >= WGRAD_AUTO_CHANNELS and pixels >= WGRAD_AUTO_PIXELS
-            and 9 * pixels >= WGRAD_AUTO_RATIO * 36 * tiles)
+    return (min(cg, kg) >= WGRAD_AUTO_CHANNELS
+            and geom.batch * geom.ho * geom.wo >= WGRAD_AUTO_PIXELS)
 
 
 @functools.cache

@@ -169,13 +169,27 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         ``dW = dY @ cols.T`` and ``grad_input = col2im(W.T @ dY)`` as BLAS
         GEMMs in bounded blocks; ``'auto'`` picks from the shapes as
         `conv2d` does: at stride 1 the input gradient is then `conv2d`'s
-        forward pass of the flipped kernels (GEMMs per kernel tap, or the
-        direct loops), and the weight gradient im2col's. ``'winograd'``
-        (3x3 kernels at stride 1 and dilation 1 only) runs that forward
-        pass as ``conv2d(method='winograd')`` does, with its rounding (see
-        `conv2d`), and the weight gradient im2col's; a padding above 2, or a
-        NaN or inf in ``grad_output`` or ``weight``, takes im2col's input
-        gradient.
+        forward pass of the flipped kernels (GEMMs per kernel tap, the
+        direct loops, or Winograd's where `conv2d` would take it and the
+        output has at least 32 4x4 tiles), and the weight gradient
+        im2col's, or Winograd's for 3x3 kernels at stride 1 and dilation 1
+        with at least 16 channels and kernels per group over at least 768
+        output pixels (``N*Ho*Wo``). ``'winograd'`` (3x3 kernels at stride
+        1 and dilation 1 only) runs that forward pass as
+        ``conv2d(method='winograd')`` does, with its rounding (see
+        `conv2d`), and the weight gradient by F(3x3, 4x4): each 4x4 tile of
+        ``grad_output`` and the 6x6 input tile under it are transformed,
+        multiplied as 36 GEMMs over the tiles of all images and the sums
+        transformed back once per weight. That weight gradient differs from
+        the exact sum by at most ``64 * eps * max(|input| (*) |grad_output|)``
+        (the largest weight gradient of the absolute values; ``eps`` the
+        result dtype's), measured at most 12 eps in float32 for 3 to 512
+        channels, value scales 1e-3 to 1e3 and 392 to 25088 summed pixels
+        (im2col's: 7 eps). A padding above 2, or a NaN or inf in
+        ``grad_output`` or ``weight``, takes im2col's input gradient; a NaN
+        or inf in ``grad_output`` or ``input`` takes im2col's weight
+        gradient (the transforms would spread it over a tile), also under
+        ``'auto'``.
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 

@@ -7,6 +7,7 @@ import cyconv._backward
 import cyconv._winograd_gemm as wg
 import cyconv._winograd_wgrad_gemm as wwg
 from _reference import TOL
+from test_winograd import CASES as FORWARD_CASES, _pads
 
 # The documented bound (conv2d_backward's docstring): |winograd - exact| is at
 # most WGRAD_EPS_FACTOR * eps * max(|input| (*) |grad_output|), the largest
@@ -57,31 +58,13 @@ def _wgrad_ref(gy, x, pads, groups):
     return out
 
 
-def _pads(padding):
-    if padding == "same":
-        return (1, 1, 1, 1)
-    ph, pw = (padding, padding) if np.ndim(padding) == 0 else padding
-    return (ph, ph, pw, pw)
-
-
 def _tol(dtype, sums):
     return WGRAD_EPS_FACTOR * np.finfo(dtype).eps * np.abs(sums).max()
 
 
-# (input shape, kernels, groups, padding): outputs of 1x1, sizes that are not
-# multiples of the tile, padding 0/1/2 and uneven, groups, batch 1..9.
-CASES = [
-    ((1, 1, 3, 3), 1, 1, 0),
-    ((1, 2, 1, 1), 3, 1, 1),
-    ((2, 3, 7, 9), 4, 1, 1),
-    ((3, 4, 10, 5), 6, 2, 2),
-    ((9, 2, 6, 6), 2, 1, 0),
-    ((5, 6, 13, 17), 6, 3, 1),
-    ((4, 3, 12, 11), 5, 1, (0, 2)),
-    ((1, 8, 23, 19), 16, 1, "same"),
-    ((2, 4, 8, 8), 4, 1, 0),
-    ((2, 5, 4, 4), 3, 1, 2),
-]
+# test_winograd's cases (every tile edge, padding 0/1/2 and uneven, groups,
+# batch 1..9) and two more whose sizes are multiples of the 4x4 tile.
+CASES = FORWARD_CASES + [((2, 4, 8, 8), 4, 1, 0), ((2, 5, 4, 4), 3, 1, 2)]
 
 
 @pytest.fixture(params=["default", "tiny"])

@@ -197,3 +197,30 @@ def test_auto_input_gradient_takes_winograd_where_conv2d_does(monkeypatch, n, si
     assert not calls
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
     np.testing.assert_array_equal(np.isnan(gx), np.isnan(expected_gx))
+
+
+def test_auto_keeps_integer_data_exact(monkeypatch):
+    """As conv2d: integer data never takes Winograd's rounding under 'auto'."""
+    calls = []
+    for module, name in ((wwg._winograd_wgrad, "transformed_sums"),
+                         (wg._winograd, "conv2d_forward")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real: calls.append(1) or real(*a))
+    rng = np.random.default_rng(8)
+    x = rng.integers(-9, 10, (2, 16, 28, 28))
+    w = rng.integers(-9, 10, (16, 16, 3, 3))
+    gy = rng.integers(-9, 10, (2, 16, 28, 28))
+    got = cyconv.conv2d_backward(gy, x, w, padding=1)
+    assert not calls
+    np.testing.assert_array_equal(got[0], _grad_input_ref(gy, w))
+    np.testing.assert_array_equal(got[1], _wgrad_ref(gy, x, (1, 1, 1, 1), 1))
+
+
+def _grad_input_ref(gy, w):
+    """grad_input of a padding-1 stride-1 3x3 conv2d by the definition, in float64."""
+    n, k, ho, wo = gy.shape
+    gxp = np.zeros((n, w.shape[1], ho + 2, wo + 2))
+    for p in range(3):
+        for q in range(3):
+            gxp[:, :, p:p + ho, q:q + wo] += np.einsum("nkhw,kc->nchw", gy, w[:, :, p, q])
+    return gxp[:, :, 1:-1, 1:-1]

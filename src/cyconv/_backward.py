@@ -281,6 +281,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     x = as_array(func, "input", input)
     w = as_array(func, "weight", weight)
     dtype = float_dtype(gy, x, w)
+    # Integer data stays exact under 'auto': Winograd's transforms round.
+    float_data = "f" in (gy.dtype.kind, x.dtype.kind, w.dtype.kind)
     geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, METHODS)
     if method == "winograd":
@@ -313,7 +315,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # The Winograd weight gradient: asked for, or where 'auto' measured it
     # faster; its tiles would spread a NaN or inf of the input or grad_output.
     winograd_weight = (want_weight and gy_finite and (method == "winograd" or (
-        method == "auto" and winograd_wgrad_pays(geom, dtype))) and _fft.all_finite(xp))
+        method == "auto" and float_data and winograd_wgrad_pays(geom, dtype)))
+        and _fft.all_finite(xp))
     if method == "auto":
         method = choose_method(geom, dtype)
         # The stride-1 input gradient is conv2d's forward of grad_output:
@@ -322,7 +325,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         # (benchmarks/wgrad_ab.py, CPU time, one thread, float32, a loaded
         # machine): 1.14-1.9x faster at C=K=16..512 with 49..1568 tiles
         # (0.88x at C=K=32 13x13 N=8); 0.74x at C=K=256 14x14 N=1 (16 tiles).
-        if (method == "shifted" and gy_finite and winograd_pays(geom, dtype)
+        if (method == "shifted" and float_data and gy_finite and winograd_pays(geom, dtype)
                 and geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4) >= WINOGRAD_GRAD_TILES):
             method = "winograd"
     # At stride 1 the input gradient is a forward pass (direct or shifted).

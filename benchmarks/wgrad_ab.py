@@ -15,6 +15,17 @@ import cyconv._backward
 from cyconv._threads import thread_limit
 
 
+def _old_auto(*args, **kwargs):
+    """'auto' as it was before the Winograd backward rules: shifted input gradient, im2col's weight gradient."""
+    real = cyconv._backward.winograd_pays, cyconv._backward.winograd_wgrad_pays
+    cyconv._backward.winograd_pays = cyconv._backward.winograd_wgrad_pays = (
+        lambda geom, dtype: False)
+    try:
+        return cyconv.conv2d_backward(*args, **kwargs)
+    finally:
+        cyconv._backward.winograd_pays, cyconv._backward.winograd_wgrad_pays = real
+
+
 def _shifted(*args, **kwargs):
     """'auto' with its input gradient held to the shifted GEMMs (Winograd's rule off)."""
     real = cyconv._backward.winograd_pays
@@ -47,6 +58,8 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--auto", action="store_true",
+                    help="whole backward (input and weight gradients): 'auto' against the old 'auto'")
     ap.add_argument("--layer", action="append", default=[],
                     help="N,C,H,W,K instead of the default list (repeatable)")
     args = ap.parse_args()
@@ -68,6 +81,15 @@ def main():
                 "gin winograd": lambda: cyconv.conv2d_backward(
                     gy, x, wt, padding=1, method="winograd", output_mask=(True, False, False)),
             }
+            if args.auto:
+                mask = (True, True, False)
+                cases = {
+                    "old auto": lambda: _old_auto(gy, x, wt, padding=1, output_mask=mask),
+                    "auto": lambda: cyconv.conv2d_backward(gy, x, wt, padding=1,
+                                                           output_mask=mask),
+                    "winograd": lambda: cyconv.conv2d_backward(
+                        gy, x, wt, padding=1, method="winograd", output_mask=mask),
+                }
             times = {name: [] for name in cases}
             for fn in cases.values():
                 fn()
@@ -75,7 +97,11 @@ def main():
                 for name, fn in cases.items():
                     times[name].append(_time(fn, clock))
             med = {name: 1e3 * np.median(v) for name, v in times.items()}
-            print(f"N{n}-C{c}-{h}x{w}-K{k}: " + ", ".join(f"{a} {b:.2f} ms" for a, b in med.items())
+            line = f"N{n}-C{c}-{h}x{w}-K{k}: " + ", ".join(f"{a} {b:.2f} ms" for a, b in med.items())
+            if args.auto:
+                print(line + f" | old auto/auto {med['old auto'] / med['auto']:.2f}x", flush=True)
+                continue
+            print(line
                   + f" | wgrad im2col/winograd {med['wgrad im2col'] / med['wgrad winograd']:.2f}x"
                   + f", gin shifted/winograd {med['gin shifted'] / med['gin winograd']:.2f}x",
                   flush=True)

@@ -69,10 +69,10 @@ CASES = FORWARD_CASES + [((2, 4, 8, 8), 4, 1, 0), ((2, 5, 4, 4), 3, 1, 2)]
 
 @pytest.fixture(params=["default", "tiny"])
 def blocks(request, monkeypatch):
-    """Default chunks, or chunks of 3 tiles: many chunks, chunks across images."""
+    """Default blocks, or blocks of 3 tiles: many tasks, blocks across images."""
     if request.param == "tiny":
-        monkeypatch.setattr(wwg, "WGRAD_CHUNK_BYTES", 1)
-        monkeypatch.setattr(wwg, "WGRAD_MAX_CHUNK_BYTES", 1)
+        monkeypatch.setattr(wwg, "WGRAD_BLOCK_BYTES", 1)
+        monkeypatch.setattr(wwg, "WGRAD_MAX_BLOCK_BYTES", 1)
         monkeypatch.setattr(wwg, "WGRAD_MIN_TILES", 3)
     return request.param
 

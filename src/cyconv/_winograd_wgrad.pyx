@@ -6,25 +6,29 @@ the input with ``grad_output``, 3x3 outputs per (kernel, channel) pair. Cut
 from the 6x6 input tile under it (the tiles overlap by 2) by F(3x3, 4x4):
 ``AT @ [(G @ gy_t @ G.T) * (BT @ d_t @ BT.T)] @ AT.T``
 (`cyconv._winograd_transforms`). The output transform is linear, so it is
-applied once to the sum over all tiles of all images. Per chunk of tiles
-(over all images) and group, with ``a`` one of the 36 transformed positions:
+applied once to the sum over all tiles of all images. Per group and block of
+tiles (over all images), with ``a`` one of the 36 transformed positions:
 
     V[a, c, t] = (BT @ d[c, t] @ BT.T)[a]       input transform, per tile t
     U[a, k, t] = (G @ gy[k, t] @ G.T)[a]        grad_output transform
     S[a] += U[a] @ V[a].T                       (Kg x tiles) @ (tiles x Cg): 36 GEMMs
 
 and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
-(`weights_from_sums`). The threads first transform the chunk's planes (one
-plane a task; the transforms run over the chunk's tiles in the innermost
-loop, vectorized), then run its GEMMs (one position and group a task, BLAS
-on one thread, see cyconv._threads): each task writes its own rows of S, so
-S is not repeated per thread and the GEMMs' inner dimension is the chunk.
+(`weights_from_sums`). Each task (group, block of tiles) is one thread's:
+it gathers and transforms its tiles into its scratch row (the transforms
+run over the block's tiles in the innermost loop, vectorized), runs its
+GEMMs with BLAS on one thread (see cyconv._threads) and adds into its own
+partial sums S, which are added up at the end. The tasks never wait for
+each other (one parallel loop): a two-phase form (all transforms of a
+chunk, then its GEMMs split by position, shared sums) waited twice per
+chunk and ran 5-8x slower at 2 threads on a loaded machine.
 """
 from cython.parallel cimport prange, threadid
 
 from cython cimport floating
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
+from cyconv._split cimport even_part
 
 # Tiles: 4x4 of grad_output, 6x6 of the input (the transformed size), so
 # 36 transformed positions.
@@ -102,92 +106,104 @@ cdef void _gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t r
         t += run
 
 
-def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
-                     floating[:, :, ::1] sums, const floating[:, ::1] bt,
-                     const floating[:, ::1] g_mat, Py_ssize_t groups, Py_ssize_t chunk,
-                     floating[::1] buf, floating[:, ::1] work, int n_threads):
-    """sums[a, k, c] = sum over all tiles t of U[a, k, t] * V[a, c - g*Cg, t] (see the module doc).
+cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
+                floating *scratch, const floating *bt, const floating *g_mat,
+                Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out,
+                Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t hp, Py_ssize_t wp,
+                Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t tiles_w,
+                Py_ssize_t tiles_img) noexcept nogil:
+    """Tiles t0..t0+nt-1 (over all images) of group g: both transforms, 36 GEMMs into sums."""
+    cdef Py_ssize_t c, k, a
+    cdef floating *v = scratch                      # (36, cg, nt)
+    cdef floating *u = v + POSITIONS * cg * nt      # (36, kg, nt)
+    cdef floating *d = u + POSITIONS * kg * nt      # (36, nt)
+    cdef floating *tmp = d + POSITIONS * nt         # (36, nt)
+    for c in range(cg):
+        _gather_tiles(x_p + (g * cg + c) * hp * wp, n_in * hp * wp, wp, SPAN, d, t0, nt,
+                      tiles_w, tiles_img)
+        _sandwich(d, SPAN, bt, tmp, v + c * nt, cg * nt, nt)
+    for k in range(kg):
+        _gather_tiles(gy_p + (g * kg + k) * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
+                      tiles_w, tiles_img)
+        _sandwich(d, STEP, g_mat, tmp, u + k * nt, kg * nt, nt)
+    for a in range(POSITIONS):
+        gemm(False, True, kg, cg, nt, 1, u + a * kg * nt, nt, v + a * cg * nt, nt,
+             1, sums + (a * n_out + g * kg) * cg, cg)
 
-    The tiles (over all images) go by chunks of at most ``chunk``: the
-    threads transform the chunk's input and grad_output planes, one plane a
-    task, into ``buf`` (V (36, C, nt), then U (36, K, nt)), then run its 36
-    GEMMs per group, one a task, adding into ``sums`` (written, not added
-    to, by the first chunk), so no thread shares a row of sums with another.
+
+def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
+                     floating[:, :, :, ::1] sums, const floating[:, ::1] bt,
+                     const floating[:, ::1] g_mat, Py_ssize_t groups, Py_ssize_t block,
+                     floating[:, ::1] scratch, int n_threads):
+    """sums[thread, a, k, c] += sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
+
+    Each thread adds into its own ``sums[thread]``; their total over the
+    threads is ``S``. Tasks of (group, block of at most ``block`` tiles)
+    that the ``n_threads`` threads take in turn.
 
     Invariants (checked in Python): gy (N, K, 4*th, 4*tw) the zero-padded
     grad_output; x (N, C, 4*th + 2, 4*tw + 2) the input with its top/left
-    padding and zeros wherever no output reads it; sums (36, K, C/groups);
-    bt (6, 6) and g_mat (6, 4) the transforms; buf (>= 36*(C + K)*chunk);
-    work (>= n_threads, >= 72*chunk); all non-empty and C-contiguous; GEMM
-    sizes fit a C int; n_threads >= 1.
+    padding and zeros wherever no output reads it; sums (>= n_threads, 36,
+    K, C/groups) zeroed; bt (6, 6) and g_mat (6, 4) the transforms; scratch
+    (>= n_threads, >= 36*block*(Cg + Kg + 2)); all non-empty and
+    C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = gy.shape[0], n_out = gy.shape[1]
     cdef Py_ssize_t hq = gy.shape[2], wq = gy.shape[3]
     cdef Py_ssize_t n_in = x.shape[1], hp = x.shape[2], wp = x.shape[3]
-    cdef Py_ssize_t cg = sums.shape[2], kg = n_out // groups
+    cdef Py_ssize_t cg = sums.shape[3], kg = n_out // groups
     cdef Py_ssize_t tiles_w = wq // STEP
     cdef Py_ssize_t tiles_img = hq // STEP * tiles_w
     cdef Py_ssize_t n_tiles = n_batch * tiles_img
-    cdef Py_ssize_t t0 = 0, nt, task, a, g, plane
-    cdef Py_ssize_t work_row = work.shape[1]
-    cdef floating beta
-    cdef floating *d
-    cdef floating *v = &buf[0]
-    cdef floating *u
+    cdef Py_ssize_t part = even_part(n_tiles, block, groups, n_threads)
+    cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
+    cdef Py_ssize_t task, g, t0, nt
+    cdef Py_ssize_t scratch_row = scratch.shape[1]
+    cdef Py_ssize_t sums_row = sums.shape[1] * sums.shape[2] * sums.shape[3]
+    # The products' multiply-adds: small problems stay on the calling thread.
+    cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
+                          and n_tiles * POSITIONS * cg * n_out >= PARALLEL_WORK)
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &gy[0, 0, 0, 0]
-    cdef floating *sums_p = &sums[0, 0, 0]
-    cdef floating *work_p = &work[0, 0]
-    cdef const floating *bt_p = &bt[0, 0]
-    cdef const floating *g_p = &g_mat[0, 0]
-    # Small problems stay on the calling thread (the products' multiply-adds).
-    cdef bint parallel = n_threads > 1 and n_tiles * POSITIONS * cg * n_out >= PARALLEL_WORK
+    cdef floating *sums_p = &sums[0, 0, 0, 0]
+    cdef floating *scratch_p = &scratch[0, 0]
     with nogil:
-        while t0 < n_tiles:
-            nt = chunk if chunk < n_tiles - t0 else n_tiles - t0
-            u = v + POSITIONS * n_in * nt
-            for task in prange(n_in + n_out, schedule='dynamic', num_threads=n_threads,
-                               use_threads_if=parallel):
-                d = work_p + threadid() * work_row
-                if task < n_in:
-                    _gather_tiles(x_p + task * hp * wp, n_in * hp * wp, wp, SPAN, d, t0, nt,
-                                  tiles_w, tiles_img)
-                    _sandwich(d, SPAN, bt_p, d + POSITIONS * nt, v + task * nt, n_in * nt, nt)
-                else:
-                    plane = task - n_in
-                    _gather_tiles(gy_p + plane * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
-                                  tiles_w, tiles_img)
-                    _sandwich(d, STEP, g_p, d + POSITIONS * nt, u + plane * nt, n_out * nt, nt)
-            beta = 0 if t0 == 0 else 1
-            for task in prange(POSITIONS * groups, schedule='dynamic', num_threads=n_threads,
-                               use_threads_if=parallel):
-                a = task // groups
-                g = task % groups
-                gemm(False, True, kg, cg, nt, 1, u + (a * n_out + g * kg) * nt, nt,
-                     v + (a * n_in + g * cg) * nt, nt, beta, sums_p + (a * n_out + g * kg) * cg, cg)
-            t0 += nt
+        for task in prange(groups * n_parts, schedule='dynamic', num_threads=n_threads,
+                           use_threads_if=parallel):
+            g = task // n_parts
+            t0 = (task % n_parts) * part
+            nt = part if part < n_tiles - t0 else n_tiles - t0
+            _task(x_p, gy_p, sums_p + threadid() * sums_row, scratch_p + threadid() * scratch_row,
+                  &bt[0, 0], &g_mat[0, 0], g, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq,
+                  tiles_w, tiles_img)
 
 
 cdef enum:
     CHUNK = 128  # weights per step of the output transform (its buffers stay in L1/L2)
 
 
-cdef void _weights_chunk(const floating *sums, Py_ssize_t row, const double *at,
-                         floating *out, Py_ssize_t nw) noexcept nogil:
+cdef void _weights_chunk(const floating *sums, Py_ssize_t n_parts, Py_ssize_t part_step,
+                         Py_ssize_t row, const double *at, floating *out,
+                         Py_ssize_t nw) noexcept nogil:
     """out[i*9 + p*3 + q] = (AT @ S[:, i] @ AT.T)[p, q] for i < nw <= CHUNK, in double.
 
-    ``S[a, i] = sums[a*row + i]``.
+    ``S[a, i]`` is the sum over the threads t < n_parts of
+    ``sums[t*part_step + a*row + i]``.
     """
     cdef double s[POSITIONS * CHUNK]
     cdef double half[3 * SPAN * CHUNK]
     cdef double c0, c1, c2, c3, c4, c5
     cdef double *h
-    cdef Py_ssize_t a, b, p, q, i
+    cdef Py_ssize_t th, a, b, p, q, i
     cdef const floating *src
     for a in range(POSITIONS):
         src = sums + a * row
         for i in range(nw):
             s[a * CHUNK + i] = src[i]
+        for th in range(1, n_parts):
+            src = sums + th * part_step + a * row
+            for i in range(nw):
+                s[a * CHUNK + i] += src[i]
     # half[p, b] = sum_a AT[p, a] S[a, b]; out[p, q] = sum_b AT[q, b] half[p, b].
     for p in range(3):
         c0, c1, c2, c3, c4, c5 = at[p * 6], at[p * 6 + 1], at[p * 6 + 2], at[p * 6 + 3], at[p * 6 + 4], at[p * 6 + 5]
@@ -207,23 +223,24 @@ cdef void _weights_chunk(const floating *sums, Py_ssize_t row, const double *at,
                     + (c4 * h[4 * CHUNK + i] + c5 * h[5 * CHUNK + i]))
 
 
-def weights_from_sums(const floating[:, ::1] sums, const double[:, ::1] at,
+def weights_from_sums(const floating[:, :, ::1] sums, const double[:, ::1] at,
                       floating[:, ::1] out, int n_threads):
-    """out[w, p*3 + q] = (AT @ sums[:, w] @ AT.T)[p, q], in double.
+    """out[w, p*3 + q] = (AT @ S[:, w] @ AT.T)[p, q], S[a, w] = sum over threads of sums[thread, a, w].
 
-    Over a chunk of weights (w = k*Cg + c) at a time, in the innermost loop
-    (vectorized). Invariants (checked in Python): sums (36, W), at (3, 6),
-    out (W, 9), all non-empty and C-contiguous.
+    In double: the threads' sums added, then the 6x6 -> 3x3 transform, over
+    a chunk of weights (w = k*Cg + c) at a time in the innermost loop
+    (vectorized). Invariants (checked in Python): sums (T, 36, W),
+    at (3, 6), out (W, 9), all non-empty and C-contiguous.
     """
-    cdef Py_ssize_t n_weights = sums.shape[1]
+    cdef Py_ssize_t n_parts = sums.shape[0], n_weights = sums.shape[2]
     cdef Py_ssize_t n_chunks = (n_weights + CHUNK - 1) // CHUNK
     cdef Py_ssize_t chunk, w0
-    cdef const floating *sums_p = &sums[0, 0]
+    cdef const floating *sums_p = &sums[0, 0, 0]
     cdef const double *at_p = &at[0, 0]
     cdef floating *out_p = &out[0, 0]
     with nogil:
         for chunk in prange(n_chunks, schedule='static', num_threads=n_threads,
                             use_threads_if=n_threads > 1 and n_weights * 36 * 9 >= PARALLEL_WORK):
             w0 = chunk * CHUNK
-            _weights_chunk(sums_p + w0, n_weights, at_p, out_p + w0 * 9,
-                           CHUNK if CHUNK < n_weights - w0 else n_weights - w0)
+            _weights_chunk(sums_p + w0, n_parts, POSITIONS * n_weights, n_weights, at_p,
+                           out_p + w0 * 9, CHUNK if CHUNK < n_weights - w0 else n_weights - w0)

@@ -17,12 +17,12 @@ from cyconv._validate import check_alloc, check_int_sizes
 from cyconv._winograd_transforms import POINTS_F4, exact_transforms
 
 STEP, SPAN = 4, 6  # grad_output tiles 4x4, input tiles 6x6 (overlapping by 2)
-# A chunk's transformed tiles (see run_winograd_grad_weight). On N8 float32,
+# A block's transformed tiles (see run_winograd_grad_weight). On N8 float32,
 # one thread, CPU time, a loaded machine (indicative): 1-2 MiB ran 5-15%
 # faster than 4-16 MiB at C=K=32, 64 on 56x56; at C=K=128 on 28x28 no
 # difference beyond the noise; 0.5 MiB 5-15% slower.
-WGRAD_CHUNK_BYTES = 2 * 2**20
-WGRAD_MAX_CHUNK_BYTES = 32 * 2**20
+WGRAD_BLOCK_BYTES = 2 * 2**20
+WGRAD_MAX_BLOCK_BYTES = 32 * 2**20
 WGRAD_MIN_TILES = 32
 
 
@@ -115,27 +115,27 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
                      pad_top, pad_left, rows, cols)
     g_mat, bt = _tile_matrices(dtype)
     n_tiles = n_batch * th * tw
-    n_in = x.shape[1]
-    tile_bytes = SPAN * SPAN * (n_in + n_out) * dtype.itemsize
-    # A chunk's transformed tiles stay within WGRAD_CHUNK_BYTES (near the
-    # caches while the GEMMs read them), but the chunk is at least as long as
-    # it takes for them to outweigh the sums the GEMMs read and write per
-    # chunk (36*K*Cg), up to WGRAD_MAX_CHUNK_BYTES.
-    balanced = min(2 * n_out * cg // (n_in + n_out), WGRAD_MAX_CHUNK_BYTES // tile_bytes)
-    chunk = max(1, min(n_tiles, max(WGRAD_MIN_TILES, balanced, WGRAD_CHUNK_BYTES // tile_bytes)))
+    row = SPAN * SPAN * (cg + kg + 2)
+    tile_bytes = row * dtype.itemsize
+    # Each thread transforms a block of tiles of one group into its scratch
+    # row: at most WGRAD_BLOCK_BYTES (near the caches while its GEMMs read
+    # them), but at least as many tiles as it takes for them to outweigh the
+    # sums the GEMMs read and write per block (36*Kg*Cg), up to
+    # WGRAD_MAX_BLOCK_BYTES.
+    balanced = min(2 * kg * cg // (kg + cg), WGRAD_MAX_BLOCK_BYTES // tile_bytes)
+    block = max(1, min(n_tiles, max(WGRAD_MIN_TILES, balanced, WGRAD_BLOCK_BYTES // tile_bytes)))
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
-                    transformed_chunk=max(n_in, n_out) * chunk)
+                    transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:
-        check_alloc(func, dtype.itemsize, transformed_sums=(SPAN * SPAN, n_out, cg),
-                    transformed_tiles=(tile_bytes // dtype.itemsize, chunk),
-                    work=(n_threads, 2 * SPAN * SPAN * chunk))
-        sums = np.empty((SPAN * SPAN, n_out, cg), dtype)
-        buf = np.empty(tile_bytes // dtype.itemsize * chunk, dtype)
-        work = np.empty((n_threads, 2 * SPAN * SPAN * chunk), dtype)
-        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, chunk, buf, work,
+        check_alloc(func, dtype.itemsize,
+                    transformed_sums=(n_threads, SPAN * SPAN, n_out, cg),
+                    blocks=(n_threads, row * block))
+        sums = np.zeros((n_threads, SPAN * SPAN, n_out, cg), dtype)
+        scratch = np.empty((n_threads, row * block), dtype)
+        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, scratch,
                                          n_threads)
-        del buf, work
+        del scratch
         grad = np.empty((n_out * cg, 9), dtype)
-        _winograd_wgrad.weights_from_sums(sums.reshape(SPAN * SPAN, n_out * cg),
+        _winograd_wgrad.weights_from_sums(sums.reshape(n_threads, SPAN * SPAN, n_out * cg),
                                           wgrad_transforms()[0], grad, n_threads)
     return grad.reshape(weight_shape)

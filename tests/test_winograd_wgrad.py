@@ -67,10 +67,14 @@ def _tol(dtype, sums):
 CASES = FORWARD_CASES + [((2, 4, 8, 8), 4, 1, 0), ((2, 5, 4, 4), 3, 1, 2)]
 
 
-@pytest.fixture(params=["default", "tiny"])
+@pytest.fixture(params=["default", "tiny", "kernels"])
 def blocks(request, monkeypatch):
-    """Default blocks, or blocks of 3 tiles: many tasks, blocks across images."""
-    if request.param == "tiny":
+    """Default blocks, blocks of 3 tiles (many tasks, blocks across images), or
+    (with several threads) the kernels split among the threads, in blocks of 3 tiles."""
+    if request.param == "kernels":
+        monkeypatch.setattr(wwg, "WGRAD_SPLIT_KERNELS", 1)
+        monkeypatch.setattr(wwg, "WGRAD_SPLIT_RATIO", 0)
+    if request.param != "default":
         monkeypatch.setattr(wwg, "WGRAD_BLOCK_BYTES", 1)
         monkeypatch.setattr(wwg, "WGRAD_MAX_BLOCK_BYTES", 1)
         monkeypatch.setattr(wwg, "WGRAD_MIN_TILES", 3)

@@ -108,45 +108,49 @@ cdef void _gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t r
 
 cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
                 floating *scratch, const floating *bt, const floating *g_mat,
-                Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out,
-                Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t hp, Py_ssize_t wp,
-                Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t tiles_w,
-                Py_ssize_t tiles_img) noexcept nogil:
-    """Tiles t0..t0+nt-1 (over all images) of group g: both transforms, 36 GEMMs into sums."""
+                Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0, Py_ssize_t nt,
+                Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t cg, Py_ssize_t kg,
+                Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t hq, Py_ssize_t wq,
+                Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
+    """Tiles t0..t0+nt-1 (over all images), kernels k0..k0+nk-1 of group g: transforms, 36 GEMMs."""
     cdef Py_ssize_t c, k, a
     cdef floating *v = scratch                      # (36, cg, nt)
-    cdef floating *u = v + POSITIONS * cg * nt      # (36, kg, nt)
-    cdef floating *d = u + POSITIONS * kg * nt      # (36, nt)
+    cdef floating *u = v + POSITIONS * cg * nt      # (36, nk, nt)
+    cdef floating *d = u + POSITIONS * nk * nt      # (36, nt)
     cdef floating *tmp = d + POSITIONS * nt         # (36, nt)
     for c in range(cg):
         _gather_tiles(x_p + (g * cg + c) * hp * wp, n_in * hp * wp, wp, SPAN, d, t0, nt,
                       tiles_w, tiles_img)
         _sandwich(d, SPAN, bt, tmp, v + c * nt, cg * nt, nt)
-    for k in range(kg):
-        _gather_tiles(gy_p + (g * kg + k) * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
+    for k in range(nk):
+        _gather_tiles(gy_p + (g * kg + k0 + k) * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
                       tiles_w, tiles_img)
-        _sandwich(d, STEP, g_mat, tmp, u + k * nt, kg * nt, nt)
+        _sandwich(d, STEP, g_mat, tmp, u + k * nt, nk * nt, nt)
     for a in range(POSITIONS):
-        gemm(False, True, kg, cg, nt, 1, u + a * kg * nt, nt, v + a * cg * nt, nt,
-             1, sums + (a * n_out + g * kg) * cg, cg)
+        gemm(False, True, nk, cg, nt, 1, u + a * nk * nt, nt, v + a * cg * nt, nt,
+             1, sums + (a * n_out + g * kg + k0) * cg, cg)
 
 
 def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
                      floating[:, :, :, ::1] sums, const floating[:, ::1] bt,
                      const floating[:, ::1] g_mat, Py_ssize_t groups, Py_ssize_t block,
-                     floating[:, ::1] scratch, int n_threads):
-    """sums[thread, a, k, c] += sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
+                     Py_ssize_t kernel_parts, floating[:, ::1] scratch, int n_threads):
+    """sums[.., a, k, c] += sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
 
-    Each thread adds into its own ``sums[thread]``; their total over the
-    threads is ``S``. Tasks of (group, block of at most ``block`` tiles)
-    that the ``n_threads`` threads take in turn.
+    With ``kernel_parts == 1``, tasks of (group, block of at most ``block``
+    tiles) that the ``n_threads`` threads take in turn, each adding into
+    its thread's ``sums[thread]`` (their total is ``S``). Else tasks of
+    (group, one of ``kernel_parts`` ranges of its kernels), each running
+    over all tiles, block by block, into its own rows of ``sums[0]``: no
+    sums per thread, but each task transforms the input tiles again.
 
     Invariants (checked in Python): gy (N, K, 4*th, 4*tw) the zero-padded
     grad_output; x (N, C, 4*th + 2, 4*tw + 2) the input with its top/left
-    padding and zeros wherever no output reads it; sums (>= n_threads, 36,
-    K, C/groups) zeroed; bt (6, 6) and g_mat (6, 4) the transforms; scratch
-    (>= n_threads, >= 36*block*(Cg + Kg + 2)); all non-empty and
-    C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
+    padding and zeros wherever no output reads it; sums (>= n_threads, or 1
+    with kernel_parts > 1; 36, K, C/groups) zeroed; bt (6, 6) and g_mat
+    (6, 4) the transforms; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2));
+    1 <= kernel_parts <= K/groups; all non-empty and C-contiguous; GEMM
+    sizes fit a C int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = gy.shape[0], n_out = gy.shape[1]
     cdef Py_ssize_t hq = gy.shape[2], wq = gy.shape[3]
@@ -155,28 +159,42 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
     cdef Py_ssize_t tiles_w = wq // STEP
     cdef Py_ssize_t tiles_img = hq // STEP * tiles_w
     cdef Py_ssize_t n_tiles = n_batch * tiles_img
-    cdef Py_ssize_t part = even_part(n_tiles, block, groups, n_threads)
+    cdef Py_ssize_t part = n_tiles if kernel_parts > 1 else even_part(n_tiles, block, groups,
+                                                                       n_threads)
     cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
-    cdef Py_ssize_t task, g, t0, nt
+    cdef Py_ssize_t k_part = (kg + kernel_parts - 1) // kernel_parts
+    cdef Py_ssize_t n_tasks = groups * (n_parts if kernel_parts == 1 else kernel_parts)
+    cdef Py_ssize_t task, g, t0, nt, k0, nk
     cdef Py_ssize_t scratch_row = scratch.shape[1]
     cdef Py_ssize_t sums_row = sums.shape[1] * sums.shape[2] * sums.shape[3]
     # The products' multiply-adds: small problems stay on the calling thread.
-    cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
+    cdef bint parallel = (n_threads > 1 and n_tasks > 1
                           and n_tiles * POSITIONS * cg * n_out >= PARALLEL_WORK)
     cdef const floating *x_p = &x[0, 0, 0, 0]
     cdef const floating *gy_p = &gy[0, 0, 0, 0]
     cdef floating *sums_p = &sums[0, 0, 0, 0]
     cdef floating *scratch_p = &scratch[0, 0]
     with nogil:
-        for task in prange(groups * n_parts, schedule='dynamic', num_threads=n_threads,
+        for task in prange(n_tasks, schedule='dynamic', num_threads=n_threads,
                            use_threads_if=parallel):
-            g = task // n_parts
-            t0 = (task % n_parts) * part
-            nt = part if part < n_tiles - t0 else n_tiles - t0
-            _task(x_p, gy_p, sums_p + threadid() * sums_row, scratch_p + threadid() * scratch_row,
-                  &bt[0, 0], &g_mat[0, 0], g, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq,
-                  tiles_w, tiles_img)
-
+            if kernel_parts == 1:
+                g = task // n_parts
+                t0 = (task % n_parts) * part
+                nt = part if part < n_tiles - t0 else n_tiles - t0
+                _task(x_p, gy_p, sums_p + threadid() * sums_row,
+                      scratch_p + threadid() * scratch_row, &bt[0, 0], &g_mat[0, 0],
+                      g, 0, kg, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq, tiles_w, tiles_img)
+            else:
+                g = task // kernel_parts
+                k0 = (task % kernel_parts) * k_part
+                nk = k_part if k_part < kg - k0 else kg - k0
+                t0 = 0
+                while nk > 0 and t0 < n_tiles:
+                    nt = block if block < n_tiles - t0 else n_tiles - t0
+                    _task(x_p, gy_p, sums_p, scratch_p + threadid() * scratch_row,
+                          &bt[0, 0], &g_mat[0, 0], g, k0, nk, t0, nt, n_in, n_out, cg, kg,
+                          hp, wp, hq, wq, tiles_w, tiles_img)
+                    t0 = t0 + nt
 
 cdef enum:
     CHUNK = 128  # weights per step of the output transform (its buffers stay in L1/L2)

@@ -24,6 +24,15 @@ STEP, SPAN = 4, 6  # grad_output tiles 4x4, input tiles 6x6 (overlapping by 2)
 WGRAD_BLOCK_BYTES = 2 * 2**20
 WGRAD_MAX_BLOCK_BYTES = 32 * 2**20
 WGRAD_MIN_TILES = 32
+# With several threads, each group's kernels are split among them (instead
+# of the tiles) when the groups have at least WGRAD_SPLIT_KERNELS kernels per
+# thread and the sums (36*K*Cg) are at least WGRAD_SPLIT_RATIO times the
+# transformed input (36*C*tiles). At 2 threads, N=8, float32, wall time on
+# the loaded machine (indicative): C=K=512 on 7x7 (16x) 69-77 ms against
+# 176-221 ms with the tiles split; C=K=256 on 14x14 (2x) 64-71 against
+# 58-59 ms; C=K=128 on 28x28 (0.3x) 37-44 against 38-48 ms.
+WGRAD_SPLIT_KERNELS = 8
+WGRAD_SPLIT_RATIO = 4
 
 
 # 'auto' runs the Winograd weight gradient for 3x3 float kernels at stride 1
@@ -127,15 +136,23 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:
+        # Few tiles for many weights: split each group's kernels among the
+        # threads (each transforms the input tiles again) rather than the
+        # tiles (each keeps its own sums, added up at the end).
+        kernel_parts = 1
+        if (n_threads > 1 and kg >= WGRAD_SPLIT_KERNELS * n_threads
+                and n_out * cg >= WGRAD_SPLIT_RATIO * x.shape[1] * n_tiles):
+            kernel_parts = n_threads
+        n_sums = n_threads if kernel_parts == 1 else 1
         check_alloc(func, dtype.itemsize,
-                    transformed_sums=(n_threads, SPAN * SPAN, n_out, cg),
+                    transformed_sums=(n_sums, SPAN * SPAN, n_out, cg),
                     blocks=(n_threads, row * block))
-        sums = np.zeros((n_threads, SPAN * SPAN, n_out, cg), dtype)
+        sums = np.zeros((n_sums, SPAN * SPAN, n_out, cg), dtype)
         scratch = np.empty((n_threads, row * block), dtype)
-        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, scratch,
-                                         n_threads)
+        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, kernel_parts,
+                                         scratch, n_threads)
         del scratch
         grad = np.empty((n_out * cg, 9), dtype)
-        _winograd_wgrad.weights_from_sums(sums.reshape(n_threads, SPAN * SPAN, n_out * cg),
+        _winograd_wgrad.weights_from_sums(sums.reshape(n_sums, SPAN * SPAN, n_out * cg),
                                           wgrad_transforms()[0], grad, n_threads)
     return grad.reshape(weight_shape)

@@ -18,10 +18,13 @@ and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
 it gathers and transforms its tiles into its scratch row (the transforms
 run over the block's tiles in the innermost loop, vectorized), runs its
 GEMMs with BLAS on one thread (see cyconv._threads) and adds into its own
-partial sums S, which are added up at the end. The tasks never wait for
-each other (one parallel loop): a two-phase form (all transforms of a
-chunk, then its GEMMs split by position, shared sums) waited twice per
-chunk and ran 5-8x slower at 2 threads on a loaded machine.
+partial sums S, which are added up at the end. With few tiles for many
+weights the tasks are (group, range of its kernels) instead, each over all
+tiles block by block, into its own rows of one S (each transforms the
+input tiles again). Either way the tasks never wait for each other (one
+parallel loop): a two-phase form (all transforms of a chunk, then its
+GEMMs split by position, shared sums) waited twice per chunk and ran 5-8x
+slower at 2 threads on a loaded machine.
 """
 from cython.parallel cimport prange, threadid
 

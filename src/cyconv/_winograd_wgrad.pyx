@@ -1,0 +1,267 @@
+"""Winograd F(3x3, 4x4) weight gradient at stride 1: transforms in C loops, products by GEMM.
+
+The weight gradient of a 3x3 convolution at stride 1 is the correlation of
+the input with ``grad_output``, 3x3 outputs per (kernel, channel) pair. Cut
+``grad_output`` into 4x4 tiles; the part of the sum a tile ``t`` holds comes
+from the 6x6 input tile under it (the tiles overlap by 2) by F(3x3, 4x4):
+``AT @ [(G @ gy_t @ G.T) * (BT @ d_t @ BT.T)] @ AT.T``
+(`cyconv._winograd_transforms`). The output transform is linear, so it is
+applied once to the sum over all tiles of all images. Per group and block of
+tiles (over all images), with ``a`` one of the 36 transformed positions:
+
+    V[a, c, t] = (BT @ d[c, t] @ BT.T)[a]       input transform, per tile t
+    U[a, k, t] = (G @ gy[k, t] @ G.T)[a]        grad_output transform
+    S[a] += U[a] @ V[a].T                       (Kg x tiles) @ (tiles x Cg): 36 GEMMs
+
+and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
+(`weights_from_sums`). Each task (group, block of tiles) is one thread's:
+it gathers and transforms its tiles into its scratch row (the transforms
+run over the block's tiles in the innermost loop, vectorized), runs its
+GEMMs with BLAS on one thread (see cyconv._threads) and adds into its own
+partial sums S, which are added up at the end. With few tiles for many
+weights the tasks are (group, range of its kernels) instead, each over all
+tiles block by block, into its own rows of one S (each transforms the
+input tiles again). Either way the tasks never wait for each other (one
+parallel loop): a two-phase form (all transforms of a chunk, then its
+GEMMs split by position, shared sums) waited twice per chunk and ran 5-8x
+slower at 2 threads on a loaded machine.
+"""
+from cython.parallel cimport prange, threadid
+
+from cython cimport floating
+from cyconv._blas cimport gemm
+from cyconv._openmp cimport PARALLEL_WORK
+from cyconv._split cimport even_part
+
+# Tiles: 4x4 of grad_output, 6x6 of the input (the transformed size), so
+# 36 transformed positions.
+cdef enum:
+    STEP = 4
+    SPAN = 6
+    POSITIONS = 36
+
+
+cdef void _row_sum(const floating *src, Py_ssize_t src_step, const floating *coef,
+                   Py_ssize_t terms, floating *dst, Py_ssize_t nt) noexcept nogil:
+    """dst[t] = sum_{j < terms} coef[j] * src[j*src_step + t] for t < nt; terms is 4 or 6.
+
+    All terms in one pass (one store per element); each count has its own
+    loop so that the compiler unrolls and vectorizes it.
+    """
+    cdef Py_ssize_t t
+    cdef floating c0 = coef[0], c1 = coef[1], c2 = coef[2], c3 = coef[3], c4, c5
+    if terms == 4:
+        for t in range(nt):
+            dst[t] = ((c0 * src[t] + c1 * src[src_step + t])
+                      + (c2 * src[2 * src_step + t] + c3 * src[3 * src_step + t]))
+        return
+    c4, c5 = coef[4], coef[5]
+    for t in range(nt):
+        dst[t] = ((c0 * src[t] + c1 * src[src_step + t])
+                  + (c2 * src[2 * src_step + t] + c3 * src[3 * src_step + t])
+                  + (c4 * src[4 * src_step + t] + c5 * src[5 * src_step + t]))
+
+
+cdef void _sandwich(const floating *src, Py_ssize_t size, const floating *mat,
+                    floating *tmp, floating *dst, Py_ssize_t dst_step,
+                    Py_ssize_t nt) noexcept nogil:
+    """dst[(a*6 + b)*dst_step + t] = (mat @ tile_t @ mat.T)[a, b] for nt tiles.
+
+    ``src[(i*size + j)*nt + t]`` is pixel (i, j) of the size x size tile t;
+    ``mat`` is 6 x size (row-major); ``tmp`` holds size*6*nt elements.
+    """
+    cdef Py_ssize_t i, a, b
+    # Along rows: tmp[i, b] = sum_j mat[b, j] tile[i, j].
+    for i in range(size):
+        for b in range(SPAN):
+            _row_sum(src + i * size * nt, nt, mat + b * size, size, tmp + (i * SPAN + b) * nt, nt)
+    # Along columns: dst[a, b] = sum_i mat[a, i] tmp[i, b].
+    for a in range(SPAN):
+        for b in range(SPAN):
+            _row_sum(tmp + b * nt, SPAN * nt, mat + a * size, size,
+                     dst + (a * SPAN + b) * dst_step, nt)
+
+
+cdef void _gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t row,
+                        Py_ssize_t size, floating *d, Py_ssize_t t0, Py_ssize_t nt,
+                        Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
+    """d[(i*size + j)*nt + t] = pixel (i, j) of tile t0 + t, at (4*r + i, 4*tj + j) of its plane.
+
+    ``plane`` is one channel's plane (rows of ``row`` elements) in image 0;
+    image b's is ``plane + b*img_step``. The caller padded the planes so
+    that every tile lies inside. By runs along a row of tiles, each pixel
+    (i, j) of all the run's tiles at a time (a stride-4 read).
+    """
+    cdef Py_ssize_t t = 0, tile, r, tj, run, i, j, u
+    cdef const floating *src
+    cdef floating *dst
+    while t < nt:
+        tile = t0 + t
+        r = tile % tiles_img
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
+        src = plane + (tile // tiles_img) * img_step + (r // tiles_w) * STEP * row + tj * STEP
+        for i in range(size):
+            for j in range(size):
+                dst = d + (i * size + j) * nt + t
+                for u in range(run):
+                    dst[u] = src[i * row + j + STEP * u]
+        t += run
+
+
+cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
+                floating *scratch, const floating *bt, const floating *g_mat,
+                Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0, Py_ssize_t nt,
+                Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t cg, Py_ssize_t kg,
+                Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t hq, Py_ssize_t wq,
+                Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
+    """Tiles t0..t0+nt-1 (over all images), kernels k0..k0+nk-1 of group g: transforms, 36 GEMMs."""
+    cdef Py_ssize_t c, k, a
+    cdef floating *v = scratch                      # (36, cg, nt)
+    cdef floating *u = v + POSITIONS * cg * nt      # (36, nk, nt)
+    cdef floating *d = u + POSITIONS * nk * nt      # (36, nt)
+    cdef floating *tmp = d + POSITIONS * nt         # (36, nt)
+    for c in range(cg):
+        _gather_tiles(x_p + (g * cg + c) * hp * wp, n_in * hp * wp, wp, SPAN, d, t0, nt,
+                      tiles_w, tiles_img)
+        _sandwich(d, SPAN, bt, tmp, v + c * nt, cg * nt, nt)
+    for k in range(nk):
+        _gather_tiles(gy_p + (g * kg + k0 + k) * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
+                      tiles_w, tiles_img)
+        _sandwich(d, STEP, g_mat, tmp, u + k * nt, nk * nt, nt)
+    for a in range(POSITIONS):
+        gemm(False, True, nk, cg, nt, 1, u + a * nk * nt, nt, v + a * cg * nt, nt,
+             1, sums + (a * n_out + g * kg + k0) * cg, cg)
+
+
+def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
+                     floating[:, :, :, ::1] sums, const floating[:, ::1] bt,
+                     const floating[:, ::1] g_mat, Py_ssize_t groups, Py_ssize_t block,
+                     Py_ssize_t kernel_parts, floating[:, ::1] scratch, int n_threads):
+    """sums[.., a, k, c] += sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
+
+    With ``kernel_parts == 1``, tasks of (group, block of at most ``block``
+    tiles) that the ``n_threads`` threads take in turn, each adding into
+    its thread's ``sums[thread]`` (their total is ``S``). Else tasks of
+    (group, one of ``kernel_parts`` ranges of its kernels), each running
+    over all tiles, block by block, into its own rows of ``sums[0]``: no
+    sums per thread, but each task transforms the input tiles again.
+
+    Invariants (checked in Python): gy (N, K, 4*th, 4*tw) the zero-padded
+    grad_output; x (N, C, 4*th + 2, 4*tw + 2) the input with its top/left
+    padding and zeros wherever no output reads it; sums (>= n_threads, or 1
+    with kernel_parts > 1; 36, K, C/groups) zeroed; bt (6, 6) and g_mat
+    (6, 4) the transforms; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2));
+    1 <= kernel_parts <= K/groups; all non-empty and C-contiguous; GEMM
+    sizes fit a C int; n_threads >= 1.
+    """
+    cdef Py_ssize_t n_batch = gy.shape[0], n_out = gy.shape[1]
+    cdef Py_ssize_t hq = gy.shape[2], wq = gy.shape[3]
+    cdef Py_ssize_t n_in = x.shape[1], hp = x.shape[2], wp = x.shape[3]
+    cdef Py_ssize_t cg = sums.shape[3], kg = n_out // groups
+    cdef Py_ssize_t tiles_w = wq // STEP
+    cdef Py_ssize_t tiles_img = hq // STEP * tiles_w
+    cdef Py_ssize_t n_tiles = n_batch * tiles_img
+    cdef Py_ssize_t part = n_tiles if kernel_parts > 1 else even_part(n_tiles, block, groups,
+                                                                       n_threads)
+    cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
+    cdef Py_ssize_t k_part = (kg + kernel_parts - 1) // kernel_parts
+    cdef Py_ssize_t n_tasks = groups * (n_parts if kernel_parts == 1 else kernel_parts)
+    cdef Py_ssize_t task, g, t0, nt, k0, nk
+    cdef Py_ssize_t scratch_row = scratch.shape[1]
+    cdef Py_ssize_t sums_row = sums.shape[1] * sums.shape[2] * sums.shape[3]
+    # The products' multiply-adds: small problems stay on the calling thread.
+    cdef bint parallel = (n_threads > 1 and n_tasks > 1
+                          and n_tiles * POSITIONS * cg * n_out >= PARALLEL_WORK)
+    cdef const floating *x_p = &x[0, 0, 0, 0]
+    cdef const floating *gy_p = &gy[0, 0, 0, 0]
+    cdef floating *sums_p = &sums[0, 0, 0, 0]
+    cdef floating *scratch_p = &scratch[0, 0]
+    with nogil:
+        for task in prange(n_tasks, schedule='dynamic', num_threads=n_threads,
+                           use_threads_if=parallel):
+            if kernel_parts == 1:
+                g = task // n_parts
+                t0 = (task % n_parts) * part
+                nt = part if part < n_tiles - t0 else n_tiles - t0
+                _task(x_p, gy_p, sums_p + threadid() * sums_row,
+                      scratch_p + threadid() * scratch_row, &bt[0, 0], &g_mat[0, 0],
+                      g, 0, kg, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq, tiles_w, tiles_img)
+            else:
+                g = task // kernel_parts
+                k0 = (task % kernel_parts) * k_part
+                nk = k_part if k_part < kg - k0 else kg - k0
+                t0 = 0
+                while nk > 0 and t0 < n_tiles:
+                    nt = block if block < n_tiles - t0 else n_tiles - t0
+                    _task(x_p, gy_p, sums_p, scratch_p + threadid() * scratch_row,
+                          &bt[0, 0], &g_mat[0, 0], g, k0, nk, t0, nt, n_in, n_out, cg, kg,
+                          hp, wp, hq, wq, tiles_w, tiles_img)
+                    t0 = t0 + nt
+
+cdef enum:
+    CHUNK = 128  # weights per step of the output transform (its buffers stay in L1/L2)
+
+
+cdef void _weights_chunk(const floating *sums, Py_ssize_t n_parts, Py_ssize_t part_step,
+                         Py_ssize_t row, const double *at, floating *out,
+                         Py_ssize_t nw) noexcept nogil:
+    """out[i*9 + p*3 + q] = (AT @ S[:, i] @ AT.T)[p, q] for i < nw <= CHUNK, in double.
+
+    ``S[a, i]`` is the sum over the threads t < n_parts of
+    ``sums[t*part_step + a*row + i]``.
+    """
+    cdef double s[POSITIONS * CHUNK]
+    cdef double half[3 * SPAN * CHUNK]
+    cdef double c0, c1, c2, c3, c4, c5
+    cdef double *h
+    cdef Py_ssize_t th, a, b, p, q, i
+    cdef const floating *src
+    for a in range(POSITIONS):
+        src = sums + a * row
+        for i in range(nw):
+            s[a * CHUNK + i] = src[i]
+        for th in range(1, n_parts):
+            src = sums + th * part_step + a * row
+            for i in range(nw):
+                s[a * CHUNK + i] += src[i]
+    # half[p, b] = sum_a AT[p, a] S[a, b]; out[p, q] = sum_b AT[q, b] half[p, b].
+    for p in range(3):
+        c0, c1, c2, c3, c4, c5 = at[p * 6], at[p * 6 + 1], at[p * 6 + 2], at[p * 6 + 3], at[p * 6 + 4], at[p * 6 + 5]
+        for b in range(SPAN):
+            h = half + (p * SPAN + b) * CHUNK
+            for i in range(nw):
+                h[i] = ((c0 * s[b * CHUNK + i] + c1 * s[(SPAN + b) * CHUNK + i])
+                        + (c2 * s[(2 * SPAN + b) * CHUNK + i] + c3 * s[(3 * SPAN + b) * CHUNK + i])
+                        + (c4 * s[(4 * SPAN + b) * CHUNK + i] + c5 * s[(5 * SPAN + b) * CHUNK + i]))
+    for p in range(3):
+        h = half + p * SPAN * CHUNK
+        for q in range(3):
+            c0, c1, c2, c3, c4, c5 = at[q * 6], at[q * 6 + 1], at[q * 6 + 2], at[q * 6 + 3], at[q * 6 + 4], at[q * 6 + 5]
+            for i in range(nw):
+                out[i * 9 + p * 3 + q] = <floating> (
+                    (c0 * h[i] + c1 * h[CHUNK + i]) + (c2 * h[2 * CHUNK + i] + c3 * h[3 * CHUNK + i])
+                    + (c4 * h[4 * CHUNK + i] + c5 * h[5 * CHUNK + i]))
+
+
+def weights_from_sums(const floating[:, :, ::1] sums, const double[:, ::1] at,
+                      floating[:, ::1] out, int n_threads):
+    """out[w, p*3 + q] = (AT @ S[:, w] @ AT.T)[p, q], S[a, w] = sum over threads of sums[thread, a, w].
+
+    In double: the threads' sums added, then the 6x6 -> 3x3 transform, over
+    a chunk of weights (w = k*Cg + c) at a time in the innermost loop
+    (vectorized). Invariants (checked in Python): sums (T, 36, W),
+    at (3, 6), out (W, 9), all non-empty and C-contiguous.
+    """
+    cdef Py_ssize_t n_parts = sums.shape[0], n_weights = sums.shape[2]
+    cdef Py_ssize_t n_chunks = (n_weights + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t chunk, w0
+    cdef const floating *sums_p = &sums[0, 0, 0]
+    cdef const double *at_p = &at[0, 0]
+    cdef floating *out_p = &out[0, 0]
+    with nogil:
+        for chunk in prange(n_chunks, schedule='static', num_threads=n_threads,
+                            use_threads_if=n_threads > 1 and n_weights * 36 * 9 >= PARALLEL_WORK):
+            w0 = chunk * CHUNK
+            _weights_chunk(sums_p + w0, n_parts, POSITIONS * n_weights, n_weights, at_p,
+                           out_p + w0 * 9, CHUNK if CHUNK < n_weights - w0 else n_weights - w0)

@@ -25,7 +25,7 @@ LEVELS = {
     "avx512": (("x86-64-v4",), "x86-64-v4: AVX-512 F/BW/DQ/VL, 512-bit vectors"),
 }
 
-KERNELS = ("_direct", "_pooling")
+KERNELS = ("_direct", "_pooling", "_winograd")
 
 
 def supported():
@@ -91,3 +91,4 @@ def load(name, level):
 LEVEL = choose(os.environ.get(ENV), built(), supported())
 _direct = load("_direct", LEVEL)
 _pooling = load("_pooling", LEVEL)
+_winograd = load("_winograd", LEVEL)

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from cyconv import _winograd
+from cyconv._dispatch import _winograd
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
 from cyconv._winograd_transforms import POINTS, transforms

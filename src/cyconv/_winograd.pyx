@@ -116,6 +116,20 @@ cdef void _combine(const floating *src, Py_ssize_t src_step, floating *dst,
             dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t])
 
 
+cdef inline void _flag_nonfinite(const floating *src, floating *chk,
+                                 Py_ssize_t nt) noexcept nogil:
+    """chk[t] += src[t] - src[t] for t < nt: stays 0 while every src[t] is finite, else NaN.
+
+    A NaN or inf in a tile's input reaches every one of its transformed
+    values (the transforms sum every term, zero coefficients included:
+    0 * inf is NaN), so this check of the transformed tiles, in cache just
+    after the transform wrote them, stands in for a pass over the input.
+    """
+    cdef Py_ssize_t t
+    for t in range(nt):
+        chk[t] += src[t] - src[t]
+
+
 cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
                         Py_ssize_t m) noexcept nogil:
     """dst[u] = src[u*m] for u < count; m (2 or 4) a constant in each loop, for the vectorizer."""
@@ -230,21 +244,29 @@ cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0
         t += run
 
 
-cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
+cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
                 floating *out_p, floating *scratch, const floating *bt, const floating *at,
                 Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt,
                 Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out,
                 Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t ho, Py_ssize_t wo,
                 Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n,
                 Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
-    """Tiles t0..t0+nt-1 (over all images) of group g: transform, n*n GEMMs, transform back."""
-    cdef Py_ssize_t nn = n * n, c, k, a, i, j
+    """Tiles t0..t0+nt-1 (over all images) of group g: transform, n*n GEMMs, transform back.
+
+    Returns 1 when a transformed input value is NaN or inf (a NaN or inf in
+    the input pixels read, or an overflow), else 0; the output is written
+    either way.
+    """
+    cdef Py_ssize_t nn = n * n, c, k, a, i, j, t
     cdef Py_ssize_t h_lim = ho + 2 - ph, w_lim = wo + 2 - pw
     cdef floating *v = scratch                     # (nn, cg, nt)
     cdef floating *prod = v + nn * cg * nt         # (nn, kg, nt)
     cdef floating *d = prod + nn * kg * nt         # (nn, nt)
     cdef floating *tmp = d + nn * nt               # (nn, nt)
-    cdef floating b
+    cdef floating *chk = tmp + nn * nt             # (nt,)
+    cdef floating b, total = 0
+    for t in range(nt):
+        chk[t] = 0
     if h_lim > h:
         h_lim = h
     if w_lim > w:
@@ -260,6 +282,7 @@ cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, 
             for j in range(n):
                 _combine(tmp + j * nt, n * nt, v + ((a * n + j) * cg + c) * nt,
                          bt + a * n, n, nt)
+                _flag_nonfinite(v + ((a * n + j) * cg + c) * nt, chk, nt)
     for a in range(nn):
         gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
              v + a * cg * nt, nt, 0, prod + a * kg * nt, nt)
@@ -275,6 +298,9 @@ cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, 
         b = bias[g * kg + k] if has_bias else 0
         _scatter(d, b, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
                  n_out * ho * wo, ho, wo, m)
+    for t in range(nt):
+        total += chk[t]
+    return total != 0
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
@@ -287,11 +313,15 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     Stride 1, dilation 1, 3x3 kernels; x is zero outside its bounds (and
     beyond the rows and columns the output reads). Tasks of (group, block
     of at most ``block`` tiles) that the ``n_threads`` threads take in turn.
+    Returns True when every transformed input value was finite; False
+    when an input pixel read was NaN or inf (or a transform overflowed):
+    the transforms then spread it over whole tiles, and the caller
+    recomputes ``out`` by another method.
 
     Invariants (checked in Python): x (N, C, H, W); u (n*n, K, C/groups) the
     transformed kernels (`transform_kernels`); bias (K,) even when has_bias
     is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
-    n = m + 2 <= 6; scratch (>= n_threads, >= n*n*block*(Cg + Kg + 2)); all
+    n = m + 2 <= 6; scratch (>= n_threads, >= block*(n*n*(Cg + Kg + 2) + 1)); all
     non-empty and C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
@@ -306,6 +336,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
     cdef Py_ssize_t task, g, t0, nt
     cdef Py_ssize_t scratch_row = scratch.shape[1]
+    cdef int bad = 0
     # The products' multiply-adds: small problems stay on the calling thread.
     cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
                           and n_tiles * n * n * cg * n_out >= PARALLEL_WORK)
@@ -319,6 +350,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
             g = task // n_parts
             t0 = (task % n_parts) * part
             nt = part if part < n_tiles - t0 else n_tiles - t0
-            _task(x_p, u_p, &bias[0], has_bias, out_p, scratch_p + threadid() * scratch_row,
-                  &bt[0, 0], &at[0, 0], g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo,
-                  ph, pw, m, n, tiles_w, tiles_img)
+            bad += _task(x_p, u_p, &bias[0], has_bias, out_p,
+                         scratch_p + threadid() * scratch_row, &bt[0, 0], &at[0, 0],
+                         g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo, ph, pw, m, n,
+                         tiles_w, tiles_img)
+    return bad == 0

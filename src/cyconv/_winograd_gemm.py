@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from cyconv._dispatch import _winograd
+from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
 from cyconv._winograd_transforms import POINTS, transforms
@@ -89,7 +90,11 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     """out = conv of x (N, C, H, W) by 3x3 w (K, C/groups, 3, 3), stride 1, by F(m x m, 3x3).
 
     ``out`` (N, K, ho, wo) may be any size (the input gradient uses it with
-    the input's); x is read as zero beyond what the output needs.
+    the input's); x is read as zero beyond what the output needs. Returns
+    False when an input value read was NaN or inf (or a transform
+    overflowed): the transforms spread it over whole tiles, and ``out``
+    must be computed another way. The transformed kernels and the threads'
+    blocks live in reused buffers (`cyconv._scratch`).
     """
     dtype = x.dtype
     n_out, cg = w.shape[:2]
@@ -98,7 +103,8 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     n = m + 2
     g_mat, bt, at = _matrices(m, dtype)
     n_tiles = out.shape[0] * -(-out.shape[2] // m) * -(-out.shape[3] // m)
-    row = n * n * (cg + kg + 2)
+    # Per tile: V, M, the input and output tiles, and one value of the NaN check.
+    row = n * n * (cg + kg + 2) + 1
     tile_bytes = row * dtype.itemsize
     balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
     block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced,
@@ -108,8 +114,8 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
                     blocks=(n_threads, row * block))
-        u = np.empty((n * n, n_out, cg), dtype)
-        _winograd.transform_kernels(w, g_mat, u, n_threads)
-        scratch = np.empty((n_threads, row * block), dtype)
-        _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top, pad_left,
-                                 groups, block, scratch, n_threads)
+        with scratch((n * n, n_out, cg), dtype) as u, \
+                scratch((n_threads, row * block), dtype) as blocks:
+            _winograd.transform_kernels(w, g_mat, u, n_threads)
+            return _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top,
+                                            pad_left, groups, block, blocks, n_threads)

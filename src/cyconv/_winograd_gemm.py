@@ -109,13 +109,15 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
     block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced,
                              WINOGRAD_BLOCK_BYTES // tile_bytes))
+    # Each thread's row also holds the zero-padded input rows of a row of tiles.
+    line = n * (-(-out.shape[3] // m) * m + 2)
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
-                    blocks=(n_threads, row * block))
+                    blocks=(n_threads, row * block + line))
         with scratch((n * n, n_out, cg), dtype) as u, \
-                scratch((n_threads, row * block), dtype) as blocks:
+                scratch((n_threads, row * block + line), dtype) as blocks:
             _winograd.transform_kernels(w, g_mat, u, n_threads)
             return _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top,
                                             pad_left, groups, block, blocks, n_threads)

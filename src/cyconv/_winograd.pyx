@@ -142,16 +142,30 @@ cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
             dst[u] = src[2 * u]
 
 
-cdef void _store_strided(const floating *src, floating b, floating *dst, Py_ssize_t count,
-                         Py_ssize_t m) noexcept nogil:
-    """dst[u*m] = src[u] + b for u < count; m (2 or 4) as in _copy_strided."""
+cdef void _store_row(const floating *src, Py_ssize_t src_step, floating b, floating *dst,
+                     Py_ssize_t count, Py_ssize_t m) noexcept nogil:
+    """dst[u*m + j] = src[j*src_step + u] + b for u < count, j < m (2 or 4).
+
+    One output row of ``count`` whole tiles: the m columns of each tile
+    interleaved in one pass of contiguous stores (the compiler's permutes),
+    where a pass per column stored one value at a time.
+    """
     cdef Py_ssize_t u
+    cdef const floating *s0 = src
+    cdef const floating *s1 = src + src_step
+    cdef const floating *s2
+    cdef const floating *s3
     if m == 4:
+        s2, s3 = src + 2 * src_step, src + 3 * src_step
         for u in range(count):
-            dst[4 * u] = src[u] + b
+            dst[4 * u] = s0[u] + b
+            dst[4 * u + 1] = s1[u] + b
+            dst[4 * u + 2] = s2[u] + b
+            dst[4 * u + 3] = s3[u] + b
     else:
         for u in range(count):
-            dst[2 * u] = src[u] + b
+            dst[2 * u] = s0[u] + b
+            dst[2 * u + 1] = s1[u] + b
 
 
 cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t t0,
@@ -232,8 +246,7 @@ cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0
         # Only the last tile of a row can be narrower than m.
         full = run if (tj + run) * m <= wo else run - 1
         for i in range(rows):
-            for j in range(m):
-                _store_strided(y + (i * m + j) * nt + t, b, dst + i * wo + j, full, m)
+            _store_row(y + i * m * nt + t, nt, b, dst + i * wo, full, m)
         if full < run:
             cols = wo - (tj + full) * m
             for i in range(rows):

@@ -47,8 +47,8 @@ cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
     cdef double *h
     cdef floating *dst
     cdef Py_ssize_t a, b, j, c
-    for c in range(count):
-        for j in range(9):
+    for j in range(9):  # c innermost: contiguous stores (the other order stored one at a time)
+        for c in range(count):
             taps[j * KERNEL_CHUNK + c] = w[c * 9 + j]
     for a in range(n):
         g0, g1, g2 = g_mat[a * 3], g_mat[a * 3 + 1], g_mat[a * 3 + 2]

@@ -411,3 +411,22 @@ def test_auto_rule_on_large_transformed_kernels():
     assert not wg.winograd_pays(geom, np.dtype(np.float32))  # 38 MB of U on 32 tiles
     geom = array_geometry("conv2d", (8, 512, 28, 28), (512, 512, 3, 3), 1, 1, 1, 1)
     assert wg.winograd_pays(geom, np.dtype(np.float32))      # 392 tiles reuse them
+
+
+def test_overflowing_transform_falls_back(monkeypatch):
+    # Inputs near float32's overflow whose transformed tiles overflow (rows of
+    # alternating sign add up in the transform) while the sums do not: the
+    # kernel reports it and the call recomputes without Winograd.
+    from cyconv import _winograd
+    reports = []
+    real = _winograd.conv2d_forward
+    monkeypatch.setattr(_winograd, "conv2d_forward",
+                        lambda *args: reports.append(real(*args)) or reports[-1])
+    x = np.full((1, 16, 8, 8), 3e36, np.float32)
+    x[0, :, ::2] *= -1
+    w = np.full((16, 16, 3, 3), 1e-3, np.float32)
+    y = cyconv.conv2d(x, w, padding=1, method="winograd")
+    assert reports == [False]
+    want = conv2d_api_ref(x.astype(np.float64), w.astype(np.float64), None, padding=1)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -476,10 +476,10 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     of the absolute values and ``eps`` the result dtype's (1.2e-7 float32,
     2.2e-16 float64); measured at most 29 eps (F(2x2): 6 eps) for 3 to 1024
     channels and values of scale 1e-3 to 1e3. The transformed input is up
-    to 196 times the input's magnitude, so values within that factor of the
-    dtype's overflow may overflow where the sum does not. Inputs or weights
-    holding NaN or inf, which it would spread over a tile, are computed as
-    ``'auto'`` computes them.
+    to 196 times the input's magnitude. Where it overflows, and for inputs
+    or weights holding NaN or inf, which it would spread over a tile, the
+    result is computed as ``'auto'`` computes it without Winograd (the
+    input is checked as the tiles are transformed).
 
     Examples
     --------

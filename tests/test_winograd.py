@@ -422,7 +422,7 @@ def test_overflowing_transform_falls_back(monkeypatch):
     real = _winograd.conv2d_forward
     monkeypatch.setattr(_winograd, "conv2d_forward",
                         lambda *args: reports.append(real(*args)) or reports[-1])
-    x = np.full((1, 16, 8, 8), 3e36, np.float32)
+    x = np.full((1, 16, 8, 8), 3e37, np.float32)
     x[0, :, ::2] *= -1
     w = np.full((16, 16, 3, 3), 1e-3, np.float32)
     y = cyconv.conv2d(x, w, padding=1, method="winograd")

@@ -50,11 +50,16 @@ def check_winograd(func, geom):
 # WINOGRAD_AUTO_MANY_TILES tiles to reuse them on. Measured against 'auto's
 # GEMM path (shifted), N=8, float32, 2 threads (benchmarks/run.py's layers and
 # a grid): C=K=16..256 at 7..112 pixels, winograd 1.08-2.3x faster; C=K=8 or
-# fewer, or C=3 (stem-like), 0.4-0.7x; C=K=512 at 7x7 (32 tiles, 38 MB of
-# transformed kernels) 0.84x.
+# fewer, or C=3 (stem-like), 0.4-0.7x. With large transformed kernels, since
+# their buffer is reused across calls (cyconv._scratch; fresh, 38 MB of them
+# were faulted in each call: C=K=512 at 7x7, N=8, was 0.84x), float32, one
+# thread, a loaded machine (indicative), winograd's time over 'auto''s:
+# C=K=512 at 7x7: N=1 (4 tiles) 1.57, N=2 (8) 1.10, N=4 (16) 0.94, N=8 (32)
+# 0.72; at 14x14: N=1 (16) 1.05, N=2 (32) 0.90; C=K=1024 at 7x7: N=1 1.69,
+# N=8 (32) 0.78. Two threads pointed the same way (timings too noisy there).
 WINOGRAD_AUTO_CHANNELS = 16
 WINOGRAD_AUTO_KERNEL_BYTES = 16 * 2**20
-WINOGRAD_AUTO_MANY_TILES = 256
+WINOGRAD_AUTO_MANY_TILES = 32
 
 
 def winograd_pays(geom, dtype):

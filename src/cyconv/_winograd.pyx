@@ -17,7 +17,10 @@ innermost loop (contiguous: the compiler vectorizes them), which is also the
 GEMMs' column order. Each task (group, block of tiles) is one thread's: it
 gathers and transforms its input tiles, runs its GEMMs with BLAS on one
 thread (see cyconv._threads) and writes its own output tiles, so tasks share
-nothing but the read-only input and U.
+nothing but the read-only input and U. The input transform also checks its
+output for NaN and inf (`_flag_nonfinite`), which a transform would spread
+over the tile: the caller then recomputes by another method, and no pass
+over the input is needed beforehand.
 """
 from cython.parallel cimport prange, threadid
 

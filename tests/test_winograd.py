@@ -359,21 +359,75 @@ def test_auto_picks_winograd_by_the_rule(monkeypatch, x_shape, k, kernel, stride
         np.testing.assert_allclose(got, want, rtol=0, atol=bound)
 
 
-def test_auto_skips_winograd_on_nonfinite_input(monkeypatch):
-    # A NaN would spread over its tile: 'auto' keeps the windows that hold it.
+@pytest.mark.parametrize("method", ["auto", "winograd"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nonfinite_input_falls_back_to_the_direct_result(monkeypatch, method, value, dtype):
+    # A NaN or inf would spread over its tile: the kernel reports it as it
+    # transforms the input (no pass over the input before), and the call
+    # recomputes by the direct sums, which keep it to the windows that hold it.
     from cyconv import _winograd
+    reports = []
+    real = _winograd.conv2d_forward
     monkeypatch.setattr(_winograd, "conv2d_forward",
-                        lambda *args: pytest.fail("winograd ran on NaN input"))
-    x = np.ones((1, 16, 12, 12), np.float32)
-    x[0, 0, 5, 5] = np.nan
-    w = np.ones((16, 16, 3, 3), np.float32)
-    y = cyconv.conv2d(x, w, padding=1)
-    assert np.isnan(y[0, :, 4:7, 4:7]).all() and np.isnan(y).sum() == 16 * 9
+                        lambda *args: reports.append(real(*args)) or reports[-1])
+    x = np.ones((1, 16, 12, 12), dtype)
+    x[0, 3, 5, 5] = value
+    w = np.ones((16, 16, 3, 3), dtype)
+    y = cyconv.conv2d(x, w, padding=1, method=method)
+    assert reports == [False]
+    want = conv2d_api_ref(x, w, None, padding=1)
+    assert (np.isnan(y) == np.isnan(want)).all() and np.isnan(y).sum() == 16 * 9 * (value != np.inf)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nonfinite_input_fallback_keeps_the_finite_outputs(monkeypatch, dtype):
+    # One NaN in image 1, group 0: the fallback's outputs away from it are the
+    # reference's to rounding, NaN exactly where a window holds it.
+    from cyconv import _winograd
+    reports = []
+    real = _winograd.conv2d_forward
+    monkeypatch.setattr(_winograd, "conv2d_forward",
+                        lambda *args: reports.append(real(*args)) or reports[-1])
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 32, 13, 11)).astype(dtype)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(dtype)
+    x[1, 2, 4, 7] = np.nan
+    want = conv2d_api_ref(x.astype(np.float64), w.astype(np.float64), None, padding=1,
+                          groups=2)
+    y = cyconv.conv2d(x, w, padding=1, groups=2)
+    assert reports == [False]
+    assert (np.isnan(y) == np.isnan(want)).all() and np.isnan(y).sum() == 16 * 9
+    finite = ~np.isnan(want)
+    np.testing.assert_allclose(y[finite], want[finite], rtol=0,
+                               atol=100 * np.finfo(dtype).eps * np.abs(want[finite]).max())
 
 
 def test_auto_rule_on_large_transformed_kernels():
     from cyconv._conv import array_geometry
+    geom = array_geometry("conv2d", (4, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)
+    assert not wg.winograd_pays(geom, np.dtype(np.float32))  # 38 MB of U on 16 tiles
     geom = array_geometry("conv2d", (8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)
-    assert not wg.winograd_pays(geom, np.dtype(np.float32))  # 38 MB of U on 32 tiles
+    assert wg.winograd_pays(geom, np.dtype(np.float32))      # 32 tiles reuse them
     geom = array_geometry("conv2d", (8, 512, 28, 28), (512, 512, 3, 3), 1, 1, 1, 1)
-    assert wg.winograd_pays(geom, np.dtype(np.float32))      # 392 tiles reuse them
+    assert wg.winograd_pays(geom, np.dtype(np.float32))
+
+
+def test_overflowing_transform_falls_back(monkeypatch):
+    # Inputs near float32's overflow whose transformed tiles overflow (rows of
+    # alternating sign add up in the transform) while the sums do not: the
+    # kernel reports it and the call recomputes without Winograd.
+    from cyconv import _winograd
+    reports = []
+    real = _winograd.conv2d_forward
+    monkeypatch.setattr(_winograd, "conv2d_forward",
+                        lambda *args: reports.append(real(*args)) or reports[-1])
+    x = np.full((1, 16, 8, 8), 3e37, np.float32)
+    x[0, :, ::2] *= -1
+    w = np.full((16, 16, 3, 3), 1e-3, np.float32)
+    y = cyconv.conv2d(x, w, padding=1, method="winograd")
+    assert reports == [False]
+    want = conv2d_api_ref(x.astype(np.float64), w.astype(np.float64), None, padding=1)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-5 * np.abs(want).max())

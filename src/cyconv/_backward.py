@@ -111,9 +111,9 @@ def _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, me
     zeros = np.zeros(geom.channels, gy.dtype)
     if method == "direct":
         run_direct(gy, wt, zeros, grad_input, 1, 1, top, left, geom.dh, geom.dw, groups)
-    elif method == "winograd":
-        run_winograd_forward(func, gy, wt, zeros, False, grad_input, groups, top, left)
-    else:
+    elif not (method == "winograd" and run_winograd_forward(
+            func, gy, wt, zeros, False, grad_input, groups, top, left)):
+        # Shifted GEMMs, asked for or because a transformed tile overflowed.
         run_shifted_forward(func, gy, wt, zeros, False, grad_input, geom, top, left)
 
 

@@ -378,8 +378,12 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     elif method == "fft":
         _fft.conv2d_forward(x, w, bias, out, *args)
     elif method == "winograd":
-        run_winograd_forward(func, x, w, bias, b is not None, out, geom.groups,
-                             pad_top, pad_left)
+        if not run_winograd_forward(func, x, w, bias, b is not None, out, geom.groups,
+                                    pad_top, pad_left):
+            # A NaN or inf among the input values read, which the transforms
+            # spread over whole tiles: the method 'auto' takes without Winograd.
+            return run_forward(func, x, w, b, geom, pad_top, pad_left,
+                               choose_method(geom, dtype))
     else:
         with gemm_team() as n_threads:
             _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
@@ -483,10 +487,10 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     of the absolute values and ``eps`` the result dtype's (1.2e-7 float32,
     2.2e-16 float64); measured at most 29 eps (F(2x2): 6 eps) for 3 to 1024
     channels and values of scale 1e-3 to 1e3. The transformed input is up
-    to 196 times the input's magnitude, so values within that factor of the
-    dtype's overflow may overflow where the sum does not. Inputs or weights
-    holding NaN or inf, which it would spread over a tile, are computed as
-    ``'auto'`` computes them.
+    to 196 times the input's magnitude. Where it overflows, and for inputs
+    or weights holding NaN or inf, which it would spread over a tile, the
+    result is computed as ``'auto'`` computes it without Winograd (the
+    input is checked as the tiles are transformed).
 
     Examples
     --------
@@ -559,18 +563,17 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     x, pad_top, pad_left = prepare_input(func, x, geom, padding_mode, dtype,
                                          dtype.kind in "fc" and not w_finite)
 
-    def transform_applies():
-        """The FFT and Winograd mix a whole image or tile: their dtypes, finite values."""
-        return x.dtype in _fft.FFT_DTYPES and w_finite and _fft.all_finite(x)
-
+    # The FFT and Winograd mix a whole image or tile: their dtypes, finite
+    # values. Winograd checks the input as it transforms it (run_forward).
+    weight_applies = x.dtype in _fft.FFT_DTYPES and w_finite
     if method == "auto":
         method = choose_method(geom, x.dtype)
         if (method == "shifted" and float_data and winograd_pays(geom, x.dtype)
-                and transform_applies()):  # NaN or inf would spread over a tile
+                and weight_applies):  # NaN or inf would spread over a tile
             method = "winograd"
-    elif method == "fft" and not transform_applies():
+    elif method == "fft" and not (weight_applies and _fft.all_finite(x)):
         method = "direct"  # NaN or inf: a transform would spread them everywhere
-    elif method == "winograd" and not transform_applies():
+    elif method == "winograd" and not weight_applies:
         method = choose_method(geom, x.dtype)  # NaN or inf: it would spread over a tile
     out = run_forward(func, x, w, b, geom, pad_top, pad_left, method)
     return out.reshape(geom.output_shape())

@@ -17,7 +17,10 @@ innermost loop (contiguous: the compiler vectorizes them), which is also the
 GEMMs' column order. Each task (group, block of tiles) is one thread's: it
 gathers and transforms its input tiles, runs its GEMMs with BLAS on one
 thread (see cyconv._threads) and writes its own output tiles, so tasks share
-nothing but the read-only input and U.
+nothing but the read-only input and U. The input transform also checks its
+output for NaN and inf (`_flag_nonfinite`), which a transform would spread
+over the tile: the caller then recomputes by another method, and no pass
+over the input is needed beforehand.
 """
 from cython.parallel cimport prange, threadid
 
@@ -47,8 +50,8 @@ cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
     cdef double *h
     cdef floating *dst
     cdef Py_ssize_t a, b, j, c
-    for c in range(count):
-        for j in range(9):
+    for j in range(9):  # c innermost: contiguous stores (the other order stored one at a time)
+        for c in range(count):
             taps[j * KERNEL_CHUNK + c] = w[c * 9 + j]
     for a in range(n):
         g0, g1, g2 = g_mat[a * 3], g_mat[a * 3 + 1], g_mat[a * 3 + 2]
@@ -116,6 +119,20 @@ cdef void _combine(const floating *src, Py_ssize_t src_step, floating *dst,
             dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t])
 
 
+cdef inline void _flag_nonfinite(const floating *src, floating *chk,
+                                 Py_ssize_t nt) noexcept nogil:
+    """chk[t] += src[t] - src[t] for t < nt: stays 0 while every src[t] is finite, else NaN.
+
+    A NaN or inf in a tile's input reaches every one of its transformed
+    values (the transforms sum every term, zero coefficients included:
+    0 * inf is NaN), so this check of the transformed tiles, in cache just
+    after the transform wrote them, stands in for a pass over the input.
+    """
+    cdef Py_ssize_t t
+    for t in range(nt):
+        chk[t] += src[t] - src[t]
+
+
 cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
                         Py_ssize_t m) noexcept nogil:
     """dst[u] = src[u*m] for u < count; m (2 or 4) a constant in each loop, for the vectorizer."""
@@ -128,35 +145,34 @@ cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
             dst[u] = src[2 * u]
 
 
-cdef void _store_strided(const floating *src, floating b, floating *dst, Py_ssize_t count,
-                         Py_ssize_t m) noexcept nogil:
-    """dst[u*m] = src[u] + b for u < count; m (2 or 4) as in _copy_strided."""
+cdef void _store_row(const floating *src, Py_ssize_t src_step, floating b, floating *dst,
+                     Py_ssize_t count, Py_ssize_t m) noexcept nogil:
+    """dst[u*m + j] = src[j*src_step + u] + b for u < count, j < m (2 or 4).
+
+    One output row of ``count`` whole tiles: the m columns of each tile
+    interleaved in one pass of contiguous stores (the compiler's permutes),
+    where a pass per column stored one value at a time.
+    """
     cdef Py_ssize_t u
+    cdef const floating *s0 = src
+    cdef const floating *s1 = src + src_step
+    cdef const floating *s2
+    cdef const floating *s3
     if m == 4:
+        s2, s3 = src + 2 * src_step, src + 3 * src_step
         for u in range(count):
-            dst[4 * u] = src[u] + b
+            dst[4 * u] = s0[u] + b
+            dst[4 * u + 1] = s1[u] + b
+            dst[4 * u + 2] = s2[u] + b
+            dst[4 * u + 3] = s3[u] + b
     else:
         for u in range(count):
-            dst[2 * u] = src[u] + b
+            dst[2 * u] = s0[u] + b
+            dst[2 * u + 1] = s1[u] + b
 
 
-cdef void _gather_one(const floating *src, floating *d, Py_ssize_t t, Py_ssize_t nt,
-                      Py_ssize_t y0, Py_ssize_t x0, Py_ssize_t h_lim, Py_ssize_t w_lim,
-                      Py_ssize_t w, Py_ssize_t n) noexcept nogil:
-    """One tile whose n x n window at (y0, x0) of the plane ``src`` may leave [0, h_lim) x [0, w_lim)."""
-    cdef Py_ssize_t i, j, y, xx
-    for i in range(n):
-        y = y0 + i
-        for j in range(n):
-            xx = x0 + j
-            if 0 <= y < h_lim and 0 <= xx < w_lim:
-                d[(i * n + j) * nt + t] = src[y * w + xx]
-            else:
-                d[(i * n + j) * nt + t] = 0
-
-
-cdef void _gather(const floating *plane, floating *d, Py_ssize_t t0, Py_ssize_t nt,
-                  Py_ssize_t tiles_w, Py_ssize_t tiles_img, Py_ssize_t img_step,
+cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t t0,
+                  Py_ssize_t nt, Py_ssize_t tiles_w, Py_ssize_t tiles_img, Py_ssize_t img_step,
                   Py_ssize_t h_lim, Py_ssize_t w_lim, Py_ssize_t w,
                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """d[(i*n + j)*nt + t] = input pixel (i, j) of tile t0 + t of one channel, 0 outside.
@@ -164,37 +180,50 @@ cdef void _gather(const floating *plane, floating *d, Py_ssize_t t0, Py_ssize_t 
     ``plane`` is the channel's plane in image 0; image b's is
     ``plane + b*img_step``. Rows >= h_lim and columns >= w_lim count as
     zero padding (no output inside the image reads them). The tiles go by
-    runs along a row of tiles: those wholly inside are copied pixel (i, j)
-    of every tile at a time (a stride-m read), the others one by one.
+    runs along a row of tiles, pixel (i, j) of every tile of the run at a
+    time (a stride-m read): in place where the run's window lies inside the
+    image, else from a zero-padded copy of its n rows in ``line`` (n rows
+    of run*m + 2), where reading pixel by pixel with bounds checks cost
+    about a sixth of a C64-56 layer.
     """
-    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, lo, hi, u, i, j
+    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, lo, hi, ld, i, j, q
     cdef const floating *src
     cdef const floating *base
+    cdef floating *dst
     while t < nt:
         tile = t0 + t
         r = tile % tiles_img
         tj = r % tiles_w
         run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
         y0 = (r // tiles_w) * m - ph
+        x0 = tj * m - pw
+        width = run * m + n - m  # the columns the run reads, from x0
         src = plane + (tile // tiles_img) * img_step
-        # Tiles tj..tj+run-1; those in [lo, hi) lie wholly inside.
-        lo = hi = tj
-        if y0 >= 0 and y0 + n <= h_lim and w_lim - n + pw >= 0:
-            lo = (pw + m - 1) // m
-            hi = (w_lim - n + pw) // m + 1
-            lo = lo if lo > tj else tj
-            hi = hi if hi < tj + run else tj + run
+        if y0 >= 0 and y0 + n <= h_lim and x0 >= 0 and x0 + width <= w_lim:
+            base = src + y0 * w + x0
+            ld = w
+        else:
+            # Columns [lo, hi) of the window lie inside the image.
+            lo = -x0 if x0 < 0 else 0
+            hi = w_lim - x0 if w_lim - x0 < width else width
             hi = hi if hi > lo else lo
-        for u in range(tj, lo):
-            _gather_one(src, d, t + u - tj, nt, y0, u * m - pw, h_lim, w_lim, w, n)
-        if hi > lo:
-            base = src + y0 * w + lo * m - pw
             for i in range(n):
-                for j in range(n):
-                    _copy_strided(base + i * w + j, d + (i * n + j) * nt + t + lo - tj,
-                                  hi - lo, m)
-        for u in range(hi, tj + run):
-            _gather_one(src, d, t + u - tj, nt, y0, u * m - pw, h_lim, w_lim, w, n)
+                dst = line + i * width
+                if 0 <= y0 + i < h_lim:
+                    for q in range(lo):
+                        dst[q] = 0
+                    for q in range(lo, hi):
+                        dst[q] = src[(y0 + i) * w + x0 + q]
+                    for q in range(hi, width):
+                        dst[q] = 0
+                else:
+                    for q in range(width):
+                        dst[q] = 0
+            base = line
+            ld = width
+        for i in range(n):
+            for j in range(n):
+                _copy_strided(base + i * ld + j, d + (i * n + j) * nt + t, run, m)
         t += run
 
 
@@ -220,8 +249,7 @@ cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0
         # Only the last tile of a row can be narrower than m.
         full = run if (tj + run) * m <= wo else run - 1
         for i in range(rows):
-            for j in range(m):
-                _store_strided(y + (i * m + j) * nt + t, b, dst + i * wo + j, full, m)
+            _store_row(y + i * m * nt + t, nt, b, dst + i * wo, full, m)
         if full < run:
             cols = wo - (tj + full) * m
             for i in range(rows):
@@ -230,27 +258,36 @@ cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0
         t += run
 
 
-cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
+cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
                 floating *out_p, floating *scratch, const floating *bt, const floating *at,
                 Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt,
                 Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out,
                 Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t ho, Py_ssize_t wo,
                 Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n,
                 Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
-    """Tiles t0..t0+nt-1 (over all images) of group g: transform, n*n GEMMs, transform back."""
-    cdef Py_ssize_t nn = n * n, c, k, a, i, j
+    """Tiles t0..t0+nt-1 (over all images) of group g: transform, n*n GEMMs, transform back.
+
+    Returns 1 when a transformed input value is NaN or inf (a NaN or inf in
+    the input pixels read, or an overflow), else 0; the output is written
+    either way.
+    """
+    cdef Py_ssize_t nn = n * n, c, k, a, i, j, t
     cdef Py_ssize_t h_lim = ho + 2 - ph, w_lim = wo + 2 - pw
     cdef floating *v = scratch                     # (nn, cg, nt)
     cdef floating *prod = v + nn * cg * nt         # (nn, kg, nt)
     cdef floating *d = prod + nn * kg * nt         # (nn, nt)
     cdef floating *tmp = d + nn * nt               # (nn, nt)
-    cdef floating b
+    cdef floating *chk = tmp + nn * nt             # (nt,)
+    cdef floating *line = chk + nt                 # (n, tiles_w*m + 2)
+    cdef floating b, total = 0
+    for t in range(nt):
+        chk[t] = 0
     if h_lim > h:
         h_lim = h
     if w_lim > w:
         w_lim = w
     for c in range(cg):
-        _gather(x_p + (g * cg + c) * h * w, d, t0, nt, tiles_w, tiles_img, n_in * h * w,
+        _gather(x_p + (g * cg + c) * h * w, d, line, t0, nt, tiles_w, tiles_img, n_in * h * w,
                 h_lim, w_lim, w, ph, pw, m, n)
         # Rows: tmp[i, b] = sum_j BT[b, j] d[i, j]; columns: V[a, b] = sum_i BT[a, i] tmp[i, b].
         for i in range(n):
@@ -260,6 +297,7 @@ cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, 
             for j in range(n):
                 _combine(tmp + j * nt, n * nt, v + ((a * n + j) * cg + c) * nt,
                          bt + a * n, n, nt)
+                _flag_nonfinite(v + ((a * n + j) * cg + c) * nt, chk, nt)
     for a in range(nn):
         gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
              v + a * cg * nt, nt, 0, prod + a * kg * nt, nt)
@@ -275,6 +313,9 @@ cdef void _task(const floating *x_p, const floating *u_p, const floating *bias, 
         b = bias[g * kg + k] if has_bias else 0
         _scatter(d, b, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
                  n_out * ho * wo, ho, wo, m)
+    for t in range(nt):
+        total += chk[t]
+    return total != 0
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
@@ -287,11 +328,16 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     Stride 1, dilation 1, 3x3 kernels; x is zero outside its bounds (and
     beyond the rows and columns the output reads). Tasks of (group, block
     of at most ``block`` tiles) that the ``n_threads`` threads take in turn.
+    Returns True when every transformed input value was finite; False
+    when an input pixel read was NaN or inf (or a transform overflowed):
+    the transforms then spread it over whole tiles, and the caller
+    recomputes ``out`` by another method.
 
     Invariants (checked in Python): x (N, C, H, W); u (n*n, K, C/groups) the
     transformed kernels (`transform_kernels`); bias (K,) even when has_bias
     is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
-    n = m + 2 <= 6; scratch (>= n_threads, >= n*n*block*(Cg + Kg + 2)); all
+    n = m + 2 <= 6; scratch (>= n_threads, >= block*(n*n*(Cg + Kg + 2) + 1)
+    + n*(tiles_w*m + 2), tiles_w = ceil(wo / m)); all
     non-empty and C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
@@ -306,6 +352,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
     cdef Py_ssize_t task, g, t0, nt
     cdef Py_ssize_t scratch_row = scratch.shape[1]
+    cdef int bad = 0
     # The products' multiply-adds: small problems stay on the calling thread.
     cdef bint parallel = (n_threads > 1 and groups * n_parts > 1
                           and n_tiles * n * n * cg * n_out >= PARALLEL_WORK)
@@ -319,6 +366,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
             g = task // n_parts
             t0 = (task % n_parts) * part
             nt = part if part < n_tiles - t0 else n_tiles - t0
-            _task(x_p, u_p, &bias[0], has_bias, out_p, scratch_p + threadid() * scratch_row,
-                  &bt[0, 0], &at[0, 0], g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo,
-                  ph, pw, m, n, tiles_w, tiles_img)
+            bad += _task(x_p, u_p, &bias[0], has_bias, out_p,
+                         scratch_p + threadid() * scratch_row, &bt[0, 0], &at[0, 0],
+                         g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo, ph, pw, m, n,
+                         tiles_w, tiles_img)
+    return bad == 0

@@ -10,7 +10,8 @@ import functools
 
 import numpy as np
 
-from cyconv import _winograd
+from cyconv._dispatch import _winograd
+from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
 from cyconv._winograd_transforms import POINTS, transforms
@@ -49,11 +50,16 @@ def check_winograd(func, geom):
 # WINOGRAD_AUTO_MANY_TILES tiles to reuse them on. Measured against 'auto's
 # GEMM path (shifted), N=8, float32, 2 threads (benchmarks/run.py's layers and
 # a grid): C=K=16..256 at 7..112 pixels, winograd 1.08-2.3x faster; C=K=8 or
-# fewer, or C=3 (stem-like), 0.4-0.7x; C=K=512 at 7x7 (32 tiles, 38 MB of
-# transformed kernels) 0.84x.
+# fewer, or C=3 (stem-like), 0.4-0.7x. With large transformed kernels, since
+# their buffer is reused across calls (cyconv._scratch; fresh, 38 MB of them
+# were faulted in each call: C=K=512 at 7x7, N=8, was 0.84x), float32, one
+# thread, a loaded machine (indicative), winograd's time over 'auto''s:
+# C=K=512 at 7x7: N=1 (4 tiles) 1.57, N=2 (8) 1.10, N=4 (16) 0.94, N=8 (32)
+# 0.72; at 14x14: N=1 (16) 1.05, N=2 (32) 0.90; C=K=1024 at 7x7: N=1 1.69,
+# N=8 (32) 0.78. Two threads pointed the same way (timings too noisy there).
 WINOGRAD_AUTO_CHANNELS = 16
 WINOGRAD_AUTO_KERNEL_BYTES = 16 * 2**20
-WINOGRAD_AUTO_MANY_TILES = 256
+WINOGRAD_AUTO_MANY_TILES = 32
 
 
 def winograd_pays(geom, dtype):
@@ -89,7 +95,11 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     """out = conv of x (N, C, H, W) by 3x3 w (K, C/groups, 3, 3), stride 1, by F(m x m, 3x3).
 
     ``out`` (N, K, ho, wo) may be any size (the input gradient uses it with
-    the input's); x is read as zero beyond what the output needs.
+    the input's); x is read as zero beyond what the output needs. Returns
+    False when an input value read was NaN or inf (or a transform
+    overflowed): the transforms spread it over whole tiles, and ``out``
+    must be computed another way. The transformed kernels and the threads'
+    blocks live in reused buffers (`cyconv._scratch`).
     """
     dtype = x.dtype
     n_out, cg = w.shape[:2]
@@ -98,18 +108,21 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     n = m + 2
     g_mat, bt, at = _matrices(m, dtype)
     n_tiles = out.shape[0] * -(-out.shape[2] // m) * -(-out.shape[3] // m)
-    row = n * n * (cg + kg + 2)
+    # Per tile: V, M, the input and output tiles, and one value of the NaN check.
+    row = n * n * (cg + kg + 2) + 1
     tile_bytes = row * dtype.itemsize
     balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
     block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced,
                              WINOGRAD_BLOCK_BYTES // tile_bytes))
+    # Each thread's row also holds the zero-padded input rows of a row of tiles.
+    line = n * (-(-out.shape[3] // m) * m + 2)
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
-                    blocks=(n_threads, row * block))
-        u = np.empty((n * n, n_out, cg), dtype)
-        _winograd.transform_kernels(w, g_mat, u, n_threads)
-        scratch = np.empty((n_threads, row * block), dtype)
-        _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top, pad_left,
-                                 groups, block, scratch, n_threads)
+                    blocks=(n_threads, row * block + line))
+        with scratch((n * n, n_out, cg), dtype) as u, \
+                scratch((n_threads, row * block + line), dtype) as blocks:
+            _winograd.transform_kernels(w, g_mat, u, n_threads)
+            return _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top,
+                                            pad_left, groups, block, blocks, n_threads)

@@ -1,0 +1,79 @@
+"""A/B of two builds of cyconv's Winograd kernels in one process, interleaved.
+
+    python benchmarks/winograd_ab.py A.so B.so [threads]
+
+A.so and B.so are copies of ``_winograd_<level>*.so`` from two builds (copy
+the build directory's file aside before rebuilding). Each round times
+PyTorch (when installed), then A, then B on the runner's two 3x3 layers
+(N8, float32, padding 1), median of 7 calls each; at one thread CPU time of
+the calling thread (less sensitive to a loaded machine), else wall time.
+Prints the medians over 5 rounds and the per-round ratio B/A.
+"""
+import importlib.util
+import sys
+import time
+
+import numpy as np
+
+import cyconv
+import cyconv._winograd_gemm as wg
+from cyconv._threads import thread_limit
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+LAYERS = [(8, 64, 56, 64), (8, 256, 14, 256)]
+
+
+def load(path):
+    """The kernel module in ``path``, imported under its own name but not registered."""
+    spec = importlib.util.spec_from_file_location("cyconv._winograd", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main():
+    builds = {"A": load(sys.argv[1]), "B": load(sys.argv[2])}
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+    def median_ms(fn, repeats=7):
+        times = []
+        for _ in range(repeats):
+            start = clock()
+            fn()
+            times.append(clock() - start)
+        return 1e3 * float(np.median(times))
+
+    rng = np.random.default_rng(0)
+    saved = wg._winograd
+    for n, c, h, k in LAYERS:
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = rng.standard_normal((k, c, 3, 3), dtype=np.float32)
+        res = {}
+        with thread_limit(threads):
+            for _ in range(5):
+                if torch is not None:
+                    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+                    res.setdefault("torch", []).append(
+                        median_ms(lambda: torch.nn.functional.conv2d(tx, tw, None, 1, 1)))
+                for name, module in builds.items():
+                    wg._winograd = module
+                    try:
+                        res.setdefault(name, []).append(median_ms(
+                            lambda: cyconv.conv2d(x, w, padding=1, method="winograd")))
+                    finally:
+                        wg._winograd = saved
+        ratio = np.array(res["B"]) / np.array(res["A"])
+        print(f"threads={threads} N{n}-C{c}-{h}-K{k}:",
+              {name: round(float(np.median(t)), 2) for name, t in res.items()},
+              "B/A per round", np.round(ratio, 3), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -368,15 +368,16 @@ DASK_KERNELS = (3, 9, 31)
 DASK_CHUNK = 1024
 
 
-def dask_pool(threads, threadpoolctl):
-    """The threaded scheduler's pool: ``threads`` tasks at once, each task's cyconv
-    kernels on one thread (OpenMP's thread count is per thread: the initializer
-    sets it in each worker thread), so tasks times kernel threads stay at ``threads``."""
+def dask_pool(threads):
+    """The threaded scheduler's pool: ``threads`` tasks at once. cyconv.dask's default
+    runs each task's kernels on one thread, so tasks times kernel threads stay at
+    ``threads``. No initializer: whatever a worker thread allocates before its first
+    task changes its allocator arena's history, and one that set OpenMP's threads
+    through threadpoolctl cost ~15000 more page faults and 0.1-0.3 s more system
+    time per 8192^2 run (benchmarks/dask_gap.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(
-        threads, thread_name_prefix="dask-bench",
-        initializer=lambda: threadpoolctl.threadpool_limits(1, user_api="openmp"))
+    return ThreadPoolExecutor(threads, thread_name_prefix="dask-bench")
 
 
 def copy_valid(block, kernel, mode="full", boundary="fill", fillvalue=0):
@@ -389,10 +390,9 @@ def copy_valid(block, kernel, mode="full", boundary="fill", fillvalue=0):
 
 def bench_dask(rows, repeats, quick, size):
     """cyconv.dask against dask-image and SciPy per chunk, same chunks and scheduler."""
-    da, ndfilters, threadpoolctl = (try_import(name) for name in (
-        "dask.array", "dask_image.ndfilters", "threadpoolctl"))
-    missing = [name for name, module in (("dask[array]", da), ("dask-image", ndfilters),
-                                         ("threadpoolctl", threadpoolctl)) if module is None]
+    da, ndfilters = (try_import(name) for name in ("dask.array", "dask_image.ndfilters"))
+    missing = [name for name, module in (("dask[array]", da), ("dask-image", ndfilters))
+               if module is None]
     if missing:
         print(f"dask group skipped: {', '.join(missing)} not installed "
               "(pip install '.[bench,dask]')\n")
@@ -402,7 +402,7 @@ def bench_dask(rows, repeats, quick, size):
 
     # As many tasks at once as the in-memory call has kernel threads.
     threads = _openmp.max_threads()
-    pool = dask_pool(threads, threadpoolctl)
+    pool = dask_pool(threads)
     rng = np.random.default_rng(4)
     image = rng.standard_normal((size, size), dtype=np.float32)
     x = da.from_array(image, chunks=DASK_CHUNK)

@@ -209,3 +209,16 @@ def test_output_chunks_documented():
     assert cdask.correlate2d(x, k, "full").chunks == ((4, 4, 4), (1, 5, 8))
     assert cdask.correlate2d(x, k, "valid").chunks == ((4, 4), (1, 5, 2))
     assert cdask.correlate2d(x, np.ones((3, 9)), "valid").chunks == ((4, 4), (1, 2))
+
+
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+def test_one_task_per_output_chunk(boundary):
+    """The graph adds one task per output chunk to the input's (no pad, rechunk or
+    overlap layers)."""
+    x = da.from_array(np.arange(400.0).reshape(20, 20), chunks=((5, 5, 10), (2, 8, 10)))
+    y = cdask.correlate2d(x, np.ones((3, 5)), "same", boundary)
+    graph = dict(y.__dask_graph__())
+    assert len(graph) == len(dict(x.__dask_graph__())) + y.npartitions
+    np.testing.assert_allclose(y.compute(scheduler="sync"),
+                               scipy.signal.correlate2d(x.compute(), np.ones((3, 5)), "same",
+                                                        boundary))

@@ -222,3 +222,23 @@ def test_one_task_per_output_chunk(boundary):
     np.testing.assert_allclose(y.compute(scheduler="sync"),
                                scipy.signal.correlate2d(x.compute(), np.ones((3, 5)), "same",
                                                         boundary))
+
+
+@pytest.mark.parametrize("xdtype, kdtype, fillvalue", [
+    (np.int16, np.float64, 2.7), (np.int16, np.float64, 1e6), (np.int16, np.int32, 70000),
+    (np.uint8, np.int16, -5), (np.float32, np.float64, 0.1), (np.int32, np.float64, np.nan)])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_fillvalue_cast_to_output_dtype(name, xdtype, kdtype, fillvalue):
+    """The fill value is cast to the output dtype, as SciPy does, also where in1's
+    dtype cannot hold it (a float fill around integers, a wider integer kernel)."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 50, (7, 8)).astype(xdtype)
+    k = rng.integers(-3, 4, (3, 2)).astype(kdtype)
+    want = getattr(scipy.signal, name)(x, k, "full", "fill", fillvalue)
+    got = getattr(cdask, name)(da.from_array(x, chunks=3), k, "full", "fill", fillvalue)
+    res = got.compute(scheduler="threads")
+    assert res.dtype == want.dtype
+    if want.dtype.kind in "iu":
+        np.testing.assert_array_equal(res, want)
+    else:
+        np.testing.assert_allclose(res, want, rtol=1e-12, atol=1e-9)

@@ -45,6 +45,7 @@ from dask.highlevelgraph import HighLevelGraph
 from cyconv._dask_layers import (_check_threads, avg_pool2d, conv2d, conv2d_backward,
                                  max_pool2d, task_threads)
 from cyconv._signal import convolve2d as _convolve2d
+from cyconv._signal import _fill_scalar
 from cyconv._signal import correlate2d as _correlate2d
 from cyconv._threads import thread_limit
 
@@ -92,15 +93,15 @@ def _runs(source: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64]) -> list[
 
 
 def _gather_valid(blocks: list[npt.NDArray[Any]], *, shape: tuple[int, int],
-                  pieces: tuple, fill: Any, kernel: npt.NDArray[Any], func: Any,
-                  out_dtype: np.dtype, threads: int | None) -> npt.NDArray[Any]:
+                  pieces: tuple, fill: Any, dtype: np.dtype, kernel: npt.NDArray[Any],
+                  func: Any, out_dtype: np.dtype, threads: int | None) -> npt.NDArray[Any]:
     """One output chunk: its input region with the halo and border gathered into one
-    array (``pieces``: block, source and destination slices), then filtered 'valid'."""
+    array of ``dtype`` (``pieces``: block, source and destination slices; ``fill``
+    where none lands, None if every element is copied), then filtered 'valid'."""
     if len(pieces) == 1 and pieces[0][2] == (slice(0, shape[0]), slice(0, shape[1])):
         region = blocks[pieces[0][0]][pieces[0][1]]  # one chunk holds it: no copy
     else:
-        region = (np.empty(shape, blocks[0].dtype) if fill is None
-                  else np.full(shape, fill, blocks[0].dtype))
+        region = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
         for block, src, dst in pieces:
             region[dst] = blocks[block][src]
     with thread_limit(task_threads(threads)):
@@ -148,7 +149,15 @@ def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
         left = (kw - 1) // 2 if flip else kw // 2
         pads = ((kh - 1 - top, top), (kw - 1 - left, left))
     pad_mode = _PAD_MODES[boundary]
-    fill = np.asarray(fillvalue).astype(in1.dtype) if pad_mode == "constant" else None
+    fill, fill_dtype = None, in1.dtype
+    if pad_mode == "constant":
+        # The fill value as the in-memory function casts it (to the output dtype);
+        # blocks that need it are gathered in that dtype unless in1's holds it.
+        fill = _fill_scalar(func.__name__, fillvalue, out_dtype)
+        with np.errstate(all="ignore"):
+            if not np.array_equal(fill.astype(in1.dtype).astype(out_dtype), fill,
+                                  equal_nan=fill.dtype.kind in "fc"):
+                fill_dtype = out_dtype
     # Output row i reads rows i .. i + k - 1 of the padded axis; output chunk
     # [o0, o1) the padded rows [o0, o1 + k - 1), gathered from the input chunks
     # they map to (any number of them: no rechunking) in one copy per block.
@@ -176,7 +185,8 @@ def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
                        and sum(d.stop - d.start for _, _, d in col_runs) == cols)
             gather = functools.partial(
                 _gather_valid, shape=(rows, cols), pieces=tuple(pieces),
-                fill=None if covered else fill, kernel=kernel, func=func,
+                fill=None if covered else fill,
+                dtype=in1.dtype if covered else fill_dtype, kernel=kernel, func=func,
                 out_dtype=out_dtype, threads=threads)
             dsk[(name, t, u)] = (gather, keys)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[in1])

@@ -373,10 +373,12 @@ DASK_CHUNK = 1024
 def dask_pool(threads):
     """The threaded scheduler's pool: ``threads`` tasks at once. cyconv.dask's default
     runs each task's kernels on one thread, so tasks times kernel threads stay at
-    ``threads``. No initializer: whatever a worker thread allocates before its first
-    task changes its allocator arena's history, and one that set OpenMP's threads
-    through threadpoolctl cost ~15000 more page faults and 0.1-0.3 s more system
-    time per 8192^2 run (benchmarks/dask_gap.py)."""
+    ``threads``. No initializer (it set OpenMP to 1 thread, now redundant): what a
+    worker thread allocated before its first task is part of its malloc arena's
+    history, and that history decides how many pages each 8192^2 run faults in
+    afresh: from ~3200 to ~19000 minor faults and 0.05-0.9 s of system time for the
+    same graph, depending on the pool (benchmarks/dask_gap.py): the likely cause of
+    the runner's 577 ms against a script's 333 ms for main's 3x3 graph."""
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(threads, thread_name_prefix="dask-bench")

@@ -27,7 +27,9 @@ against ``dask_image.ndfilters.correlate`` and ``map_overlap`` with
 as many threads as cyconv's kernels have (each task's kernels on one
 thread), and against the in-memory ``cyconv.correlate2d`` of the whole image
 (the engine's overhead), with the time of the same graph copying its
-blocks instead of filtering them.
+blocks instead of filtering them. Each graph's result is ``compute()``d (one
+new array) or, with ``--dask-result store``, written by ``da.store`` into one
+preallocated array (what a user filtering out of core runs).
 
 What a long-running process sees: by default glibc's allocator is put in its
 steady state first (``mallopt``: mmap threshold 32 MiB, trim threshold 1 GiB,
@@ -368,15 +370,18 @@ DASK_KERNELS = (3, 9, 31)
 DASK_CHUNK = 1024
 
 
-def dask_pool(threads, threadpoolctl):
-    """The threaded scheduler's pool: ``threads`` tasks at once, each task's cyconv
-    kernels on one thread (OpenMP's thread count is per thread: the initializer
-    sets it in each worker thread), so tasks times kernel threads stay at ``threads``."""
+def dask_pool(threads):
+    """The threaded scheduler's pool: ``threads`` tasks at once. cyconv.dask's default
+    runs each task's kernels on one thread, so tasks times kernel threads stay at
+    ``threads``. No initializer (it set OpenMP to 1 thread, now redundant): what a
+    worker thread allocated before its first task is part of its malloc arena's
+    history, and that history decides how many pages each 8192^2 run faults in
+    afresh: from ~3200 to ~19000 minor faults and 0.05-0.9 s of system time for the
+    same graph, depending on the pool (benchmarks/dask_gap.py): the likely cause of
+    the runner's 577 ms against a script's 333 ms for main's 3x3 graph."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(
-        threads, thread_name_prefix="dask-bench",
-        initializer=lambda: threadpoolctl.threadpool_limits(1, user_api="openmp"))
+    return ThreadPoolExecutor(threads, thread_name_prefix="dask-bench")
 
 
 def copy_valid(block, kernel, mode="full", boundary="fill", fillvalue=0):
@@ -387,12 +392,11 @@ def copy_valid(block, kernel, mode="full", boundary="fill", fillvalue=0):
     return block[kernel.shape[0] - 1:, kernel.shape[1] - 1:]
 
 
-def bench_dask(rows, repeats, quick, size):
+def bench_dask(rows, repeats, quick, size, result="compute"):
     """cyconv.dask against dask-image and SciPy per chunk, same chunks and scheduler."""
-    da, ndfilters, threadpoolctl = (try_import(name) for name in (
-        "dask.array", "dask_image.ndfilters", "threadpoolctl"))
-    missing = [name for name, module in (("dask[array]", da), ("dask-image", ndfilters),
-                                         ("threadpoolctl", threadpoolctl)) if module is None]
+    da, ndfilters = (try_import(name) for name in ("dask.array", "dask_image.ndfilters"))
+    missing = [name for name, module in (("dask[array]", da), ("dask-image", ndfilters))
+               if module is None]
     if missing:
         print(f"dask group skipped: {', '.join(missing)} not installed "
               "(pip install '.[bench,dask]')\n")
@@ -402,12 +406,17 @@ def bench_dask(rows, repeats, quick, size):
 
     # As many tasks at once as the in-memory call has kernel threads.
     threads = _openmp.max_threads()
-    pool = dask_pool(threads, threadpoolctl)
+    pool = dask_pool(threads)
     rng = np.random.default_rng(4)
     image = rng.standard_normal((size, size), dtype=np.float32)
     x = da.from_array(image, chunks=DASK_CHUNK)
+    # --dask-result store: every peer's chunks written into one preallocated array
+    # (what an out-of-core user runs: da.store to zarr or a memmap) instead of
+    # compute()'s concatenation into a new one.
+    store = np.ones_like(image) if result == "store" else None
     print(f"dask: {size}x{size} float32 in {DASK_CHUNK}x{DASK_CHUNK} chunks, 'same', "
-          f"threaded scheduler on {threads} threads, cyconv's kernels on 1 thread per task; "
+          f"threaded scheduler on {threads} threads, cyconv's kernels on 1 thread per task, "
+          f"results by {'da.store' if store is not None else 'compute()'}; "
           f"in memory: cyconv.correlate2d on {threads} threads")
     for k in DASK_KERNELS:
         kernel = rng.standard_normal((k, k), dtype=np.float32)
@@ -416,7 +425,10 @@ def bench_dask(rows, repeats, quick, size):
         tol = 1e-3 * np.abs(ref).max()
 
         def run(y):
-            return y.compute(scheduler="threads", pool=pool)
+            if store is None:
+                return y.compute(scheduler="threads", pool=pool)
+            da.store(y, store, lock=False, scheduler="threads", pool=pool)
+            return store
         # Odd kernels: ndimage's origin 0 is correlate2d's 'same' centring.
         peers = {"dask-image": lambda: run(ndfilters.correlate(x, kernel, mode="constant",
                                                                cval=0.0))}
@@ -536,6 +548,9 @@ def main():
                              "(default 1024 and 8192)")
     parser.add_argument("--only", choices=("filter", "layers", "pool", "small", "dask"),
                         action="append", help="run only these groups (default: all but dask)")
+    parser.add_argument("--dask-result", choices=("compute", "store"), default="compute",
+                        help="dask group: each graph's result by compute() (default) or "
+                             "da.store into a preallocated array")
     parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv",
                         help="import this one first (default cyconv)")
     parser.add_argument("--malloc", choices=("steady", "default"), default="steady",
@@ -575,7 +590,7 @@ def main():
         bench_small_ndimage(rows, repeats)
     if "dask" in groups:
         # Each run takes seconds: medians of 3 unless --repeats says otherwise.
-        bench_dask(rows, args.repeats or 3, args.quick, args.size or 8192)
+        bench_dask(rows, args.repeats or 3, args.quick, args.size or 8192, args.dask_result)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "sgemm_gflops": gemm, "rows": rows}, f, indent=1)

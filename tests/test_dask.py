@@ -162,3 +162,83 @@ def test_dropin_threads_in_tasks(monkeypatch, name):
         assert len(seen) == 4 and set(seen) == expected, (threads, scheduler, seen)
     with pytest.raises(ValueError, match="threads"):
         getattr(cdask, name)(xd, k, threads=0)
+
+
+@pytest.mark.parametrize("pad_mode", ["constant", "wrap", "symmetric"])
+def test_runs_gather_np_pad(pad_mode):
+    """The copies planned for a block (`_runs`) rebuild np.pad's padded axis from the
+    chunks, for pads wider than the axis and chunks narrower than the pads."""
+    rng = np.random.default_rng(7)
+    for n, chunks, pads in [(7, (2, 1, 4), (3, 5)), (5, (1,) * 5, (12, 9)), (9, (9,), (0, 4)),
+                            (6, (4, 2), (6, 0)), (1, (1,), (3, 3))]:
+        x = rng.integers(1, 100, n)
+        bounds = np.concatenate(([0], np.cumsum(chunks)))
+        blocks = [x[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+        want = np.pad(x, pads, mode=pad_mode)
+        source = cdask._source_index(n, pads, pad_mode)
+        for lo, hi in [(0, len(want)), (1, len(want) - 2), (pads[0], pads[0] + 1)]:
+            got = np.zeros(hi - lo, x.dtype)  # constant mode's fill: 0, as np.pad's
+            for chunk, src, dst in cdask._runs(source[lo:hi], bounds):
+                got[dst] = blocks[chunk][src]
+            np.testing.assert_array_equal(got, want[lo:hi], err_msg=str((n, chunks, pads)))
+
+
+@pytest.mark.parametrize("chunks", [(1, 1), (2, 3), ((1, 4, 2, 2), (3, 1, 1, 3, 1))])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_integers_exact_chunks_below_halo(name, boundary, mode, chunks):
+    """Integer inputs exactly as the in-memory function, fill value included, where every
+    block gathers its halo from several chunks (chunks smaller than the kernel)."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(-9, 9, (9, 9)).astype(np.int32)
+    k = rng.integers(-3, 3, (5, 4)).astype(np.int32)
+    want = getattr(cyconv, name)(x, k, mode, boundary, 7)
+    got = getattr(cdask, name)(da.from_array(x, chunks=chunks), k, mode, boundary, 7)
+    res = got.compute(scheduler="threads")
+    assert res.dtype == want.dtype
+    np.testing.assert_array_equal(res, want)
+
+
+def test_output_chunks_documented():
+    """Output chunks: the input's, the last grown by the mode's padding beyond k - 1
+    ('full' k - 1, 'same' 0, 'valid' -(k - 1), merged with the ones before while empty)."""
+    x = da.zeros((10, 11), chunks=((4, 4, 2), (1, 5, 5)))
+    k = np.ones((3, 4))
+    assert cdask.correlate2d(x, k, "same").chunks == x.chunks
+    assert cdask.correlate2d(x, k, "full").chunks == ((4, 4, 4), (1, 5, 8))
+    assert cdask.correlate2d(x, k, "valid").chunks == ((4, 4), (1, 5, 2))
+    assert cdask.correlate2d(x, np.ones((3, 9)), "valid").chunks == ((4, 4), (1, 2))
+
+
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+def test_one_task_per_output_chunk(boundary):
+    """The graph adds one task per output chunk to the input's (no pad, rechunk or
+    overlap layers)."""
+    x = da.from_array(np.arange(400.0).reshape(20, 20), chunks=((5, 5, 10), (2, 8, 10)))
+    y = cdask.correlate2d(x, np.ones((3, 5)), "same", boundary)
+    graph = dict(y.__dask_graph__())
+    assert len(graph) == len(dict(x.__dask_graph__())) + y.npartitions
+    np.testing.assert_allclose(y.compute(scheduler="sync"),
+                               scipy.signal.correlate2d(x.compute(), np.ones((3, 5)), "same",
+                                                        boundary))
+
+
+@pytest.mark.parametrize("xdtype, kdtype, fillvalue", [
+    (np.int16, np.float64, 2.7), (np.int16, np.float64, 1e6), (np.int16, np.int32, 70000),
+    (np.uint8, np.int16, -5), (np.float32, np.float64, 0.1), (np.int32, np.float64, np.nan)])
+@pytest.mark.parametrize("name", ["correlate2d", "convolve2d"])
+def test_fillvalue_cast_to_output_dtype(name, xdtype, kdtype, fillvalue):
+    """The fill value is cast to the output dtype, as SciPy does, also where in1's
+    dtype cannot hold it (a float fill around integers, a wider integer kernel)."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 50, (7, 8)).astype(xdtype)
+    k = rng.integers(-3, 4, (3, 2)).astype(kdtype)
+    want = getattr(scipy.signal, name)(x, k, "full", "fill", fillvalue)
+    got = getattr(cdask, name)(da.from_array(x, chunks=3), k, "full", "fill", fillvalue)
+    res = got.compute(scheduler="threads")
+    assert res.dtype == want.dtype
+    if want.dtype.kind in "iu":
+        np.testing.assert_array_equal(res, want)
+    else:
+        np.testing.assert_allclose(res, want, rtol=1e-12, atol=1e-9)

@@ -2,18 +2,17 @@
 
 Requires ``pip install 'cyconv[dask]'``; ``import cyconv`` never imports dask.
 
-Each output chunk is computed by the in-memory function ('valid') on its
-input chunk plus the narrowest halo it needs (``map_overlap`` with an
-asymmetric depth: the rows and columns the kernel reaches before and after
-it), so the result equals the in-memory call on the whole array: to rounding
-for floats, exactly for integers. The image border (``boundary``) is padded
-onto the edge chunks first.
+Each output chunk is one task: it gathers its input chunk plus the narrowest
+halo it needs (the rows and columns the kernel reaches before and after it,
+read from however many neighbouring chunks they span, with the image border
+``boundary`` filled in or mirrored or wrapped as np.pad does) into one array
+and runs the in-memory function on it in 'valid' mode. So the result equals
+the in-memory call on the whole array: to rounding for floats, exactly for
+integers; there is no rechunking, padding or overlap step in the graph.
 
 Output chunks: the input's chunks, with the last one along each axis grown
-by ``k - 1`` ('full'), kept ('same') or shortened by ``k - 1`` ('valid').
-Input chunks shorter than a side of the halo are merged with their
-neighbours first (and, in 'valid' mode, a last chunk that would have no
-output), as is an axis shorter than the halo into one chunk.
+by ``k - 1`` ('full'), kept ('same') or shortened by ``k - 1`` ('valid'; a
+last chunk left with no row is merged with the ones before it).
 
 The layers `conv2d`, `conv2d_backward`, `max_pool2d` and `avg_pool2d` take
 ``(N, C, H, W)`` arrays chunked along N, H and W (`cyconv._dask_layers`):
@@ -40,10 +39,13 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from cyconv._dask_layers import (_check_threads, avg_pool2d, conv2d, conv2d_backward,
                                  max_pool2d, task_threads)
 from cyconv._signal import convolve2d as _convolve2d
+from cyconv._signal import _fill_scalar
 from cyconv._signal import correlate2d as _correlate2d
 from cyconv._threads import thread_limit
 
@@ -54,52 +56,66 @@ _PAD_MODES = {"fill": "constant", "wrap": "wrap", "symm": "symmetric",
 _MODES = ("full", "same", "valid")
 
 
-def _valid_block(block: npt.NDArray[Any], *, kernel: npt.NDArray[Any], func: Any,
-                 out_dtype: np.dtype, threads: int | None) -> npt.NDArray[Any]:
-    """'valid' filtering of a block with its halo: exactly the block's output chunk."""
-    with thread_limit(task_threads(threads)):
-        return np.ascontiguousarray(func(block, kernel, mode="valid"), dtype=out_dtype)
-
-
-def _axis_plan(chunks: tuple[int, ...], pad_before: int, pad_after: int,
-               k: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int] | int]:
-    """Input chunks, output chunks and halo of one axis filtered with ``k`` taps.
-
-    Output row ``i`` reads rows ``i .. i + k - 1`` of the padded axis. With
-    each boundary pad joined to its edge chunk, block ``j`` of the padded
-    axis therefore needs ``pad_before`` rows from the block before it and
-    ``k - 1 - pad_before`` from the block after it, no more: its 'valid'
-    filtering is then exactly output chunk ``j``, which has input chunk
-    ``j``'s length, except the last, which gains the mode's padding beyond
-    ``k - 1`` ('full': ``k - 1``; 'same': 0; 'valid': ``-(k - 1)``). Chunks
-    shorter than a side of the halo (dask's overlap takes it from one
-    neighbour) are merged first, and so is a last chunk with no output row.
-    """
-    from dask.array.overlap import ensure_minimum_chunksize
-
-    before, after = pad_before, k - 1 - pad_before
-    grow = pad_before + pad_after - (k - 1)
-    need = max(before, after, 1)
-    chunks = ensure_minimum_chunksize(need, chunks) if need <= sum(chunks) else (sum(chunks),)
-    while len(chunks) > 1 and chunks[-1] + grow < 1:
-        chunks = chunks[:-2] + (chunks[-2] + chunks[-1],)
-    out = chunks[:-1] + (chunks[-1] + grow,)
-    return chunks, out, (before, after) if len(chunks) > 1 else 0
-
-
-def _pad(x: da.Array, pads: tuple[tuple[int, int], tuple[int, int]], pad_mode: str,
-         fillvalue: npt.ArrayLike) -> da.Array:
-    """``np.pad`` of a Dask array, also where a pad is wider than the axis."""
+def _source_index(n: int, pads: tuple[int, int], pad_mode: str) -> npt.NDArray[np.int64]:
+    """Row of the input each row of the padded axis copies (-1: the fill value), as np.pad."""
+    index = np.arange(n, dtype=np.int64)
     if pad_mode == "constant":
-        value = np.asarray(fillvalue).astype(x.dtype).item()
-        return da.pad(x, pads, mode="constant", constant_values=value)
-    if all(max(p) <= n for p, n in zip(pads, x.shape)):
-        return da.pad(x, pads, mode=pad_mode)
-    # da.pad reflects or wraps once; np.pad repeats: gather by np.pad's indices.
-    for axis, (p, n) in enumerate(zip(pads, x.shape)):
-        index = np.pad(np.arange(n), p, mode=pad_mode)
-        x = x[(slice(None),) * axis + (index,)]
-    return x
+        return np.concatenate((np.full(pads[0], -1, np.int64), index,
+                               np.full(pads[1], -1, np.int64)))
+    return np.pad(index, pads, mode=pad_mode)
+
+
+def _runs(source: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64]) -> list[tuple]:
+    """Copies that gather ``source`` (`_source_index` rows) from chunks with ``bounds``.
+
+    Each run is ``(chunk, src, dst)``: rows ``src`` (a slice, step 1 or -1) of
+    input chunk ``chunk`` go to rows ``dst`` of the gathered block. Fill rows
+    are left out. A run ends where the chunk changes or the rows stop being
+    consecutive (np.pad's wraps and reflections jump or repeat a row).
+    """
+    chunk = np.where(source < 0, -1, np.searchsorted(bounds, source, side="right") - 1)
+    starts = np.flatnonzero(np.diff(chunk) != 0) + 1
+    steps = np.diff(source)
+    jumps = np.flatnonzero((np.abs(steps) != 1) & (source[1:] >= 0)) + 1
+    edges = np.unique(np.concatenate(([0], starts, jumps, [len(source)])))
+    runs = []
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        c = int(chunk[a])
+        if c < 0:
+            continue
+        first = int(source[a] - bounds[c])
+        if b - a > 1 and source[a + 1] < source[a]:
+            src = slice(first, first - (b - a) if first - (b - a) >= 0 else None, -1)
+        else:
+            src = slice(first, first + b - a)
+        runs.append((c, src, slice(a, b)))
+    return runs
+
+
+def _gather_valid(blocks: list[npt.NDArray[Any]], *, shape: tuple[int, int],
+                  pieces: tuple, fill: Any, dtype: np.dtype, kernel: npt.NDArray[Any],
+                  func: Any, out_dtype: np.dtype, threads: int | None) -> npt.NDArray[Any]:
+    """One output chunk: its input region with the halo and border gathered into one
+    array of ``dtype`` (``pieces``: block, source and destination slices; ``fill``
+    where none lands, None if every element is copied), then filtered 'valid'."""
+    if len(pieces) == 1 and pieces[0][2] == (slice(0, shape[0]), slice(0, shape[1])):
+        region = blocks[pieces[0][0]][pieces[0][1]]  # one chunk holds it: no copy
+    else:
+        region = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+        for block, src, dst in pieces:
+            region[dst] = blocks[block][src]
+    with thread_limit(task_threads(threads)):
+        return np.ascontiguousarray(func(region, kernel, mode="valid"), dtype=out_dtype)
+
+
+def _out_bounds(n: int, chunks: tuple[int, ...], grow: int) -> npt.NDArray[np.int64]:
+    """Output chunk boundaries: the input's, the last chunk grown by ``grow`` rows
+    (merged with the ones before it while it would have no row)."""
+    bounds = np.concatenate(([0], np.cumsum(chunks, dtype=np.int64)))
+    bounds[-1] = n + grow
+    while len(bounds) > 2 and bounds[-1] <= bounds[-2]:
+        bounds = np.delete(bounds, -2)
+    return bounds
 
 
 def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
@@ -132,24 +148,51 @@ def _filter(in1: da.Array, in2: npt.ArrayLike, mode: str, boundary: str,
         top = (kh - 1) // 2 if flip else kh // 2
         left = (kw - 1) // 2 if flip else kw // 2
         pads = ((kh - 1 - top, top), (kw - 1 - left, left))
-    plans = [_axis_plan(c, *p, k) for c, p, k in zip(in1.chunks, pads, kernel.shape)]
-    padded = in1.rechunk(tuple(plan[0] for plan in plans))
-    if mode != "valid":
-        padded = _pad(padded, pads, _PAD_MODES[boundary], fillvalue)
-        # Each pad joins its edge chunk: block j of `padded` holds input chunk j.
-        joined = []
-        for plan, (pad_before, pad_after) in zip(plans, pads):
-            chunks = list(plan[0])
-            chunks[0] += pad_before
-            chunks[-1] += pad_after
-            joined.append(tuple(chunks))
-        padded = padded.rechunk(tuple(joined))
-    return padded.map_overlap(
-        functools.partial(_valid_block, kernel=kernel, func=func, out_dtype=out_dtype,
-                          threads=threads),
-        depth={0: plans[0][2], 1: plans[1][2]}, boundary="none", trim=False,
-        allow_rechunk=False, chunks=tuple(plan[1] for plan in plans),
-        dtype=out_dtype, meta=np.empty((0, 0), out_dtype))
+    pad_mode = _PAD_MODES[boundary]
+    fill, fill_dtype = None, in1.dtype
+    if pad_mode == "constant":
+        # The fill value as the in-memory function casts it (to the output dtype);
+        # blocks that need it are gathered in that dtype unless in1's holds it.
+        fill = _fill_scalar(func.__name__, fillvalue, out_dtype)
+        with np.errstate(all="ignore"):
+            if not np.array_equal(fill.astype(in1.dtype).astype(out_dtype), fill,
+                                  equal_nan=fill.dtype.kind in "fc"):
+                fill_dtype = out_dtype
+    # Output row i reads rows i .. i + k - 1 of the padded axis; output chunk
+    # [o0, o1) the padded rows [o0, o1 + k - 1), gathered from the input chunks
+    # they map to (any number of them: no rechunking) in one copy per block.
+    axes = []
+    for n, chunks, p, k in zip(in1.shape, in1.chunks, pads, kernel.shape):
+        in_bounds = np.concatenate(([0], np.cumsum(chunks, dtype=np.int64)))
+        out_bounds = _out_bounds(n, chunks, p[0] + p[1] - (k - 1))
+        source = _source_index(n, p, pad_mode)
+        axes.append([(int(o1 - o0 + k - 1), _runs(source[o0:o1 + k - 1], in_bounds))
+                     for o0, o1 in zip(out_bounds[:-1], out_bounds[1:])])
+    token = tokenize(in1.name, kernel, mode, boundary, fill, func, threads)
+    name = f"{func.__name__}-{token}"
+    dsk = {}
+    for t, (rows, row_runs) in enumerate(axes[0]):
+        for u, (cols, col_runs) in enumerate(axes[1]):
+            keys, pieces = [], []
+            for i, rsrc, rdst in row_runs:
+                for j, csrc, cdst in col_runs:
+                    if (in1.name, i, j) not in keys:
+                        keys.append((in1.name, i, j))
+                    pieces.append((keys.index((in1.name, i, j)), (rsrc, csrc), (rdst, cdst)))
+            if not keys:  # all fill: any block gives the dtype
+                keys = [(in1.name, 0, 0)]
+            covered = (sum(d.stop - d.start for _, _, d in row_runs) == rows
+                       and sum(d.stop - d.start for _, _, d in col_runs) == cols)
+            gather = functools.partial(
+                _gather_valid, shape=(rows, cols), pieces=tuple(pieces),
+                fill=None if covered else fill,
+                dtype=in1.dtype if covered else fill_dtype, kernel=kernel, func=func,
+                out_dtype=out_dtype, threads=threads)
+            dsk[(name, t, u)] = (gather, keys)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[in1])
+    out_chunks = tuple(tuple(rows - k + 1 for rows, _ in axis)
+                       for axis, k in zip(axes, kernel.shape))
+    return da.Array(graph, name, chunks=out_chunks, meta=np.empty((0, 0), out_dtype))
 
 
 def correlate2d(in1: da.Array, in2: npt.ArrayLike, mode: str = "full",

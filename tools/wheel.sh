@@ -53,7 +53,9 @@ levels=$(cd "$work" && "$work/venv/bin/python" -c \
 for level in $levels; do
     echo "wheel: tests at CYCONV_SIMD=$level"
     CYCONV_SIMD=$level "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
-        tests/test_simd.py tests/test_signal.py tests/test_depthwise.py tests/test_pool.py
+        tests/test_simd.py tests/test_signal.py tests/test_depthwise.py \
+        tests/test_depthwise_backward.py tests/test_pool.py tests/test_stem.py \
+        tests/test_winograd.py tests/test_winograd_wgrad.py
 done
 
 # Older CPUs, emulated: the dispatch must pick their level and compute right.

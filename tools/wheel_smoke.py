@@ -2,8 +2,9 @@
 
     python tools/wheel_smoke.py [LEVEL]
 
-Checks the dispatched kernels (filtering, depthwise, pooling) against SciPy
-and NumPy, and, given LEVEL, that cyconv loaded that SIMD level (a CPU
+Checks the dispatched kernels (filtering, depthwise, pooling, the
+register-blocked stem kernels, Winograd's forward and weight gradient)
+against SciPy and NumPy, and, given LEVEL, that cyconv loaded that SIMD level (a CPU
 emulated by ``qemu-x86_64 -cpu Haswell`` must get 'avx2'). Run from outside
 the source tree so that the installed cyconv is the one imported.
 """
@@ -46,6 +47,41 @@ def main(level=None):
               cyconv.max_pool2d(x, 3, stride=2), windows.max(axis=(4, 5)), rtol)
         check(f"avg_pool2d 3x3/2 {np.dtype(dtype).name}",
               cyconv.avg_pool2d(x, 3, stride=2), windows.mean(axis=(4, 5)), rtol)
+        check_layers(rng, dtype, rtol)
+
+
+def conv2d_reference(x, w, stride, pad):
+    """conv2d by its definition: windows of the zero-padded input times the kernels."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = sliding_window_view(xp, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwpq,kcpq->nkhw", windows, w)
+
+
+def check_layers(rng, dtype, rtol):
+    """The stem-like layer 'auto' runs by _regblock, and Winograd's two kernels."""
+    name = np.dtype(dtype).name
+    x = rng.standard_normal((2, 3, 37, 41)).astype(dtype)
+    w = rng.standard_normal((16, 3, 7, 7)).astype(dtype)
+    check(f"stem 7x7/2 (register-blocked) {name}", cyconv.conv2d(x, w, stride=2, padding=3),
+          conv2d_reference(x, w, 2, 3), rtol)
+    x = rng.standard_normal((2, 16, 13, 11)).astype(dtype)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
+    # Winograd rounds: compare to the error bound's scale (64 eps of |x| * |w|).
+    scale = conv2d_reference(np.abs(x), np.abs(w), 1, 1).max()
+    tol = 64 * np.finfo(dtype).eps * scale
+    np.testing.assert_allclose(cyconv.conv2d(x, w, padding=1, method="winograd"),
+                               conv2d_reference(x, w, 1, 1), rtol=0, atol=tol)
+    print(f"ok  winograd 3x3 forward {name}")
+    gy = rng.standard_normal((2, 16, 13, 11)).astype(dtype)
+    _, gw, _ = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd",
+                                      output_mask=(False, True, False))
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.einsum("nkhw,nchwpq->kcpq", gy,
+                     sliding_window_view(xp, (3, 3), axis=(2, 3)))
+    scale = np.einsum("nkhw,nchwpq->kcpq", np.abs(gy),
+                      sliding_window_view(np.abs(xp), (3, 3), axis=(2, 3))).max()
+    np.testing.assert_allclose(gw, want, rtol=0, atol=64 * np.finfo(dtype).eps * scale)
+    print(f"ok  winograd 3x3 weight gradient {name}")
 
 
 if __name__ == "__main__":

@@ -414,42 +414,43 @@ def test_auto_rule_on_large_transformed_kernels():
     assert wg.winograd_pays(geom, np.dtype(np.float32))
 
 
-def test_overflowing_transform_falls_back(monkeypatch):
-    # Inputs near float32's overflow whose transformed tiles overflow (rows of
-    # alternating sign add up in the transform) while the sums do not: the
-    # kernel reports it and the call recomputes without Winograd.
+def _overflow_case(monkeypatch):
+    """Values near float32's overflow whose transformed tiles overflow (rows of
+    alternating sign add up in the transform) while the sums do not, small
+    weights, and the list of what the forward kernel reports."""
     from cyconv import _winograd
     reports = []
     real = _winograd.conv2d_forward
     monkeypatch.setattr(_winograd, "conv2d_forward",
                         lambda *args: reports.append(real(*args)) or reports[-1])
-    x = np.full((1, 16, 8, 8), 3e37, np.float32)
-    x[0, :, ::2] *= -1
-    w = np.full((16, 16, 3, 3), 1e-3, np.float32)
+    big = np.full((1, 16, 8, 8), 3e37, np.float32)
+    big[0, :, ::2] *= -1
+    return big, np.full((16, 16, 3, 3), 1e-3, np.float32), reports
+
+
+def _assert_finite_close(got, want):
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_overflowing_transform_falls_back(monkeypatch):
+    # The kernel reports the overflow and the call recomputes without Winograd.
+    x, w, reports = _overflow_case(monkeypatch)
     y = cyconv.conv2d(x, w, padding=1, method="winograd")
     assert reports == [False]
-    want = conv2d_api_ref(x.astype(np.float64), w.astype(np.float64), None, padding=1)
-    assert np.isfinite(y).all()
-    np.testing.assert_allclose(y, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    _assert_finite_close(y, conv2d_api_ref(x.astype(np.float64), w.astype(np.float64),
+                                           None, padding=1))
 
 
 def test_overflowing_input_gradient_falls_back(monkeypatch):
     # The stride-1 input gradient is Winograd's forward of grad_output: an
     # overflowing transform there is recomputed by the shifted GEMMs too.
-    from cyconv import _winograd
-    reports = []
-    real = _winograd.conv2d_forward
-    monkeypatch.setattr(_winograd, "conv2d_forward",
-                        lambda *args: reports.append(real(*args)) or reports[-1])
-    gy = np.full((1, 16, 8, 8), 3e37, np.float32)
-    gy[0, :, ::2] *= -1
-    x = np.ones((1, 16, 8, 8), np.float32)
-    w = np.full((16, 16, 3, 3), 1e-3, np.float32)
-    gx, _, _ = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd",
-                                      output_mask=(True, False, False))
+    gy, w, reports = _overflow_case(monkeypatch)
+    x = np.ones_like(gy)
+    mask = (True, False, False)
+    gx, _, _ = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd", output_mask=mask)
     assert reports == [False]
     want, _, _ = cyconv.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
                                         w.astype(np.float64), padding=1, method="direct",
-                                        output_mask=(True, False, False))
-    assert np.isfinite(gx).all()
-    np.testing.assert_allclose(gx, want, rtol=0, atol=1e-5 * np.abs(want).max())
+                                        output_mask=mask)
+    _assert_finite_close(gx, want)

@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 
 from cyconv._dispatch import _winograd_wgrad
+from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
 from cyconv._winograd_transforms import POINTS_F4, exact_transforms
@@ -148,10 +149,10 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
                     transformed_sums=(n_sums, SPAN * SPAN, n_out, cg),
                     blocks=(n_threads, row * block))
         sums = np.zeros((n_sums, SPAN * SPAN, n_out, cg), dtype)
-        scratch = np.empty((n_threads, row * block), dtype)
-        _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block, kernel_parts,
-                                         scratch, n_threads)
-        del scratch
+        # The blocks in a buffer kept from call to call, as the forward's.
+        with scratch((n_threads, row * block), dtype) as blocks:
+            _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block,
+                                             kernel_parts, blocks, n_threads)
         grad = np.empty((n_out * cg, 9), dtype)
         _winograd_wgrad.weights_from_sums(sums.reshape(n_sums, SPAN * SPAN, n_out * cg),
                                           wgrad_transforms()[0], grad, n_threads)

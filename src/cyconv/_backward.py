@@ -377,7 +377,11 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             grad_input = np.empty(xp_shape, dtype)
             _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method)
         else:
-            grad_input = np.zeros(xp_shape, dtype)
+            # im2col's 1x1 case (stride 1, no padding) writes every element
+            # (beta = 0); the other kernels fold sums into a zeroed array.
+            pointwise = (run and kernels is _im2col and geom.kh * geom.kw == 1
+                         and (geom.sh, geom.sw, pad_top, pad_left) == (1, 1, 0, 0))
+            grad_input = (np.empty if pointwise else np.zeros)(xp_shape, dtype)
             if run and kernels is _direct:
                 _direct.conv2d_grad_input(gy, w4, grad_input, *args)
             elif run:

@@ -10,6 +10,17 @@ in GFLOP/s, wall and CPU time. Use ``OMP_NUM_THREADS=1`` / ``2`` to compare
 thread counts (each is its own process):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 python benchmarks/pointwise_ab.py
+
+Measured on a shared, heavily loaded 2-core AVX-512 machine (indicative):
+cyconv's forward took the CPU time of the same per-image GEMMs called from
+Python (1 thread: 11.9-15.0 vs 13.3-13.5 ms) and at most that of one GEMM
+of all images' flops (13.4-16.2 ms); on 2 threads it was faster than that
+one GEMM on SciPy's two BLAS threads. Single-thread rates of the shapes
+involved (512x256 @ 256x784 and the backward's) matched the 2048^2 sgemm's.
+Cutting each image's GEMM into 2, 4 or 8 column blocks was slower on 1 and
+2 threads (2 threads: 28 / 32 / 39 / 52 ms for 1 / 2 / 4 / 8 blocks), so
+the kernel keeps one GEMM per image. The input gradient into np.empty
+instead of np.zeros saved its zero fill (0.2 ms; CPU 18.0 -> 17.2 ms).
 """
 import argparse
 import ctypes
@@ -75,9 +86,9 @@ def main():
         "one sgemm 512x256x6272, SciPy": (lambda: blas.sgemm(1.0, wide.T, w2.T), flops),
         "sgemm 2048^2, NumPy (runner)": (lambda: a @ a, 2 * 2048**3),
     }
-    # im2col's kernel with each image's GEMM cut into 1, 2 or 4 column blocks
+    # im2col's kernel with each image's GEMM cut into 1, 2, 4 or 8 column blocks
     # (the workspace row's length sets the block; the 1x1 case reads no workspace).
-    for parts in (1, 2, 4):
+    for parts in (1, 2, 4, 8):
         cases[f"forward kernel, {parts} block(s)/image"] = (
             lambda parts=parts: forward_1x1(x, w, -(-h * h // parts)), flops)
     if args.backward:
@@ -100,6 +111,8 @@ def main():
             fn()
             wall[key].append(time.perf_counter() - t)
             cpu[key].append(time.process_time() - p)
+            if key.startswith("sgemm"):
+                time.sleep(0.3)  # NumPy's OpenBLAS threads spin ~0.1 s after it
     print(f"kernel threads {cyconv._openmp.max_threads()}, medians of {args.rounds}")
     ref = 2 * 2048**3 / np.median(wall["sgemm 2048^2, NumPy (runner)"])
     for key, (_, f) in cases.items():

@@ -31,6 +31,7 @@ from scipy.linalg import blas
 
 import cyconv
 from cyconv import _im2col
+from cyconv._fft import all_finite
 from cyconv._threads import gemm_team
 
 
@@ -95,6 +96,11 @@ def main():
         cases["cyconv.conv2d_backward 1x1"] = (
             lambda: cyconv.conv2d_backward(gy, x, w, output_mask=(True, True, False)),
             2 * flops)
+        # Before: conv2d_backward also passed over grad_output for NaN and inf
+        # with no padding for them to meet.
+        cases["conv2d_backward + all_finite(gy)"] = (
+            lambda: (all_finite(gy), cyconv.conv2d_backward(
+                gy, x, w, output_mask=(True, True, False))), 2 * flops)
         # Its input gradient's kernel call, into a zeroed array (before) or
         # an uninitialized one (after: the 1x1 GEMMs overwrite every cell).
         for label, alloc in (("zeros", np.zeros), ("empty", np.empty)):

@@ -366,7 +366,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     if want_weight and grad_weight is None:
         # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
         # (the definition, PyTorch): pad here so that no kernel skips those taps.
-        # Without padding no pass over grad_output is needed (0.8 ms of the 1x1 layer's).
+        # Without padding there is nothing to meet: no pass over grad_output.
         xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
                                                 any(geom.pads) and not gy_finite())
         # Winograd's tiles would spread a NaN or inf of the input or grad_output.

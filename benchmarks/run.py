@@ -134,11 +134,17 @@ def environment():
 
 
 def sgemm_rate(repeats):
-    """GFLOP/s of a float32 2048x2048 matrix product through NumPy's BLAS."""
+    """GFLOP/s of a float32 2048x2048 matrix product through NumPy's BLAS.
+
+    OpenBLAS's threads spin for about 0.1 s after each product
+    (benchmarks/import_order.py --libs shows the CPU they burn): a pause
+    lets them sleep before the next case runs.
+    """
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2048, 2048), dtype=np.float32)
     b = rng.standard_normal((2048, 2048), dtype=np.float32)
     t = median_time(lambda: a @ b, repeats, 0.2)
+    time.sleep(0.3)
     return 2 * 2048**3 / t / 1e9
 
 
@@ -217,6 +223,9 @@ def bench_layers(rows, repeats, quick, torch, gemm_gflops):
     rng = np.random.default_rng(2)
     layers = LAYERS[1:3] + LAYERS[5:] if quick else LAYERS
     for name, n, c, h, k, ks, stride, pad, groups in layers:
+        # "% of sgemm" against a reference measured next to the layer: a
+        # shared host's speed drifts over a run (the one at the start is printed).
+        gemm_gflops = sgemm_rate(repeats)
         x = rng.standard_normal((n, c, h, h), dtype=np.float32)
         w = rng.standard_normal((k, c // groups, ks, ks), dtype=np.float32)
         args = dict(stride=stride, padding=pad, groups=groups)

@@ -359,3 +359,45 @@ def test_exercise_bias():
     fd = _central_differences(
         lambda a: np.sum(_ref_forward(I_EX.astype(float), a, b, stride=S_EX)), kk)
     assert_array_equal(grad_k, fd)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "groups", "padding", "mode"),
+                         [(1, 1, 0, "zeros"), (3, 2, 0, "zeros"), (2, 1, 1, "reflect")])
+def test_pointwise_grad_input_writes_every_element(dtype, n, groups, padding, mode):
+    # im2col's 1x1 input gradient fills an uninitialized array (its GEMMs
+    # overwrite): freed NaN-filled blocks of that size first, so that a cell
+    # left unwritten would show. Reference: the sum over kernels, in NumPy.
+    rng = np.random.default_rng(3)
+    c, k, h, w = 4 * groups, 6 * groups, 9, 7
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c // groups, 1, 1)).astype(dtype)
+    hp, wp = h + 2 * padding, w + 2 * padding
+    gy = rng.standard_normal((n, k, hp, wp)).astype(dtype)
+    for _ in range(3):
+        np.full((n, c, hp, wp), np.nan, dtype)
+    gx, gw, _ = cyconv.conv2d_backward(gy, x, wt, padding=padding, groups=groups,
+                                       padding_mode=mode, method="im2col",
+                                       output_mask=(True, True, False))
+    # Per group: d x_padded[n, g*cg + c] = sum_kk w[g*kg + kk, c] gy[n, g*kg + kk].
+    w2 = wt[:, :, 0, 0].astype(np.float64).reshape(groups, k // groups, c // groups)
+    g5 = gy.astype(np.float64).reshape(n, groups, k // groups, hp, wp)
+    gxp = np.einsum("gkc,ngkyx->ngcyx", w2, g5).reshape(n, c, hp, wp)
+    x5 = (np.pad(x, ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2), mode="reflect")
+          if padding else x).astype(np.float64).reshape(n, groups, c // groups, hp, wp)
+    gw_ref = np.einsum("ngkyx,ngcyx->gkc", g5, x5).reshape(k, c // groups, 1, 1)
+    # The reflected border's gradients fold back onto the cells they copy.
+    expected = np.zeros((n, c, h, w)) if padding else gxp
+    if padding:
+        for i, j in np.ndindex(hp, wp):
+            src_i = abs(i - padding) if i < padding + h else 2 * (h - 1) - (i - padding)
+            src_j = abs(j - padding) if j < padding + w else 2 * (w - 1) - (j - padding)
+            expected[:, :, src_i, src_j] += gxp[:, :, i, j]
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert_allclose(gx, expected, rtol=tol, atol=tol)
+    assert_allclose(gw, gw_ref, rtol=tol, atol=tol)
+    # 'auto' takes the same path.
+    assert_allclose(cyconv.conv2d_backward(gy, x, wt, padding=padding, groups=groups,
+                                           padding_mode=mode,
+                                           output_mask=(True, False, False))[0],
+                    expected, rtol=tol, atol=tol)

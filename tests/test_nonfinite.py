@@ -76,3 +76,23 @@ def test_backward_non_finite_meets_padding(kernels, method, where):
     for got, ref in ((gx, ref_gx), (gw, ref_gw)):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("ksize", [1, 3])
+@pytest.mark.parametrize("method", ["auto", "direct", "im2col"])
+@pytest.mark.parametrize("where", ["weight", "grad_output", "input"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_backward_non_finite_without_padding(ksize, method, where, bad):
+    # No padding for a NaN or inf to meet: every tap is data, and the
+    # gradients are the plain sums (the 1x1 case skips the finiteness pass).
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 6, 7))
+    w = rng.standard_normal((4, 3, ksize, ksize))
+    gy = rng.standard_normal((2, 4, 7 - ksize, 8 - ksize))
+    a = {"weight": w, "grad_output": gy, "input": x}[where]
+    a[1, 2, a.shape[2] // 2, a.shape[3] // 2] = bad
+    gx, gw, _ = cyconv.conv2d_backward(gy, x, w, method=method)
+    ref_gx, ref_gw = reference_backward(gy, x, w, 0)
+    for got, ref in ((gx, ref_gx), (gw, ref_gw)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, equal_nan=True)

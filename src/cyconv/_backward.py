@@ -366,8 +366,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     if want_weight and grad_weight is None:
         # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
         # (the definition, PyTorch): pad here so that no kernel skips those taps.
+        # Without padding there is nothing to meet: no pass over grad_output.
         xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
-                                                not gy_finite())
+                                                any(geom.pads) and not gy_finite())
         # Winograd's tiles would spread a NaN or inf of the input or grad_output.
         winograd_weight = winograd_weight and gy_finite() and _fft.all_finite(xp)
 
@@ -377,7 +378,11 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             grad_input = np.empty(xp_shape, dtype)
             _grad_input_as_forward(func, gy, w4, grad_input, geom, pad_top, pad_left, method)
         else:
-            grad_input = np.zeros(xp_shape, dtype)
+            # im2col's 1x1 case (stride 1, no padding) writes every element
+            # (beta = 0); the other kernels fold sums into a zeroed array.
+            pointwise = (run and kernels is _im2col and geom.kh * geom.kw == 1
+                         and (geom.sh, geom.sw, pad_top, pad_left) == (1, 1, 0, 0))
+            grad_input = (np.empty if pointwise else np.zeros)(xp_shape, dtype)
             if run and kernels is _direct:
                 _direct.conv2d_grad_input(gy, w4, grad_input, *args)
             elif run:

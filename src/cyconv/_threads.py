@@ -28,6 +28,18 @@ The count is the kernels' (`cyconv._openmp`): ``OMP_NUM_THREADS`` or
 threadpoolctl's OpenMP limit, capped at the CPUs this process may use. Nothing
 here changes the environment, and nothing depends on which library loaded the
 OpenMP runtime first.
+
+With PyTorch in the process (benchmarks/import_order.py, which prints what it
+measures): either import order maps one GNU OpenMP runtime, whose soname both
+libraries link -- the system's libgomp when cyconv is imported first,
+torch's bundled copy when torch is -- so torch's loops and the kernels run
+on one team, whose idle threads spin a few milliseconds after a call and then
+sleep; the two runtimes gave the kernels the same CPU time per call. The
+threads that do keep spinning are NumPy's OpenBLAS pthreads: after a
+multi-threaded NumPy product they burn CPU for about 0.1 s (2^28 cycles), so
+on a machine with few cores whatever runs next, torch or cyconv, starts on
+fewer. Only process-wide settings change that (``OPENBLAS_NUM_THREADS``,
+OpenBLAS's build), which a library must not touch.
 """
 import contextlib
 import ctypes

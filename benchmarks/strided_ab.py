@@ -16,6 +16,7 @@ The prototype below (``poly_forward``, ``poly_grad_input``) is checked
 against cyconv first, then timed interleaved with cyconv's 'auto' (A, im2col
 and GEMM + col2im at stride 2) and PyTorch on the runner's layers (float32,
 N=8): conv2d C128-28-K256 3x3/2 pad 1 forward and input gradient,
+the input and weight gradients together (the runner's backward row), and
 conv_transpose2d C64-28-K32 4x4/2 pad 1. "gemms" times the forward's own
 GEMMs without the unroll (a 1x1 convolution of the unrolled columns): the
 most any copy-free formulation of the same products can save. Each round
@@ -124,6 +125,14 @@ def cases():
                                             output_mask=(True, False, False))[0],
         "poly": lambda: poly_grad_input(gy, w, x.shape, 2, 1),
     }
+    # The runner's backward row: input and weight gradients (the weight
+    # gradient is im2col's in both).
+    both = {
+        "A": lambda: cyconv.conv2d_backward(gy, x, w, stride=2, padding=1,
+                                            output_mask=(True, True, False))[0],
+        "poly": lambda: (poly_grad_input(gy, w, x.shape, 2, 1), cyconv.conv2d_backward(
+            gy, x, w, stride=2, padding=1, output_mask=(False, True, False)))[0],
+    }
     # conv_transpose2d(xt, wt) is conv2d_backward's input gradient with grad_output xt.
     transpose = {
         "A": lambda: cyconv.conv_transpose2d(xt, wt, stride=2, padding=1),
@@ -134,8 +143,11 @@ def cases():
         fwd["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, None, 2, 1)
         grad["torch"] = lambda: torch.ops.aten.convolution_backward(
             tg, tx, tw, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False))
+        both["torch"] = lambda: torch.ops.aten.convolution_backward(
+            tg, tx, tw, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 1, (True, True, False))
         transpose["torch"] = lambda: torch.nn.functional.conv_transpose2d(txt, twt, None, 2, 1)
-    return {"3x3/2 forward": fwd, "3x3/2 grad_input": grad, "4x4/2 conv_transpose2d": transpose}
+    return {"3x3/2 forward": fwd, "3x3/2 grad_input": grad, "3x3/2 backward": both,
+            "4x4/2 conv_transpose2d": transpose}
 
 
 def main():

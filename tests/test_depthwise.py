@@ -5,8 +5,9 @@ rows without border columns; the backward pads the gradient plane, runs the
 input gradient's rows on it and reads it against the rows of the input for
 the weight gradient (3x3 kernels), or reads the padded input and the
 gradient as flat rows (columns past the output width zero). The widths below
-cross the vector blocks of _rowblock.h (16 float32 or 8 float64 lanes with
-AVX-512), the paddings reach past the kernel's extent, and the dilations
+cross the vector blocks of _rowblock.h (its vectors are the SIMD level's
+registers: 4/8/16 float32 or 2/4/8 float64 lanes with SSE2/AVX2/AVX-512, and
+passes of up to 8 of them; the suite runs at every level), the paddings reach past the kernel's extent, and the dilations
 spread the taps. References: tests/_reference.py (the sum by NumPy) for the
 forward, and im2col/col2im (no shared code) for the gradients.
 """
@@ -20,7 +21,7 @@ import cyconv._conv
 from _reference import TOL, conv2d_api_ref
 
 FLOATS = (np.float32, np.float64)
-WIDTHS = (1, 5, 16, 17, 40, 70)
+WIDTHS = (1, 3, 5, 9, 16, 17, 40, 70)
 PARAMS = [
     dict(padding=1), dict(padding="same", dilation=(2, 3)), dict(padding=(4, 0)),
     dict(padding=(0, 6)), dict(padding=2, padding_mode="reflect"),

@@ -11,7 +11,11 @@
  *
  * GCC/Clang vector extensions give the SIMD width the compiler targets
  * (each SIMD level's build of _direct its own: SSE2, AVX2 or AVX-512; see
- * meson.build); other compilers get the same sums on scalars. Each function is
+ * meson.build); other compilers get the same sums on scalars. The vector type
+ * is the target's register width: a wider one is split into several
+ * registers, and the passes' accumulators then no longer fit the register
+ * file (at 64 bytes the SSE2 and AVX2 builds kept them on the stack and ran
+ * the depthwise forward 8-10x slower than the AVX-512 build). Each function is
  * written once, as a macro, and instantiated for float and double at the end.
  */
 #ifndef CYCONV_ROWBLOCK_H
@@ -20,10 +24,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define CYCONV_VECTOR_BYTES 64
-#else
+#if !defined(__GNUC__) && !defined(__clang__)
 #define CYCONV_VECTOR_BYTES 0
+#elif defined(CYCONV_VECTOR_BYTES)
+/* given on the command line (tuning, tests) */
+#elif defined(__AVX512F__)
+#define CYCONV_VECTOR_BYTES 64
+#elif defined(__AVX__)
+#define CYCONV_VECTOR_BYTES 32
+#else
+#define CYCONV_VECTOR_BYTES 16
 #endif
 
 /* out_row[j] = bias + sum_{c, p_lo <= p < p_hi, q} w_k[(c*kh + p)*kw + q]

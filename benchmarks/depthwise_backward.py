@@ -26,9 +26,10 @@ def best_ms(fn, clock, inner=3):
     return 1e3 * min(times)
 
 
-def setup():
-    """The command line's options, and the problem: (args, clock, torch, x, weight, grad_out)."""
-    parser = argparse.ArgumentParser()
+def setup(parser=None):
+    """The command line's options (``parser``'s and these), and the problem:
+    (args, clock, torch, x, weight, grad_out)."""
+    parser = parser or argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--dtype", default="float32")

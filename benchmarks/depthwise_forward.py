@@ -1,4 +1,4 @@
-"""A/B timing of the depthwise 3x3 forward per SIMD level against torch, in one process (indicative).
+"""A/B timing of the depthwise 3x3 forward (or backward) per SIMD level against torch, in one process (indicative).
 
 python benchmarks/depthwise_forward.py [--threads T] [--repeats R] [--cpu-time]
 Interleaves, in one process, the depthwise forward kernel of every SIMD
@@ -7,7 +7,9 @@ same prepared arrays and scratch as conv2d uses), cyconv.conv2d (the
 dispatched level, with its Python layer), torch's forward, and a plain copy
 of the input into an array of the output's size (np.copyto: the memory
 traffic the layer cannot avoid). Prints the median and the minimum in ms.
-Options as benchmarks/depthwise_backward.py's, and ``--old FILE...``: other
+``--backward``
+times the backward kernel (both gradients) and torch's instead. Options as
+benchmarks/depthwise_backward.py's, and ``--old FILE...``: other
 builds of _direct (say, copies of the .so files before a change) timed beside.
 """
 import argparse
@@ -36,24 +38,41 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--old", nargs="*", default=[],
                         help="other builds of _direct (.so files) to time beside these")
-    args, clock, torch, x, wt, _ = setup(parser)
+    parser.add_argument("--backward", action="store_true",
+                        help="the backward kernel (input and weight gradients) instead")
+    args, clock, torch, x, wt, gy = setup(parser)
     c = x.shape[1]
     bias = np.zeros(c, x.dtype)
     out = np.empty_like(x)
     sink = np.empty_like(x)
-    scratch = depthwise_scratch(x, wt, out.shape, 1, 1, 1, 1, c)
-    tx, tw = map(torch.from_numpy, (x, wt))
+    flipped = np.ascontiguousarray(wt[..., ::-1, ::-1])
+    if args.backward:
+        # As conv2d_backward calls it (cyconv._backward._depthwise_gradients).
+        extra = (x.shape[2] + 2) * (x.shape[3] + 2)
+        scratch = depthwise_scratch(gy, wt, gy.shape, 1, 1, 1, 1, c, extra)
+        partial = np.zeros((scratch.shape[0], wt.size), x.dtype)
+    else:
+        scratch = depthwise_scratch(x, wt, out.shape, 1, 1, 1, 1, c)
+
+    def kernel(mod):
+        if args.backward:
+            return lambda: mod.depthwise_backward(x, gy, flipped, out, partial, 1, 1, 1, 1,
+                                                  scratch)
+        return lambda: mod.depthwise_forward(x, wt, bias, out, 1, 1, 1, 1, scratch)
+
+    tx, tw, tg = map(torch.from_numpy, (x, wt, gy))
     cases = {}
     for level in [lv for lv in _dispatch.built() if lv in _dispatch.supported()]:
-        mod = level_module(level)
-        cases[f"kernel {level}"] = (
-            lambda m=mod: m.depthwise_forward(x, wt, bias, out, 1, 1, 1, 1, scratch))
+        cases[f"kernel {level}"] = kernel(level_module(level))
     for path in args.old:
-        mod = level_module(None, path)
-        cases[f"old {os.path.basename(path).split('.')[0]}"] = (
-            lambda m=mod: m.depthwise_forward(x, wt, bias, out, 1, 1, 1, 1, scratch))
-    cases["cyconv.conv2d"] = lambda: cyconv.conv2d(x, wt, stride=1, padding=1, groups=c)
-    cases["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, stride=1, padding=1, groups=c)
+        cases[f"old {os.path.basename(path).split('.')[0]}"] = kernel(level_module(None, path))
+    if args.backward:
+        cases["torch"] = lambda: torch.ops.aten.convolution_backward(
+            tg, tx, tw, None, [1, 1], [1, 1], [1, 1], False, [0, 0], c, [True, True, False])
+    else:
+        cases["cyconv.conv2d"] = lambda: cyconv.conv2d(x, wt, stride=1, padding=1, groups=c)
+        cases["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, stride=1, padding=1,
+                                                            groups=c)
     cases["np.copyto"] = lambda: np.copyto(sink, x)
     results = interleave(cases, args.repeats, clock)
     torch_ms = np.median(results["torch"])

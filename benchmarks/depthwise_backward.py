@@ -26,8 +26,10 @@ def best_ms(fn, clock, inner=3):
     return 1e3 * min(times)
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def setup(parser=None):
+    """The command line's options (``parser``'s and these), and the problem:
+    (args, clock, torch, x, weight, grad_out)."""
+    parser = parser or argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--dtype", default="float32")
@@ -43,6 +45,23 @@ def main():
     x = rng.standard_normal((n, c, h, w)).astype(args.dtype)
     wt = rng.standard_normal((c, 1, 3, 3)).astype(args.dtype)
     gy = rng.standard_normal((n, c, h, w)).astype(args.dtype)
+    return args, clock, torch, x, wt, gy
+
+
+def interleave(cases, repeats, clock):
+    """{name: [ms per repeat]}: every case once per repeat, in turn, after a warm-up call each."""
+    for fn in cases.values():
+        fn()
+    results = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            results[name].append(best_ms(fn, clock))
+    return results
+
+
+def main():
+    args, clock, torch, x, wt, gy = setup()
+    c = x.shape[1]
     tx, tw, tg = map(torch.from_numpy, (x, wt, gy))
     conv = dict(stride=1, padding=1, groups=c)
     cases = {
@@ -56,12 +75,7 @@ def main():
         "torch bwd": lambda: torch.ops.aten.convolution_backward(
             tg, tx, tw, None, [1, 1], [1, 1], [1, 1], False, [0, 0], c, [True, True, False]),
     }
-    for fn in cases.values():
-        fn()
-    results = {name: [] for name in cases}
-    for _ in range(args.repeats):
-        for name, fn in cases.items():
-            results[name].append(best_ms(fn, clock))
+    results = interleave(cases, args.repeats, clock)
     for name, ts in results.items():
         print(f"{name:20s} median {np.median(ts):7.3f}  min {np.min(ts):7.3f} ms")
 

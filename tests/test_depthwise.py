@@ -5,8 +5,9 @@ rows without border columns; the backward pads the gradient plane, runs the
 input gradient's rows on it and reads it against the rows of the input for
 the weight gradient (3x3 kernels), or reads the padded input and the
 gradient as flat rows (columns past the output width zero). The widths below
-cross the vector blocks of _rowblock.h (16 float32 or 8 float64 lanes with
-AVX-512), the paddings reach past the kernel's extent, and the dilations
+cross the vector blocks of _rowblock.h (its vectors are the SIMD level's
+registers: 4/8/16 float32 or 2/4/8 float64 lanes with SSE2/AVX2/AVX-512, and
+passes of up to 8 of them; the suite runs at every level), the paddings reach past the kernel's extent, and the dilations
 spread the taps. References: tests/_reference.py (the sum by NumPy) for the
 forward, and im2col/col2im (no shared code) for the gradients.
 """
@@ -20,7 +21,7 @@ import cyconv._conv
 from _reference import TOL, conv2d_api_ref
 
 FLOATS = (np.float32, np.float64)
-WIDTHS = (1, 5, 16, 17, 40, 70)
+WIDTHS = (1, 3, 5, 9, 16, 17, 40, 70)
 PARAMS = [
     dict(padding=1), dict(padding="same", dilation=(2, 3)), dict(padding=(4, 0)),
     dict(padding=(0, 6)), dict(padding=2, padding_mode="reflect"),
@@ -107,3 +108,29 @@ def test_nan_stays_in_its_windows(dtype):
     np.testing.assert_array_equal(np.isnan(out), np.isnan(conv2d_api_ref(x, w, padding=1,
                                                                          groups=3)))
     assert np.isnan(out).sum() == 9
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 1), (1, 3)])
+def test_3x3_planes_match_correlate2d(dtype, dilation):
+    """The 3x3 forward's plane kernel (two output rows at a time, passes of up
+    to 4 vectors, the last ending at the row's end) against
+    scipy.signal.correlate2d plane by plane, at heights and widths that end
+    its row pairs and passes anywhere (and rows narrower than a vector)."""
+    signal = pytest.importorskip("scipy.signal")
+    dh, dw = dilation
+    rng = np.random.default_rng(44)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    dilated = np.zeros((3, 2 * dh + 1, 2 * dw + 1), np.float64)
+    dilated[:, ::dh, ::dw] = w[:, 0]
+    for height in (1, 2, 3, 4, 5):
+        for width in (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 66):
+            x = rng.standard_normal((2, 3, height, width)).astype(dtype)
+            out = cyconv.conv2d(x, w, b, padding=dilation, dilation=dilation, groups=3)
+            padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (dh, dh), (dw, dw)))
+            expected = np.stack([
+                np.stack([signal.correlate2d(padded[n, c], dilated[c], mode="valid") + b[c]
+                          for c in range(3)]) for n in range(2)])
+            assert out.dtype == dtype
+            assert_allclose(out, expected, **TOL[np.dtype(dtype)])

@@ -3,7 +3,8 @@
 Depthwise layers at stride 1 run both gradients in one pass over the planes
 (`_direct.depthwise_backward`); other strides and channel multipliers run
 the general loops. The shapes cross the kernel's edges: widths around the
-vector widths of _rowblock.h (16 float32 / 8 float64 lanes with AVX-512),
+vector widths of _rowblock.h (4/8/16 float32, 2/4/8 float64 lanes at the
+SSE2/AVX2/AVX-512 levels),
 1-pixel images, batches 1..5, paddings 0..2 (and past the kernel's extent),
 dilations, multipliers 1 and 2, strides 1 and 2, both float dtypes, one and
 two threads (each thread sums its own planes' weight gradient).
@@ -79,7 +80,7 @@ def _check(x, w, gy, stride, padding, dilation, method, mask=(True, True, False)
     assert gb is None
 
 
-WIDTHS = (1, 2, 7, 15, 16, 17, 33)
+WIDTHS = (1, 2, 3, 5, 7, 9, 15, 16, 17, 33)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -11,7 +11,11 @@
  *
  * GCC/Clang vector extensions give the SIMD width the compiler targets
  * (each SIMD level's build of _direct its own: SSE2, AVX2 or AVX-512; see
- * meson.build); other compilers get the same sums on scalars. Each function is
+ * meson.build); other compilers get the same sums on scalars. The vector type
+ * is the target's register width: a wider one is split into several
+ * registers, and the passes' accumulators then no longer fit the register
+ * file (at 64 bytes the SSE2 and AVX2 builds kept them on the stack and ran
+ * the depthwise forward 8-10x slower than the AVX-512 build). Each function is
  * written once, as a macro, and instantiated for float and double at the end.
  */
 #ifndef CYCONV_ROWBLOCK_H
@@ -20,10 +24,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define CYCONV_VECTOR_BYTES 64
-#else
+#if !defined(__GNUC__) && !defined(__clang__)
 #define CYCONV_VECTOR_BYTES 0
+#elif defined(CYCONV_VECTOR_BYTES)
+/* given on the command line (tuning, tests) */
+#elif defined(__AVX512F__)
+#define CYCONV_VECTOR_BYTES 64
+#elif defined(__AVX__)
+#define CYCONV_VECTOR_BYTES 32
+#else
+#define CYCONV_VECTOR_BYTES 16
 #endif
 
 /* out_row[j] = bias + sum_{c, p_lo <= p < p_hi, q} w_k[(c*kh + p)*kw + q]
@@ -154,6 +164,94 @@
         CYCONV_ROWBLOCK_CASE(T, 5) CYCONV_ROWBLOCK_CASE(T, 4) CYCONV_ROWBLOCK_CASE(T, 3) \
         CYCONV_ROWBLOCK_CASE(T, 2) CYCONV_ROWBLOCK_CASE(T, 1)                           \
         }                                                                               \
+    }
+
+/* A 3x3 depthwise plane from its zero-padded copy (wp columns), for
+ * i < ho, j < wo:
+ *   out[i*wo + j] = bias + sum_{p, q < 3} k[p*3 + q] * padded[(i + p*dh)*wp + j + q*dw]
+ * The rows of the row block above, with the nine taps in vector registers
+ * for the whole plane and two output rows summed together: at dh = 1 (the
+ * function is instantiated for it) they read four input rows, not six, and
+ * each loaded vector serves both. Passes of `width` vectors as there. */
+#define CYCONV_PLANE3X3_SIGNATURE(NAME, T)                                              \
+    static inline void NAME(                                                            \
+        const T *padded, const T *k, T *out, T bias, ptrdiff_t ho, ptrdiff_t wo,        \
+        ptrdiff_t wp, ptrdiff_t dh, ptrdiff_t dw)
+
+#define CYCONV_PLANE3X3_PASS(T, width, rows, DH)                                        \
+    do {                                                                                \
+        cyconv_##T##_vec acc[rows][width];                                              \
+        const ptrdiff_t shift = last - j;                                               \
+        for (int r = 0; r < (rows); r++)                                                \
+            for (int u = 0; u < (width); u++)                                           \
+                acc[r][u] = (cyconv_##T##_vec){0} + bias;                               \
+        for (int p = 0; p < 3; p++) {                                                   \
+            for (int q = 0; q < 3; q++) {                                               \
+                for (int r = 0; r < (rows); r++) {                                      \
+                    const T *s = padded + (i + r + p * (DH)) * wp + j + q * dw;         \
+                    for (int u = 0; u < (width) - 1; u++)                               \
+                        acc[r][u] +=                                                    \
+                            kv[p * 3 + q] * *(const cyconv_##T##_uvec *)(s + u * V);    \
+                    acc[r][(width) - 1] +=                                              \
+                        kv[p * 3 + q] * *(const cyconv_##T##_uvec *)(s + shift);        \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        for (int r = 0; r < (rows); r++) {                                              \
+            for (int u = 0; u < (width) - 1; u++)                                       \
+                *(cyconv_##T##_uvec *)(out + (i + r) * wo + j + u * V) = acc[r][u];     \
+            *(cyconv_##T##_uvec *)(out + (i + r) * wo + last) = acc[r][(width) - 1];    \
+        }                                                                               \
+    } while (0)
+
+#define CYCONV_PLANE3X3_CASE(T, n, rows, DH)                                            \
+    case n: CYCONV_PLANE3X3_PASS(T, n, rows, DH); break;
+
+/* The output rows i..i+rows-1: passes of 4 vectors, then one of the 1 to 4
+ * the rest needs, its last vector ending at wo. */
+#define CYCONV_PLANE3X3_ROWS(T, rows, DH)                                               \
+    do {                                                                                \
+        ptrdiff_t j = 0, last;                                                          \
+        for (; j + 4 * V <= wo; j += 4 * V) {                                           \
+            last = j + 3 * V;                                                           \
+            CYCONV_PLANE3X3_PASS(T, 4, rows, DH);                                       \
+        }                                                                               \
+        if (j < wo) {                                                                   \
+            last = wo - V;                                                              \
+            switch ((wo - j + V - 1) / V) {                                             \
+            CYCONV_PLANE3X3_CASE(T, 4, rows, DH) CYCONV_PLANE3X3_CASE(T, 3, rows, DH)   \
+            CYCONV_PLANE3X3_CASE(T, 2, rows, DH) CYCONV_PLANE3X3_CASE(T, 1, rows, DH)   \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+
+#define CYCONV_PLANE3X3_ALL(T, DH)                                                      \
+    do {                                                                                \
+        ptrdiff_t i = 0;                                                                \
+        for (; i + 2 <= ho; i += 2)                                                     \
+            CYCONV_PLANE3X3_ROWS(T, 2, DH);                                             \
+        if (i < ho)                                                                     \
+            CYCONV_PLANE3X3_ROWS(T, 1, DH);                                             \
+    } while (0)
+
+/* Rows narrower than one vector go to the row block's scalar columns. */
+#define CYCONV_DEFINE_PLANE3X3(NAME, ROWBLOCK, T)                                       \
+    CYCONV_PLANE3X3_SIGNATURE(NAME, T)                                                  \
+    {                                                                                   \
+        const ptrdiff_t V = CYCONV_VECTOR_BYTES / sizeof(T);                            \
+        cyconv_##T##_vec kv[9];                                                         \
+        if (wo < V) {                                                                   \
+            for (ptrdiff_t i = 0; i < ho; i++)                                          \
+                ROWBLOCK(padded, k, out + i * wo, bias, i, 0, 3, 1, ho + 2 * dh, wp,    \
+                         3, 3, 0, dh, dw, 0, wo);                                       \
+            return;                                                                     \
+        }                                                                               \
+        for (int t = 0; t < 9; t++)                                                     \
+            kv[t] = (cyconv_##T##_vec){0} + k[t];                                       \
+        if (dh == 1)                                                                    \
+            CYCONV_PLANE3X3_ALL(T, 1);                                                  \
+        else                                                                            \
+            CYCONV_PLANE3X3_ALL(T, dh);                                                 \
     }
 
 /* For `width` taps t0..: sums over the plane of gy times the padded input
@@ -288,6 +386,8 @@ CYCONV_DEFINE_VECTORS(float)
 CYCONV_DEFINE_VECTORS(double)
 CYCONV_DEFINE_ROWBLOCK(cyconv_rowblock_float, float)
 CYCONV_DEFINE_ROWBLOCK(cyconv_rowblock_double, double)
+CYCONV_DEFINE_PLANE3X3(cyconv_plane3x3_float, cyconv_rowblock_float, float)
+CYCONV_DEFINE_PLANE3X3(cyconv_plane3x3_double, cyconv_rowblock_double, double)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_float, float)
 CYCONV_DEFINE_TAPDOTS(cyconv_tapdots_double, double)
 CYCONV_DEFINE_ROWS3X3(cyconv_gradrows3x3_float, float, int32_t, 0)

@@ -210,9 +210,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         channels, value scales 1e-3 to 1e3 and 392 to 25088 summed pixels
         (im2col's: 7 eps). A padding above 2, or a NaN or inf in
         ``grad_output`` or ``weight``, takes im2col's input gradient; a NaN
-        or inf in ``grad_output`` or ``input`` takes im2col's weight
-        gradient (the transforms would spread it over a tile), also under
-        ``'auto'``.
+        or inf in ``grad_output`` or ``input``, or a transformed tile that
+        overflows, takes im2col's weight gradient (the transforms would
+        spread it over a tile), also under ``'auto'``.
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -369,8 +369,9 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         # Without padding there is nothing to meet: no pass over grad_output.
         xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
                                                 any(geom.pads) and not gy_finite())
-        # Winograd's tiles would spread a NaN or inf of the input or grad_output.
-        winograd_weight = winograd_weight and gy_finite() and _fft.all_finite(xp)
+        # Winograd's tiles would spread a NaN or inf of grad_output (or of the
+        # input: that one shows in its result, see below).
+        winograd_weight = winograd_weight and gy_finite()
 
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if want_input and grad_input is None:
@@ -398,11 +399,14 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         grad_input = grad_input.reshape(x.shape)
     if want_weight and grad_weight is None:
         args = (geom.sh, geom.sw, wpad_top, wpad_left, geom.dh, geom.dw, geom.groups)
-        if not run:
-            grad_weight = np.zeros(w4.shape, dtype)
-        elif winograd_weight:
+        if run and winograd_weight:
+            # None where the input held a NaN or inf, or a transform overflowed.
             grad_weight = run_winograd_grad_weight(func, xp, gy, w4.shape, geom.groups,
                                                    wpad_top, wpad_left)
+        if grad_weight is not None:
+            pass
+        elif not run:
+            grad_weight = np.zeros(w4.shape, dtype)
         elif kernels is _direct:
             grad_weight = np.zeros(w4.shape, dtype)
             _direct.conv2d_grad_weight(xp, gy, grad_weight, *args)

@@ -199,7 +199,10 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
                     t0 = t0 + nt
 
 cdef enum:
-    CHUNK = 128  # weights per step of the output transform (its buffers stay in L1/L2)
+    # Weights per step of the output transform: its buffers (27 KiB in double)
+    # stay in L1. At 65536 weights, one thread, float32 (loaded machine,
+    # indicative): 1.05 ms against 1.27 ms with 128.
+    CHUNK = 64
 
 
 cdef void _weights_chunk(const floating *sums, Py_ssize_t n_parts, Py_ssize_t part_step,

@@ -4,26 +4,46 @@
 from cython cimport floating
 
 
+cdef enum:
+    # Elements past the end of `window_rows`'s output that it may overwrite.
+    WINDOW_SLACK = 8
+
+
 cdef inline void window_rows(const floating *plane, Py_ssize_t row, Py_ssize_t y0,
                              Py_ssize_t x0, Py_ssize_t h_lim, Py_ssize_t w_lim,
                              Py_ssize_t rows, Py_ssize_t width, floating *out) noexcept nogil:
     """out[i*width + q] = plane[(y0 + i)*row + x0 + q], or 0 outside rows [0, h_lim)
-    and columns [0, w_lim), for i < rows and q < width."""
+    and columns [0, w_lim), for i < rows and q < width; ``out`` holds
+    ``rows*width + WINDOW_SLACK`` elements (the last ones scratch)."""
     cdef Py_ssize_t i, q
     # Columns [lo, hi) of the window lie inside the plane.
     cdef Py_ssize_t lo = -x0 if x0 < 0 else 0
     cdef Py_ssize_t hi = w_lim - x0 if w_lim - x0 < width else width
+    cdef bint short_edges
     cdef floating *dst
     hi = hi if hi > lo else lo
+    # Up to 2 zeros on the left and WINDOW_SLACK on the right (padding up to
+    # 2, partial tiles): written as fixed-size stores (the next row, written
+    # after, overwrites what spills into it) rather than loops of variable
+    # length, which the compiler makes into memset calls.
+    short_edges = lo <= 2 and width - hi <= WINDOW_SLACK
     for i in range(rows):
         dst = out + i * width
         if 0 <= y0 + i < h_lim:
-            for q in range(lo):
-                dst[q] = 0
+            if short_edges:
+                dst[0] = 0
+                dst[1] = 0
+            else:
+                for q in range(lo):
+                    dst[q] = 0
             for q in range(lo, hi):
                 dst[q] = plane[(y0 + i) * row + x0 + q]
-            for q in range(hi, width):
-                dst[q] = 0
+            if short_edges:
+                for q in range(WINDOW_SLACK):
+                    dst[hi + q] = 0
+            else:
+                for q in range(hi, width):
+                    dst[q] = 0
         else:
             for q in range(width):
                 dst[q] = 0
@@ -45,7 +65,8 @@ cdef inline void gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssi
     pixel (i, j) of all the run's tiles at a time (a stride-``step`` read):
     in place where the run's window lies inside, else from a zero-padded
     copy of its ``size`` rows in ``line`` (size rows of
-    ``step*run + size - step``, at most ``size*(step*tiles_w + size - step)``).
+    ``step*run + size - step``: at most ``size*(step*tiles_w + size - step)``
+    elements, and WINDOW_SLACK more).
     """
     cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, ld, i, j, u
     cdef const floating *src

@@ -137,7 +137,7 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
     Python): sums (>= n_threads, or 1 with kernel_parts > 1; 36, K,
     C/groups); written (sums.shape[0], groups) zeroed; bt (6, 6) and g_mat
     (6, 4) the transforms; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2)
-    + 6*(4*ceil(wo/4) + 2)); 1 <= kernel_parts <= K/groups; 0 <= pad_top,
+    + 6*(4*ceil(wo/4) + 2) + 8); 1 <= kernel_parts <= K/groups; 0 <= pad_top,
     pad_left <= 2; all non-empty and C-contiguous; GEMM sizes fit a C int;
     n_threads >= 1.
     """

@@ -121,8 +121,9 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
     # WGRAD_MAX_BLOCK_BYTES.
     balanced = min(2 * kg * cg // (kg + cg), WGRAD_MAX_BLOCK_BYTES // tile_bytes)
     block = max(1, min(n_tiles, max(WGRAD_MIN_TILES, balanced, WGRAD_BLOCK_BYTES // tile_bytes)))
-    # After the block, each row holds the zero-padded input rows of a row of tiles.
-    line = SPAN * (STEP * tw + 2)
+    # After the block, each row holds the zero-padded input rows of a row of
+    # tiles, and the 8 elements (WINDOW_SLACK, _tiles.pxd) its copy may spill.
+    line = SPAN * (STEP * tw + 2) + 8
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:

@@ -15,10 +15,12 @@ tiles (over all images), with ``a`` one of the 36 transformed positions:
 
 and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
 (`weights_from_sums`). Each task (group, block of tiles) is one thread's:
-it gathers and transforms its tiles into its scratch row (the transforms
-run over the block's tiles in the innermost loop, vectorized), runs its
-GEMMs with BLAS on one thread (see cyconv._threads) and adds into its own
-partial sums S, which are added up at the end. With few tiles for many
+it gathers its tiles from the input and grad_output in place (zeros
+beyond their edges: `cyconv._tiles`) and transforms them into its scratch
+row (the transforms run over the block's tiles in the innermost loop,
+vectorized), runs its GEMMs with BLAS on one thread (see cyconv._threads)
+and writes (its first task of the group) or adds into its own partial
+sums S, which are added up at the end. With few tiles for many
 weights the tasks are (group, range of its kernels) instead, each over all
 tiles block by block, into its own rows of one S (each transforms the
 input tiles again). Either way the tasks never wait for each other (one

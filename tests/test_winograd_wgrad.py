@@ -181,7 +181,7 @@ def test_documented_error_bound(c, scale):
 
 @pytest.mark.parametrize("method", ["winograd", "auto"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("where", ["input", "grad_output"])
+@pytest.mark.parametrize("where", ["input", "grad_output", "grad_output edge"])
 def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
     """A NaN or inf would spread over a whole tile: such inputs take im2col's weight gradient."""
     monkeypatch.setattr(cyconv._backward, "winograd_wgrad_pays", lambda geom, dtype: True)
@@ -191,11 +191,15 @@ def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
     gy = rng.standard_normal((2, 4, 11, 10)).astype(dtype)
     if where == "input":
         x[1, 2, 5, 4], x[0, 0, 0, 9] = np.nan, np.inf
-    else:
+    elif where == "grad_output":
         gy[0, 1, 3, 3] = np.inf
+    else:  # meets the zero padding: inf * 0 = NaN there, as the definition has it
+        gy[0, 1, 0, 0] = np.inf
     gw = cyconv.conv2d_backward(gy, x, w, padding=1, method=method)[1]
     expected = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col")[1]
     np.testing.assert_array_equal(gw, expected)
+    if where == "grad_output edge":
+        assert np.isnan(gw[1, :, 0, 0]).all()
 
 
 @pytest.mark.parametrize("n, channels, size, expected", [
@@ -239,11 +243,12 @@ def test_auto_input_gradient_takes_winograd_where_conv2d_does(monkeypatch, n, si
     assert bool(calls) == expected
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
     np.testing.assert_allclose(gx, expected_gx, rtol=0, atol=1e-4 * np.abs(expected_gx).max())
-    # A NaN or inf in grad_output would spread over a tile: the shifted GEMMs instead.
+    # A NaN or inf in grad_output would spread over a tile: the kernel notices it
+    # (no pass over grad_output before) and the shifted GEMMs compute the result.
     calls.clear()
     gy[-1, 2, 3, 4] = np.inf
     gx = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))[0]
-    assert not calls
+    assert calls == [1] * expected
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
     np.testing.assert_array_equal(np.isnan(gx), np.isnan(expected_gx))
 
@@ -292,3 +297,22 @@ def test_overflowing_transform_takes_im2cols_result(monkeypatch):
     assert np.isfinite(gw).all()
     want = _wgrad_ref(gy, x, (1, 1, 1, 1), 1)
     np.testing.assert_allclose(gw, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_nonfinite_grad_output_falls_back_with_the_padding_summed(monkeypatch):
+    """Where 'auto' falls back to the direct loops (which skip padded taps unless the
+    padding is written out), an inf of grad_output on the edge still meets the
+    padding's zeros: NaN there, as the definition (and im2col) has it."""
+    monkeypatch.setattr(cyconv._backward, "winograd_wgrad_pays", lambda geom, dtype: True)
+    monkeypatch.setattr(cyconv._backward, "choose_method", lambda geom, dtype: "direct")
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 11, 10))
+    w = rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 11, 10))
+    gy[0, 1, 0, 0] = np.inf
+    gw = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(False, True, False))[1]
+    expected = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col",
+                                      output_mask=(False, True, False))[1]
+    assert np.isnan(gw[1, :, 0, 0]).all()
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(expected))
+    np.testing.assert_allclose(gw, expected, rtol=1e-12, atol=1e-12)

@@ -1,4 +1,6 @@
 """The Winograd F(3x3, 4x4) weight gradient (cyconv._winograd_wgrad_gemm)."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -6,6 +8,7 @@ import cyconv
 import cyconv._backward
 import cyconv._winograd_gemm as wg
 import cyconv._winograd_wgrad_gemm as wwg
+from cyconv._threads import thread_limit
 from _reference import TOL
 from test_winograd import CASES as FORWARD_CASES, _pads
 
@@ -102,6 +105,48 @@ def test_weight_gradient_matches_reference(blocks, shape, k, groups, padding, dt
     np.testing.assert_allclose(gb, direct[2], **TOL[np.dtype(dtype)])
 
 
+@pytest.fixture
+def nan_scratch(monkeypatch):
+    """The weight gradient's reused buffers handed out full of NaN (as stale data could be)."""
+    real = wwg.scratch
+
+    @contextlib.contextmanager
+    def poisoned(shape, dtype):
+        with real(shape, dtype) as array:
+            array.fill(np.nan)
+            yield array
+
+    monkeypatch.setattr(wwg, "scratch", poisoned)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n, c, size, k, groups, padding", [
+    (1, 2, 5, 2, 1, 1),        # one task: a second thread's sums never written
+    (3, 4, 7, 6, 2, 0),        # groups, few tiles
+    (2, 32, 18, 32, 2, 2),     # enough work for both threads, blocks of 3 tiles
+    (9, 8, 13, 16, 1, 1),
+])
+def test_stale_buffers_do_not_leak(nan_scratch, monkeypatch, threads, n, c, size, k, groups,
+                                   padding):
+    """Every thread's first task writes its sums (no zeroing) and the kernels read the
+    planes in place, zero beyond: nothing of the buffers' old contents reaches the result."""
+    monkeypatch.setattr(wwg, "WGRAD_BLOCK_BYTES", 1)
+    monkeypatch.setattr(wwg, "WGRAD_MAX_BLOCK_BYTES", 1)
+    monkeypatch.setattr(wwg, "WGRAD_MIN_TILES", 3)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((n, c, size, size))
+    w = rng.standard_normal((k, c // groups, 3, 3))
+    gy = rng.standard_normal(cyconv.output_shape(x.shape, w.shape, padding=padding,
+                                                 groups=groups))
+    with thread_limit(threads):
+        gw = wwg.run_winograd_grad_weight("f", x, gy, w.shape, groups, padding, padding)
+    assert gw is not None  # no NaN showed (else conv2d_backward would take im2col's)
+    pads = _pads(padding)
+    sums = _wgrad_ref(np.abs(gy), np.abs(x), pads, groups)
+    np.testing.assert_allclose(gw, _wgrad_ref(gy, x, pads, groups), rtol=0,
+                               atol=_tol(np.float64, sums))
+
+
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
 def test_padding_modes(padding_mode):
     rng = np.random.default_rng(4)
@@ -136,7 +181,7 @@ def test_documented_error_bound(c, scale):
 
 @pytest.mark.parametrize("method", ["winograd", "auto"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("where", ["input", "grad_output"])
+@pytest.mark.parametrize("where", ["input", "grad_output", "grad_output edge"])
 def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
     """A NaN or inf would spread over a whole tile: such inputs take im2col's weight gradient."""
     monkeypatch.setattr(cyconv._backward, "winograd_wgrad_pays", lambda geom, dtype: True)
@@ -146,11 +191,15 @@ def test_nonfinite_gives_im2cols_result(monkeypatch, method, where, dtype):
     gy = rng.standard_normal((2, 4, 11, 10)).astype(dtype)
     if where == "input":
         x[1, 2, 5, 4], x[0, 0, 0, 9] = np.nan, np.inf
-    else:
+    elif where == "grad_output":
         gy[0, 1, 3, 3] = np.inf
+    else:  # meets the zero padding: inf * 0 = NaN there, as the definition has it
+        gy[0, 1, 0, 0] = np.inf
     gw = cyconv.conv2d_backward(gy, x, w, padding=1, method=method)[1]
     expected = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col")[1]
     np.testing.assert_array_equal(gw, expected)
+    if where == "grad_output edge":
+        assert np.isnan(gw[1, :, 0, 0]).all()
 
 
 @pytest.mark.parametrize("n, channels, size, expected", [
@@ -194,11 +243,12 @@ def test_auto_input_gradient_takes_winograd_where_conv2d_does(monkeypatch, n, si
     assert bool(calls) == expected
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
     np.testing.assert_allclose(gx, expected_gx, rtol=0, atol=1e-4 * np.abs(expected_gx).max())
-    # A NaN or inf in grad_output would spread over a tile: the shifted GEMMs instead.
+    # A NaN or inf in grad_output would spread over a tile: the kernel notices it
+    # (no pass over grad_output before) and the shifted GEMMs compute the result.
     calls.clear()
     gy[-1, 2, 3, 4] = np.inf
     gx = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))[0]
-    assert not calls
+    assert calls == [1] * expected
     expected_gx = cyconv.conv2d_backward(gy, x, w, padding=1, method="direct")[0]
     np.testing.assert_array_equal(np.isnan(gx), np.isnan(expected_gx))
 
@@ -228,3 +278,41 @@ def _grad_input_ref(gy, w):
         for q in range(3):
             gxp[:, :, p:p + ho, q:q + wo] += np.einsum("nkhw,kc->nchw", gy, w[:, :, p, q])
     return gxp[:, :, 1:-1, 1:-1]
+
+
+def test_overflowing_transform_takes_im2cols_result(monkeypatch):
+    """Finite values whose transformed input tiles overflow (rows of alternating sign near
+    float32's limit add up) while the true sums do not: im2col's weight gradient instead."""
+    results = []
+    real = wwg.run_winograd_grad_weight
+    monkeypatch.setattr(cyconv._backward, "run_winograd_grad_weight",
+                        lambda *args: results.append(real(*args)) or results[-1])
+    x = np.full((1, 16, 8, 8), 3e37, np.float32)
+    x[0, :, ::2] *= -1
+    gy = np.full((1, 4, 8, 8), 1e-30, np.float32)
+    w = np.ones((4, 16, 3, 3), np.float32)
+    mask = (False, True, False)
+    gw = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd", output_mask=mask)[1]
+    assert len(results) == 1 and results[0] is None
+    assert np.isfinite(gw).all()
+    want = _wgrad_ref(gy, x, (1, 1, 1, 1), 1)
+    np.testing.assert_allclose(gw, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_nonfinite_grad_output_falls_back_with_the_padding_summed(monkeypatch):
+    """Where 'auto' falls back to the direct loops (which skip padded taps unless the
+    padding is written out), an inf of grad_output on the edge still meets the
+    padding's zeros: NaN there, as the definition (and im2col) has it."""
+    monkeypatch.setattr(cyconv._backward, "winograd_wgrad_pays", lambda geom, dtype: True)
+    monkeypatch.setattr(cyconv._backward, "choose_method", lambda geom, dtype: "direct")
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 11, 10))
+    w = rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 11, 10))
+    gy[0, 1, 0, 0] = np.inf
+    gw = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=(False, True, False))[1]
+    expected = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col",
+                                      output_mask=(False, True, False))[1]
+    assert np.isnan(gw[1, :, 0, 0]).all()
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(expected))
+    np.testing.assert_allclose(gw, expected, rtol=1e-12, atol=1e-12)

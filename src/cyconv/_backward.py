@@ -209,10 +209,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         result dtype's), measured at most 12 eps in float32 for 3 to 512
         channels, value scales 1e-3 to 1e3 and 392 to 25088 summed pixels
         (im2col's: 7 eps). A padding above 2, or a NaN or inf in
-        ``grad_output`` or ``weight``, takes im2col's input gradient; a NaN
-        or inf in ``grad_output`` or ``input`` takes im2col's weight
-        gradient (the transforms would spread it over a tile), also under
-        ``'auto'``.
+        ``weight``, takes im2col's input gradient, and a NaN or inf in
+        ``grad_output`` or a transformed tile that overflows the shifted
+        GEMMs'; a NaN or inf in ``grad_output`` or ``input``, or a
+        transformed tile that overflows, takes im2col's weight gradient (the
+        transforms would spread it over a tile), also under ``'auto'``. The
+        kernels notice such values as they transform the tiles (no extra
+        pass over the arrays).
     output_mask : sequence of 3 bools, default (True, True, True)
         Which of ``(grad_input, grad_weight, grad_bias)`` to compute.
 
@@ -341,18 +344,17 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         # machine): 1.14-1.9x faster at C=K=16..512 with 49..1568 tiles
         # (0.88x at C=K=32 13x13 N=8); 0.74x at C=K=256 14x14 N=1 (16 tiles).
         if (method == "shifted" and float_data and winograd_pays(geom, dtype)
-                and geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4) >= WINOGRAD_GRAD_TILES
-                and gy_finite()):
+                and geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4) >= WINOGRAD_GRAD_TILES):
             method = "winograd"
     # At stride 1 the input gradient is a forward pass (direct or shifted).
     # 'shifted' (stride 1 only) takes im2col's weight gradient, and its
     # input gradient too for padding beyond the kernel.
     # That forward runs over zero-padded grad_output; a NaN or inf weight would
     # meet those zeros, which are no part of the sum: take the adjoint kernels.
-    # Winograd would also spread a NaN or inf of grad_output over its tiles.
+    # (Winograd's forward notices a NaN or inf of grad_output as it transforms
+    # the tiles and leaves the result to the shifted GEMMs.)
     as_forward = (method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
-                  and (dtype.kind not in "fc" or _fft.all_finite(w4))
-                  and (method != "winograd" or gy_finite()))
+                  and (dtype.kind not in "fc" or _fft.all_finite(w4)))
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
 
@@ -367,10 +369,11 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         # A NaN or inf in grad_output meets the zero padding as inf * 0 = NaN
         # (the definition, PyTorch): pad here so that no kernel skips those taps.
         # Without padding there is nothing to meet: no pass over grad_output.
-        xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
-                                                any(geom.pads) and not gy_finite())
-        # Winograd's tiles would spread a NaN or inf of the input or grad_output.
-        winograd_weight = winograd_weight and gy_finite() and _fft.all_finite(xp)
+        # Winograd sums those taps (and shows such a value in its result, see
+        # below): it needs no pass over grad_output either.
+        xp, wpad_top, wpad_left = prepare_input(
+            func, x, geom, padding_mode, dtype,
+            not winograd_weight and any(geom.pads) and not gy_finite())
 
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if want_input and grad_input is None:
@@ -397,12 +400,19 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     if want_input:
         grad_input = grad_input.reshape(x.shape)
     if want_weight and grad_weight is None:
-        args = (geom.sh, geom.sw, wpad_top, wpad_left, geom.dh, geom.dw, geom.groups)
-        if not run:
-            grad_weight = np.zeros(w4.shape, dtype)
-        elif winograd_weight:
+        if run and winograd_weight:
+            # None where the input or grad_output held a NaN or inf (its
+            # transforms would spread it over a tile), or a transform overflowed.
             grad_weight = run_winograd_grad_weight(func, xp, gy, w4.shape, geom.groups,
                                                    wpad_top, wpad_left)
+            if grad_weight is None and any(geom.pads) and not gy_finite():
+                xp, wpad_top, wpad_left = prepare_input(func, x, geom, padding_mode, dtype,
+                                                        True)
+        args = (geom.sh, geom.sw, wpad_top, wpad_left, geom.dh, geom.dw, geom.groups)
+        if grad_weight is not None:
+            pass
+        elif not run:
+            grad_weight = np.zeros(w4.shape, dtype)
         elif kernels is _direct:
             grad_weight = np.zeros(w4.shape, dtype)
             _direct.conv2d_grad_weight(xp, gy, grad_weight, *args)

@@ -15,10 +15,12 @@ tiles (over all images), with ``a`` one of the 36 transformed positions:
 
 and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
 (`weights_from_sums`). Each task (group, block of tiles) is one thread's:
-it gathers and transforms its tiles into its scratch row (the transforms
-run over the block's tiles in the innermost loop, vectorized), runs its
-GEMMs with BLAS on one thread (see cyconv._threads) and adds into its own
-partial sums S, which are added up at the end. With few tiles for many
+it gathers its tiles from the input and grad_output in place (zeros
+beyond their edges: `cyconv._tiles`) and transforms them into its scratch
+row (the transforms run over the block's tiles in the innermost loop,
+vectorized), runs its GEMMs with BLAS on one thread (see cyconv._threads)
+and writes (its first task of the group) or adds into its own partial
+sums S, which are added up at the end. With few tiles for many
 weights the tasks are (group, range of its kernels) instead, each over all
 tiles block by block, into its own rows of one S (each transforms the
 input tiles again). Either way the tasks never wait for each other (one
@@ -32,6 +34,7 @@ from cython cimport floating
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
+from cyconv._tiles cimport gather_tiles
 
 # Tiles: 4x4 of grad_output, 6x6 of the input (the transformed size), so
 # 36 transformed positions.
@@ -82,93 +85,81 @@ cdef void _sandwich(const floating *src, Py_ssize_t size, const floating *mat,
                      dst + (a * SPAN + b) * dst_step, nt)
 
 
-cdef void _gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t row,
-                        Py_ssize_t size, floating *d, Py_ssize_t t0, Py_ssize_t nt,
-                        Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
-    """d[(i*size + j)*nt + t] = pixel (i, j) of tile t0 + t, at (4*r + i, 4*tj + j) of its plane.
-
-    ``plane`` is one channel's plane (rows of ``row`` elements) in image 0;
-    image b's is ``plane + b*img_step``. The caller padded the planes so
-    that every tile lies inside. By runs along a row of tiles, each pixel
-    (i, j) of all the run's tiles at a time (a stride-4 read).
-    """
-    cdef Py_ssize_t t = 0, tile, r, tj, run, i, j, u
-    cdef const floating *src
-    cdef floating *dst
-    while t < nt:
-        tile = t0 + t
-        r = tile % tiles_img
-        tj = r % tiles_w
-        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
-        src = plane + (tile // tiles_img) * img_step + (r // tiles_w) * STEP * row + tj * STEP
-        for i in range(size):
-            for j in range(size):
-                dst = d + (i * size + j) * nt + t
-                for u in range(run):
-                    dst[u] = src[i * row + j + STEP * u]
-        t += run
-
-
 cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
-                floating *scratch, const floating *bt, const floating *g_mat,
-                Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0, Py_ssize_t nt,
-                Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t cg, Py_ssize_t kg,
-                Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t hq, Py_ssize_t wq,
+                floating *scratch, floating *line, const floating *bt, const floating *g_mat,
+                floating beta, Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0,
+                Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t cg, Py_ssize_t kg,
+                Py_ssize_t h, Py_ssize_t w, Py_ssize_t h_lim, Py_ssize_t w_lim,
+                Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t ho, Py_ssize_t wo,
                 Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
-    """Tiles t0..t0+nt-1 (over all images), kernels k0..k0+nk-1 of group g: transforms, 36 GEMMs."""
+    """Tiles t0..t0+nt-1 (over all images), kernels k0..k0+nk-1 of group g: transforms, 36 GEMMs.
+
+    The GEMMs add into ``sums`` with ``beta == 1``, overwrite it with 0.
+    """
     cdef Py_ssize_t c, k, a
     cdef floating *v = scratch                      # (36, cg, nt)
     cdef floating *u = v + POSITIONS * cg * nt      # (36, nk, nt)
     cdef floating *d = u + POSITIONS * nk * nt      # (36, nt)
     cdef floating *tmp = d + POSITIONS * nt         # (36, nt)
     for c in range(cg):
-        _gather_tiles(x_p + (g * cg + c) * hp * wp, n_in * hp * wp, wp, SPAN, d, t0, nt,
-                      tiles_w, tiles_img)
+        gather_tiles(x_p + (g * cg + c) * h * w, n_in * h * w, w, h_lim, w_lim,
+                     pad_top, pad_left, STEP, SPAN, d, line, t0, nt, tiles_w, tiles_img)
         _sandwich(d, SPAN, bt, tmp, v + c * nt, cg * nt, nt)
     for k in range(nk):
-        _gather_tiles(gy_p + (g * kg + k0 + k) * hq * wq, n_out * hq * wq, wq, STEP, d, t0, nt,
-                      tiles_w, tiles_img)
+        gather_tiles(gy_p + (g * kg + k0 + k) * ho * wo, n_out * ho * wo, wo, ho, wo, 0, 0,
+                     STEP, STEP, d, line, t0, nt, tiles_w, tiles_img)
         _sandwich(d, STEP, g_mat, tmp, u + k * nt, nk * nt, nt)
     for a in range(POSITIONS):
         gemm(False, True, nk, cg, nt, 1, u + a * nk * nt, nt, v + a * cg * nt, nt,
-             1, sums + (a * n_out + g * kg + k0) * cg, cg)
+             beta, sums + (a * n_out + g * kg + k0) * cg, cg)
 
 
 def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
-                     floating[:, :, :, ::1] sums, const floating[:, ::1] bt,
-                     const floating[:, ::1] g_mat, Py_ssize_t groups, Py_ssize_t block,
-                     Py_ssize_t kernel_parts, floating[:, ::1] scratch, int n_threads):
-    """sums[.., a, k, c] += sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
+                     floating[:, :, :, ::1] sums, unsigned char[:, ::1] written,
+                     const floating[:, ::1] bt, const floating[:, ::1] g_mat,
+                     Py_ssize_t groups, Py_ssize_t block, Py_ssize_t kernel_parts,
+                     Py_ssize_t pad_top, Py_ssize_t pad_left,
+                     floating[:, ::1] scratch, int n_threads):
+    """sums[.., a, k, c] = sum over tiles t of U[a, k, t] * V[a, c, t] (see the module doc).
 
     With ``kernel_parts == 1``, tasks of (group, block of at most ``block``
     tiles) that the ``n_threads`` threads take in turn, each adding into
-    its thread's ``sums[thread]`` (their total is ``S``). Else tasks of
-    (group, one of ``kernel_parts`` ranges of its kernels), each running
-    over all tiles, block by block, into its own rows of ``sums[0]``: no
-    sums per thread, but each task transforms the input tiles again.
+    its thread's ``sums[thread]`` (their total is ``S``); a thread's first
+    task of group g writes its rows instead and sets ``written[thread, g]``
+    (rows of a thread that ran no task of g are left as they were). Else
+    tasks of (group, one of ``kernel_parts`` ranges of its kernels), each
+    running over all tiles, block by block, into its own rows of
+    ``sums[0]`` (all of them written; ``written[0]`` set): no sums per
+    thread, but each task transforms the input tiles again.
 
-    Invariants (checked in Python): gy (N, K, 4*th, 4*tw) the zero-padded
-    grad_output; x (N, C, 4*th + 2, 4*tw + 2) the input with its top/left
-    padding and zeros wherever no output reads it; sums (>= n_threads, or 1
-    with kernel_parts > 1; 36, K, C/groups) zeroed; bt (6, 6) and g_mat
-    (6, 4) the transforms; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2));
-    1 <= kernel_parts <= K/groups; all non-empty and C-contiguous; GEMM
-    sizes fit a C int; n_threads >= 1.
+    x (N, C, H, W) is the input, read at rows ``4*r - pad_top + i`` and
+    columns ``4*tj - pad_left + j`` as zero outside and at rows (columns)
+    ``>= ho + 2 - pad_top`` (``wo + 2 - pad_left``), which no output reads;
+    gy (N, K, ho, wo) is grad_output, zero beyond. Invariants (checked in
+    Python): sums (>= n_threads, or 1 with kernel_parts > 1; 36, K,
+    C/groups); written (sums.shape[0], groups) zeroed; bt (6, 6) and g_mat
+    (6, 4) the transforms; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2)
+    + 6*(4*ceil(wo/4) + 2) + 8); 1 <= kernel_parts <= K/groups; 0 <= pad_top,
+    pad_left <= 2; all non-empty and C-contiguous; GEMM sizes fit a C int;
+    n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = gy.shape[0], n_out = gy.shape[1]
-    cdef Py_ssize_t hq = gy.shape[2], wq = gy.shape[3]
-    cdef Py_ssize_t n_in = x.shape[1], hp = x.shape[2], wp = x.shape[3]
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t h_lim = h if h < ho + 2 - pad_top else ho + 2 - pad_top
+    cdef Py_ssize_t w_lim = w if w < wo + 2 - pad_left else wo + 2 - pad_left
     cdef Py_ssize_t cg = sums.shape[3], kg = n_out // groups
-    cdef Py_ssize_t tiles_w = wq // STEP
-    cdef Py_ssize_t tiles_img = hq // STEP * tiles_w
+    cdef Py_ssize_t tiles_w = (wo + STEP - 1) // STEP
+    cdef Py_ssize_t tiles_img = (ho + STEP - 1) // STEP * tiles_w
     cdef Py_ssize_t n_tiles = n_batch * tiles_img
     cdef Py_ssize_t part = n_tiles if kernel_parts > 1 else even_part(n_tiles, block, groups,
                                                                        n_threads)
     cdef Py_ssize_t n_parts = (n_tiles + part - 1) // part
     cdef Py_ssize_t k_part = (kg + kernel_parts - 1) // kernel_parts
     cdef Py_ssize_t n_tasks = groups * (n_parts if kernel_parts == 1 else kernel_parts)
-    cdef Py_ssize_t task, g, t0, nt, k0, nk
+    cdef Py_ssize_t task, g, t0, nt, k0, nk, tid
     cdef Py_ssize_t scratch_row = scratch.shape[1]
+    cdef Py_ssize_t line_at = POSITIONS * block * (cg + kg + 2)
     cdef Py_ssize_t sums_row = sums.shape[1] * sums.shape[2] * sums.shape[3]
     # The products' multiply-adds: small problems stay on the calling thread.
     cdef bint parallel = (n_threads > 1 and n_tasks > 1
@@ -177,16 +168,25 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
     cdef const floating *gy_p = &gy[0, 0, 0, 0]
     cdef floating *sums_p = &sums[0, 0, 0, 0]
     cdef floating *scratch_p = &scratch[0, 0]
+    cdef unsigned char *written_p = &written[0, 0]
+    h_lim = h_lim if h_lim > 0 else 0
+    w_lim = w_lim if w_lim > 0 else 0
+    if kernel_parts > 1:
+        for g in range(groups):
+            written_p[g] = 1
     with nogil:
         for task in prange(n_tasks, schedule='dynamic', num_threads=n_threads,
                            use_threads_if=parallel):
+            tid = threadid()
             if kernel_parts == 1:
                 g = task // n_parts
                 t0 = (task % n_parts) * part
                 nt = part if part < n_tiles - t0 else n_tiles - t0
-                _task(x_p, gy_p, sums_p + threadid() * sums_row,
-                      scratch_p + threadid() * scratch_row, &bt[0, 0], &g_mat[0, 0],
-                      g, 0, kg, t0, nt, n_in, n_out, cg, kg, hp, wp, hq, wq, tiles_w, tiles_img)
+                _task(x_p, gy_p, sums_p + tid * sums_row, scratch_p + tid * scratch_row,
+                      scratch_p + tid * scratch_row + line_at, &bt[0, 0], &g_mat[0, 0],
+                      written_p[tid * groups + g], g, 0, kg, t0, nt, n_in, n_out, cg, kg,
+                      h, w, h_lim, w_lim, pad_top, pad_left, ho, wo, tiles_w, tiles_img)
+                written_p[tid * groups + g] = 1
             else:
                 g = task // kernel_parts
                 k0 = (task % kernel_parts) * k_part
@@ -194,13 +194,17 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
                 t0 = 0
                 while nk > 0 and t0 < n_tiles:
                     nt = block if block < n_tiles - t0 else n_tiles - t0
-                    _task(x_p, gy_p, sums_p, scratch_p + threadid() * scratch_row,
-                          &bt[0, 0], &g_mat[0, 0], g, k0, nk, t0, nt, n_in, n_out, cg, kg,
-                          hp, wp, hq, wq, tiles_w, tiles_img)
+                    _task(x_p, gy_p, sums_p, scratch_p + tid * scratch_row,
+                          scratch_p + tid * scratch_row + line_at, &bt[0, 0], &g_mat[0, 0],
+                          t0 > 0, g, k0, nk, t0, nt, n_in, n_out, cg, kg, h, w, h_lim, w_lim,
+                          pad_top, pad_left, ho, wo, tiles_w, tiles_img)
                     t0 = t0 + nt
 
 cdef enum:
-    CHUNK = 128  # weights per step of the output transform (its buffers stay in L1/L2)
+    # Weights per step of the output transform: its buffers (27 KiB in double)
+    # stay in L1. At 65536 weights, one thread, float32 (loaded machine,
+    # indicative): 1.05 ms against 1.27 ms with 128.
+    CHUNK = 64
 
 
 cdef void _weights_chunk(const floating *sums, Py_ssize_t n_parts, Py_ssize_t part_step,

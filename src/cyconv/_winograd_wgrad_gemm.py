@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 
 from cyconv._dispatch import _winograd_wgrad
+from cyconv._fft import all_finite
 from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
@@ -93,36 +94,22 @@ def _tile_matrices(dtype):
     return g_mat, bt
 
 
-def _zero_padded(func, array, shape, top, left, rows, cols):
-    """``array[..., :rows, :cols]`` at (top, left) of a zeroed array of ``shape``; ``array`` if that is it."""
-    if array.shape == shape and (top, left) == (0, 0) and (rows, cols) == shape[2:]:
-        return array
-    check_alloc(func, array.dtype.itemsize, padded_tiles=shape)
-    out = np.zeros(shape, array.dtype)
-    out[:, :, top:top + rows, left:left + cols] = array[:, :, :rows, :cols]
-    return out
-
-
 def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_left):
-    """grad_weight (K, C/groups, 3, 3) of a 3x3, stride-1 convolution by F(3x3, 4x4).
+    """grad_weight (K, C/groups, 3, 3) of a 3x3, stride-1 convolution by F(3x3, 4x4); None if not finite.
 
     ``x`` (N, C, H, W) is the input the kernels see, zero-padded by
-    ``(pad_top, pad_left)`` on top and left and as far as the output reads
-    below and right; ``gy`` (N, K, ho, wo) is grad_output; both C-contiguous,
-    of one float dtype, finite (a tile's transform would spread a NaN or inf
-    over the tile) and non-empty.
+    ``(pad_top, pad_left)`` (at most 2) on top and left and as far as the
+    output reads below and right; ``gy`` (N, K, ho, wo) is grad_output; both
+    C-contiguous, of one float dtype and non-empty. The kernels read both
+    in place, zero beyond their edges. A NaN or inf in either (the
+    transforms spread it over a tile), or a transform that overflowed,
+    gives a NaN or inf in the sums: then None, and the caller computes the
+    gradient another way.
     """
     dtype = gy.dtype
     n_batch, n_out, ho, wo = gy.shape
     kg, cg = n_out // groups, weight_shape[1]
     th, tw = -(-ho // STEP), -(-wo // STEP)
-    # The tiles lie wholly inside these copies: grad_output rounded up to
-    # whole tiles and the input under them, zero where the output reads nothing.
-    gy = _zero_padded(func, gy, (n_batch, n_out, STEP * th, STEP * tw), 0, 0, ho, wo)
-    rows = max(0, min(x.shape[2], ho + 2 - pad_top))
-    cols = max(0, min(x.shape[3], wo + 2 - pad_left))
-    x = _zero_padded(func, x, (n_batch, x.shape[1], STEP * th + 2, STEP * tw + 2),
-                     pad_top, pad_left, rows, cols)
     g_mat, bt = _tile_matrices(dtype)
     n_tiles = n_batch * th * tw
     row = SPAN * SPAN * (cg + kg + 2)
@@ -134,6 +121,9 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
     # WGRAD_MAX_BLOCK_BYTES.
     balanced = min(2 * kg * cg // (kg + cg), WGRAD_MAX_BLOCK_BYTES // tile_bytes)
     block = max(1, min(n_tiles, max(WGRAD_MIN_TILES, balanced, WGRAD_BLOCK_BYTES // tile_bytes)))
+    # After the block, each row holds the zero-padded input rows of a row of
+    # tiles, and the 8 elements (WINDOW_SLACK, _tiles.pxd) its copy may spill.
+    line = SPAN * (STEP * tw + 2) + 8
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * block)
     with gemm_team() as n_threads:
@@ -147,13 +137,20 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
         n_sums = n_threads if kernel_parts == 1 else 1
         check_alloc(func, dtype.itemsize,
                     transformed_sums=(n_sums, SPAN * SPAN, n_out, cg),
-                    blocks=(n_threads, row * block))
-        sums = np.zeros((n_sums, SPAN * SPAN, n_out, cg), dtype)
-        # The blocks in a buffer kept from call to call, as the forward's.
-        with scratch((n_threads, row * block), dtype) as blocks:
-            _winograd_wgrad.transformed_sums(x, gy, sums, bt, g_mat, groups, block,
-                                             kernel_parts, blocks, n_threads)
+                    blocks=(n_threads, row * block + line))
         grad = np.empty((n_out * cg, 9), dtype)
-        _winograd_wgrad.weights_from_sums(sums.reshape(n_sums, SPAN * SPAN, n_out * cg),
-                                          wgrad_transforms()[0], grad, n_threads)
+        # The sums and blocks in buffers kept from call to call, as the
+        # forward's: each thread's first task writes its sums (no zeroing).
+        with scratch((n_sums, SPAN * SPAN, n_out, cg), dtype) as sums, \
+                scratch((n_threads, row * block + line), dtype) as blocks:
+            written = np.zeros((n_sums, groups), np.uint8)
+            _winograd_wgrad.transformed_sums(x, gy, sums, written, bt, g_mat, groups, block,
+                                             kernel_parts, pad_top, pad_left, blocks,
+                                             n_threads)
+            for part, g in zip(*np.nonzero(written == 0)):  # a thread with no task of g
+                sums[part, :, g * kg:(g + 1) * kg] = 0
+            _winograd_wgrad.weights_from_sums(sums.reshape(n_sums, SPAN * SPAN, n_out * cg),
+                                              wgrad_transforms()[0], grad, n_threads)
+    if not all_finite(grad):
+        return None
     return grad.reshape(weight_shape)

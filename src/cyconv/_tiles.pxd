@@ -1,0 +1,100 @@
+# Gathering the tiles of an image plane for the Winograd kernels, read in
+# place and as zeros beyond the plane's edges (no padded copy of the input).
+
+from cython cimport floating
+
+
+cdef enum:
+    # Elements past the end of `window_rows`'s output that it may overwrite.
+    WINDOW_SLACK = 8
+
+
+cdef inline void window_rows(const floating *plane, Py_ssize_t row, Py_ssize_t y0,
+                             Py_ssize_t x0, Py_ssize_t h_lim, Py_ssize_t w_lim,
+                             Py_ssize_t rows, Py_ssize_t width, floating *out) noexcept nogil:
+    """out[i*width + q] = plane[(y0 + i)*row + x0 + q], or 0 outside rows [0, h_lim)
+    and columns [0, w_lim), for i < rows and q < width; ``out`` holds
+    ``rows*width + WINDOW_SLACK`` elements (the last ones scratch)."""
+    cdef Py_ssize_t i, q
+    # Columns [lo, hi) of the window lie inside the plane.
+    cdef Py_ssize_t lo = -x0 if x0 < 0 else 0
+    cdef Py_ssize_t hi = w_lim - x0 if w_lim - x0 < width else width
+    cdef bint short_edges
+    cdef floating *dst
+    hi = hi if hi > lo else lo
+    # Up to 2 zeros on the left and WINDOW_SLACK on the right (padding up to
+    # 2, partial tiles): written as fixed-size stores (the next row, written
+    # after, overwrites what spills into it) rather than loops of variable
+    # length, which the compiler makes into memset calls.
+    short_edges = lo <= 2 and width - hi <= WINDOW_SLACK
+    for i in range(rows):
+        dst = out + i * width
+        if 0 <= y0 + i < h_lim:
+            if short_edges:
+                dst[0] = 0
+                dst[1] = 0
+            else:
+                for q in range(lo):
+                    dst[q] = 0
+            for q in range(lo, hi):
+                dst[q] = plane[(y0 + i) * row + x0 + q]
+            if short_edges:
+                for q in range(WINDOW_SLACK):
+                    dst[hi + q] = 0
+            else:
+                for q in range(hi, width):
+                    dst[q] = 0
+        else:
+            for q in range(width):
+                dst[q] = 0
+
+
+cdef inline void gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t row,
+                              Py_ssize_t h_lim, Py_ssize_t w_lim, Py_ssize_t top,
+                              Py_ssize_t left, Py_ssize_t step, Py_ssize_t size, floating *d,
+                              floating *line, Py_ssize_t t0, Py_ssize_t nt,
+                              Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
+    """d[(i*size + j)*nt + t] = pixel (step*r - top + i, step*tj - left + j) of tile t0 + t, 0 outside.
+
+    Tile number ``t0 + t`` is image ``b = (t0 + t) // tiles_img``, tile row
+    ``r`` and column ``tj`` (``tiles_w`` to a row); tiles are ``size`` x
+    ``size`` pixels, ``step`` (4 or 2: a constant in the vectorized loops)
+    apart. ``plane`` is one channel's plane (rows of ``row`` elements) in
+    image 0; image b's is ``plane + b*img_step``. Rows >= h_lim, columns >=
+    w_lim and negative ones read as zeros. By runs along a row of tiles,
+    pixel (i, j) of all the run's tiles at a time (a stride-``step`` read):
+    in place where the run's window lies inside, else from a zero-padded
+    copy of its ``size`` rows in ``line`` (size rows of
+    ``step*run + size - step``: at most ``size*(step*tiles_w + size - step)``
+    elements, and WINDOW_SLACK more).
+    """
+    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, ld, i, j, u
+    cdef const floating *src
+    cdef const floating *base
+    cdef floating *dst
+    while t < nt:
+        tile = t0 + t
+        r = tile % tiles_img
+        tj = r % tiles_w
+        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
+        y0 = (r // tiles_w) * step - top
+        x0 = tj * step - left
+        width = run * step + size - step  # the columns the run reads, from x0
+        src = plane + (tile // tiles_img) * img_step
+        if y0 >= 0 and y0 + size <= h_lim and x0 >= 0 and x0 + width <= w_lim:
+            base = src + y0 * row + x0
+            ld = row
+        else:
+            window_rows(src, row, y0, x0, h_lim, w_lim, size, width, line)
+            base = line
+            ld = width
+        for i in range(size):
+            for j in range(size):
+                dst = d + (i * size + j) * nt + t
+                if step == 4:
+                    for u in range(run):
+                        dst[u] = base[i * ld + j + 4 * u]
+                else:
+                    for u in range(run):
+                        dst[u] = base[i * ld + j + 2 * u]
+        t += run

@@ -153,6 +153,25 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_kernel_matches_matmul(dtype):
+    # _wgemm.h's register tiles: kernel counts past every block size (1..13)
+    # and column counts that end inside a vector, on a chunk or past one.
+    from cyconv import _winograd
+    rng = np.random.default_rng(2)
+    lanes = _winograd.max_lanes()
+    for kg, cg, nt in itertools.product(range(1, 14), (1, 5, 33), (1, 7, 16, 17, 50, 130)):
+        ld = -(-nt // lanes) * lanes
+        u = rng.standard_normal((kg, cg)).astype(dtype)
+        v = rng.standard_normal((cg, ld)).astype(dtype)
+        out = np.full((kg, ld), np.nan, dtype)
+        _winograd._products(u, v, out, nt)
+        ref = u.astype(np.float64) @ v[:, :nt].astype(np.float64)
+        sums = np.abs(u).astype(np.float64) @ np.abs(v[:, :nt]).astype(np.float64)
+        assert np.all(np.abs(out[:, :nt] - ref) <= 4 * cg * np.finfo(dtype).eps * sums), \
+            (kg, cg, nt)
+
+
 @pytest.fixture(params=["chosen", 2, 4])
 def tile(request, monkeypatch):
     """Each case under the tile size the method picks, and under F(2x2) and F(4x4)."""

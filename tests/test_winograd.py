@@ -140,7 +140,8 @@ def _tol(dtype, sums, bias=None):
 
 
 # (input shape, kernels, groups, padding): outputs of 1x1, sizes that are not
-# multiples of either tile, padding 0/1/2 and uneven, groups, batch 1..9.
+# multiples of either tile, padding 0/1/2 and uneven, groups, batch 1..9,
+# rows of few and of many tiles.
 CASES = [
     ((1, 1, 3, 3), 1, 1, 0),
     ((1, 2, 1, 1), 3, 1, 1),
@@ -150,6 +151,7 @@ CASES = [
     ((5, 6, 13, 17), 6, 3, 1),
     ((4, 3, 12, 11), 5, 1, (0, 2)),
     ((1, 8, 23, 19), 16, 1, "same"),
+    ((2, 5, 9, 37), 7, 1, 1),   # rows of 10 and 19 tiles: the long runs' gather too
 ]
 
 

@@ -38,10 +38,12 @@ cdef extern from "_wgemm.h" nogil:
                                Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld)
 
 # The largest input tile: n = 6 for F(4x4, 3x3). The kernel transform runs
-# over KERNEL_CHUNK channels of one kernel at a time.
+# over KERNEL_CHUNK channels of one kernel at a time. Runs of fewer tiles
+# than SHORT_RUN are gathered a tile at a time (`_copy_tiles`).
 cdef enum:
     MAX_N = 6
     KERNEL_CHUNK = 64
+    SHORT_RUN = 8
 
 
 cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
@@ -174,6 +176,34 @@ cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
             dst[u] = src[2 * u]
 
 
+cdef void _copy_tiles(const floating *src, floating *dst, Py_ssize_t step, Py_ssize_t count,
+                      Py_ssize_t m) noexcept nogil:
+    """dst[j*step + u] = src[u*m + j] for u < count, j < m + 2 (m 2 or 4): a row of short runs.
+
+    One tile's n values of the row at a time, unrolled: for the few tiles
+    of a row of a small image, where `_copy_strided`'s n loops of ``count``
+    values each cost more in loop overhead than in copies.
+    """
+    cdef Py_ssize_t u
+    cdef const floating *s
+    if m == 4:
+        for u in range(count):
+            s = src + 4 * u
+            dst[u] = s[0]
+            dst[step + u] = s[1]
+            dst[2 * step + u] = s[2]
+            dst[3 * step + u] = s[3]
+            dst[4 * step + u] = s[4]
+            dst[5 * step + u] = s[5]
+    else:
+        for u in range(count):
+            s = src + 2 * u
+            dst[u] = s[0]
+            dst[step + u] = s[1]
+            dst[2 * step + u] = s[2]
+            dst[3 * step + u] = s[3]
+
+
 cdef void _store_row(const floating *src, Py_ssize_t src_step, floating b, floating *dst,
                      Py_ssize_t count, Py_ssize_t m) noexcept nogil:
     """dst[u*m + j] = src[j*src_step + u] + b for u < count, j < m (2 or 4).
@@ -251,8 +281,11 @@ cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t
             base = line
             ld = width
         for i in range(n):
-            for j in range(n):
-                _copy_strided(base + i * ld + j, d + (i * n + j) * nt + t, run, m)
+            if run < SHORT_RUN:
+                _copy_tiles(base + i * ld, d + i * n * nt + t, nt, run, m)
+            else:
+                for j in range(n):
+                    _copy_strided(base + i * ld + j, d + (i * n + j) * nt + t, run, m)
         t += run
 
 

@@ -4,10 +4,11 @@
 
 A.so and B.so are copies of ``_winograd_<level>*.so`` from two builds (copy
 the build directory's file aside before rebuilding). Each round times
-PyTorch (when installed), then A, then B on the runner's two 3x3 layers
-(N8, float32, padding 1), median of 7 calls each; at one thread CPU time of
-the calling thread (less sensitive to a loaded machine), else wall time.
-Prints the medians over 5 rounds and the per-round ratio B/A.
+PyTorch (when installed, median of 7 calls), then A and B call by call
+(A, B, A, B ..., 7 calls each, their medians) on the runner's two 3x3 layers
+(N8, float32, padding 1); at one thread CPU time of the calling thread
+(less sensitive to a loaded machine), else wall time. Prints the medians
+over 9 rounds and the per-round ratio B/A.
 """
 import importlib.util
 import sys
@@ -25,6 +26,7 @@ except ImportError:
     torch = None
 
 LAYERS = [(8, 64, 56, 64), (8, 256, 14, 256)]
+ROUNDS = 9
 
 
 def load(path):
@@ -59,22 +61,29 @@ def main():
         w = rng.standard_normal((k, c, 3, 3), dtype=np.float32)
         res = {}
         with thread_limit(threads):
-            for _ in range(5):
+            for _ in range(ROUNDS):
                 if torch is not None:
                     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
                     res.setdefault("torch", []).append(
                         median_ms(lambda: torch.nn.functional.conv2d(tx, tw, None, 1, 1)))
-                for name, module in builds.items():
-                    wg._winograd = module
-                    try:
-                        res.setdefault(name, []).append(median_ms(
-                            lambda: cyconv.conv2d(x, w, padding=1, method="winograd")))
-                    finally:
-                        wg._winograd = saved
+                # A and B call by call (A, B, A, B ...): both see the same neighbours.
+                times = {name: [] for name in builds}
+                for _ in range(7):
+                    for name, module in builds.items():
+                        wg._winograd = module
+                        try:
+                            times[name].append(median_ms(
+                                lambda: cyconv.conv2d(x, w, padding=1, method="winograd"),
+                                repeats=1))
+                        finally:
+                            wg._winograd = saved
+                for name, t in times.items():
+                    res.setdefault(name, []).append(float(np.median(t)))
         ratio = np.array(res["B"]) / np.array(res["A"])
         print(f"threads={threads} N{n}-C{c}-{h}-K{k}:",
               {name: round(float(np.median(t)), 2) for name, t in res.items()},
-              "B/A per round", np.round(ratio, 3), flush=True)
+              "B/A: median", round(float(np.median(ratio)), 3), "per round", np.round(ratio, 3),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A/B of two builds of cyconv's Winograd kernels in one process, interleaved.
 
-    python benchmarks/winograd_ab.py A.so B.so [threads]
+    python benchmarks/winograd_ab.py A.so B.so [threads] [--shifted]
 
 A.so and B.so are copies of ``_winograd_<level>*.so`` from two builds (copy
 the build directory's file aside before rebuilding). Each round times
@@ -8,8 +8,11 @@ PyTorch (when installed, median of 7 calls), then A and B call by call
 (A, B, A, B ..., 7 calls each, their medians) on the runner's two 3x3 layers
 (N8, float32, padding 1); at one thread CPU time of the calling thread
 (less sensitive to a loaded machine), else wall time. Prints the medians
-over 9 rounds and the per-round ratio B/A.
+over 9 rounds and the per-round ratio B/A. With ``--shifted`` the threads'
+scratch rows start 4 bytes past a 64-byte line (as the second thread's row
+may), to time that case at one thread.
 """
+import contextlib
 import importlib.util
 import sys
 import time
@@ -39,9 +42,20 @@ def load(path):
     return module
 
 
+@contextlib.contextmanager
+def shifted_scratch(shape, dtype, real=wg.scratch):
+    """cyconv._scratch.scratch, its buffer 4 bytes past the start of a larger one."""
+    size = int(np.prod(shape))
+    with real((size + 64,), dtype) as buf:
+        yield buf[1:1 + size].reshape(shape)
+
+
 def main():
-    builds = {"A": load(sys.argv[1]), "B": load(sys.argv[2])}
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    args = [a for a in sys.argv[1:] if a != "--shifted"]
+    if "--shifted" in sys.argv:
+        wg.scratch = shifted_scratch
+    builds = {"A": load(args[0]), "B": load(args[1])}
+    threads = int(args[2]) if len(args) > 2 else 1
     clock = time.thread_time if threads == 1 else time.perf_counter
     if torch is not None:
         torch.set_num_threads(threads)

@@ -16,7 +16,10 @@ by the caller to stay in L2; the transforms run over the block's tiles in the
 innermost loop (contiguous: the compiler vectorizes them), which is also the
 products' column order. The products are register-tiled loops over U and V
 as they lie (`_wgemm.h`: V's and M's rows padded to whole vectors), where
-OpenBLAS's GEMMs packed both on every call. Each task (group, block of
+OpenBLAS's GEMMs packed both on every call; blocks of so few tiles that more
+than a fifth of their rows would be padding (4 tiles of a 7x7 image: 16
+columns computed) still go to BLAS, held at one thread (cyconv._threads).
+Each task (group, block of
 tiles) is one thread's: it gathers and transforms its input tiles, runs
 its products and writes its own output tiles, so tasks share
 nothing but the read-only input and U. The input transform also checks its
@@ -29,6 +32,7 @@ from cython.parallel cimport prange, threadid
 from cython cimport floating
 from libc.stdint cimport uintptr_t
 
+from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
 
@@ -374,7 +378,10 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
                          bt + a * n, n, nt)
                 _flag_nonfinite(v + ((a * n + j) * cg + c) * ld, chk, nt)
     for a in range(nn):
-        if floating is float:
+        if (ld - nt) * 4 > nt:
+            gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
+                 v + a * cg * ld, ld, 0, prod + a * kg * ld, ld)
+        elif floating is float:
             cyconv_wg_gemm_float(u_p + (a * n_out + g * kg) * cg, cg, v + a * cg * ld,
                                  prod + a * kg * ld, kg, cg, nt, ld)
         else:
@@ -417,7 +424,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
     n = m + 2 <= 6; scratch (>= n_threads, >= b*(n*n*(Cg + Kg + 2) + 1)
     + n*(tiles_w*m + 2) + `max_lanes`, b = block rounded up to a multiple of `max_lanes`,
-    tiles_w = ceil(wo / m)); all non-empty and C-contiguous; n_threads >= 1.
+    tiles_w = ceil(wo / m)); all non-empty and C-contiguous; GEMM sizes fit a C
+    int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]

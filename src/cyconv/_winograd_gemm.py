@@ -13,7 +13,7 @@ import numpy as np
 from cyconv._dispatch import _winograd
 from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
-from cyconv._validate import check_alloc
+from cyconv._validate import check_alloc, check_int_sizes
 from cyconv._winograd_transforms import POINTS, transforms
 
 # Each thread transforms a block of tiles into one scratch row: the block's
@@ -125,6 +125,8 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     # Each thread's row also holds the zero-padded input rows of a row of tiles,
     # and room to start V on a 64-byte line (max_lanes elements: 64 or more bytes).
     line = n * (-(-out.shape[3] // m) * m + 2) + lanes
+    check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
+                    transformed_block=max(cg, kg) * padded)
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
                     blocks=(n_threads, row * padded + line))

@@ -140,7 +140,8 @@ def _tol(dtype, sums, bias=None):
 
 
 # (input shape, kernels, groups, padding): outputs of 1x1, sizes that are not
-# multiples of either tile, padding 0/1/2 and uneven, groups, batch 1..9.
+# multiples of either tile, padding 0/1/2 and uneven, groups, batch 1..9,
+# rows of few and of many tiles.
 CASES = [
     ((1, 1, 3, 3), 1, 1, 0),
     ((1, 2, 1, 1), 3, 1, 1),
@@ -150,7 +151,27 @@ CASES = [
     ((5, 6, 13, 17), 6, 3, 1),
     ((4, 3, 12, 11), 5, 1, (0, 2)),
     ((1, 8, 23, 19), 16, 1, "same"),
+    ((2, 5, 9, 37), 7, 1, 1),   # rows of 10 and 19 tiles: the long runs' gather too
 ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_kernel_matches_matmul(dtype):
+    # _wgemm.h's register tiles: kernel counts past every block size (1..13)
+    # and column counts that end inside a vector, on a chunk or past one.
+    from cyconv import _winograd
+    rng = np.random.default_rng(2)
+    lanes = _winograd.max_lanes()
+    for kg, cg, nt in itertools.product(range(1, 14), (1, 5, 33), (1, 7, 16, 17, 50, 130)):
+        ld = -(-nt // lanes) * lanes
+        u = rng.standard_normal((kg, cg)).astype(dtype)
+        v = rng.standard_normal((cg, ld)).astype(dtype)
+        out = np.full((kg, ld), np.nan, dtype)
+        _winograd._products(u, v, out, nt)
+        ref = u.astype(np.float64) @ v[:, :nt].astype(np.float64)
+        sums = np.abs(u).astype(np.float64) @ np.abs(v[:, :nt]).astype(np.float64)
+        assert np.all(np.abs(out[:, :nt] - ref) <= 4 * cg * np.finfo(dtype).eps * sums), \
+            (kg, cg, nt)
 
 
 @pytest.fixture(params=["chosen", 2, 4])

@@ -1,4 +1,4 @@
-"""Winograd F(m x m, 3x3) convolution at stride 1: transforms in C loops, products by GEMM.
+"""Winograd F(m x m, 3x3) convolution at stride 1: transforms and products in C loops.
 
 Each m x m tile of the output is computed from the n x n tile of the
 (zero-padded) input above it, n = m + 2, as
@@ -7,16 +7,21 @@ Each m x m tile of the output is computed from the n x n tile of the
 tiles (over all images), with ``a`` one of the n*n transformed positions:
 
     V[a, c, t] = (BT @ d[c, t] @ BT.T)[a]       input transform, per tile t
-    M[a] = U[a] @ V[a]                          (Kg x Cg) @ (Cg x tiles): n*n GEMMs
+    M[a] = U[a] @ V[a]                          (Kg x Cg) @ (Cg x tiles): n*n products
     out tile t of kernel k = AT @ M[:, k, t] @ AT.T + bias[k]
 
 ``U[a, k, c] = (G @ w[k, c] @ G.T)[a]`` is computed once per call, in double
 and rounded once. A block's V and M live in one scratch row per thread, sized
 by the caller to stay in L2; the transforms run over the block's tiles in the
 innermost loop (contiguous: the compiler vectorizes them), which is also the
-GEMMs' column order. Each task (group, block of tiles) is one thread's: it
-gathers and transforms its input tiles, runs its GEMMs with BLAS on one
-thread (see cyconv._threads) and writes its own output tiles, so tasks share
+products' column order. The products are register-tiled loops over U and V
+as they lie (`_wgemm.h`: V's and M's rows padded to whole vectors), where
+OpenBLAS's GEMMs packed both on every call; blocks of so few tiles that more
+than a fifth of their rows would be padding (4 tiles of a 7x7 image: 16
+columns computed) still go to BLAS, held at one thread (cyconv._threads).
+Each task (group, block of
+tiles) is one thread's: it gathers and transforms its input tiles, runs
+its products and writes its own output tiles, so tasks share
 nothing but the read-only input and U. The input transform also checks its
 output for NaN and inf (`_flag_nonfinite`), which a transform would spread
 over the tile: the caller then recomputes by another method, and no pass
@@ -25,15 +30,26 @@ over the input is needed beforehand.
 from cython.parallel cimport prange, threadid
 
 from cython cimport floating
+from libc.stdint cimport uintptr_t
+
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
 
+cdef extern from "_wgemm.h" nogil:
+    int CYCONV_WG_MAX_LANES
+    void cyconv_wg_gemm_float(const float *u, Py_ssize_t ldu, const float *v, float *m,
+                              Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld)
+    void cyconv_wg_gemm_double(const double *u, Py_ssize_t ldu, const double *v, double *m,
+                               Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld)
+
 # The largest input tile: n = 6 for F(4x4, 3x3). The kernel transform runs
-# over KERNEL_CHUNK channels of one kernel at a time.
+# over KERNEL_CHUNK channels of one kernel at a time. Runs of fewer tiles
+# than SHORT_RUN are gathered a tile at a time (`_copy_tiles`).
 cdef enum:
     MAX_N = 6
     KERNEL_CHUNK = 64
+    SHORT_RUN = 8
 
 
 cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
@@ -68,6 +84,31 @@ cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
             for c in range(count):
                 dst[c] = <floating> (h[c] * g0 + h[KERNEL_CHUNK + c] * g1
                                      + h[2 * KERNEL_CHUNK + c] * g2)
+
+
+def max_lanes():
+    """The multiple of which V's and M's rows are long (vectors of `_wgemm.h`), in elements.
+
+    The scratch rows also hold that many elements more, room to start V
+    on a 64-byte line.
+    """
+    return CYCONV_WG_MAX_LANES
+
+
+def _products(const floating[:, ::1] u, const floating[:, ::1] v, floating[:, ::1] out,
+              Py_ssize_t nt):
+    """Test hook: out[:, :nt] = u @ v[:, :nt] by `_wgemm.h` (columns nt.. of out: garbage).
+
+    Invariants (the caller's): u (kg, cg), v (cg, ld), out (kg, ld), all
+    non-empty, ld a multiple of `max_lanes`, nt <= ld.
+    """
+    with nogil:
+        if floating is float:
+            cyconv_wg_gemm_float(&u[0, 0], u.shape[1], &v[0, 0], &out[0, 0], u.shape[0],
+                                 u.shape[1], nt, v.shape[1])
+        else:
+            cyconv_wg_gemm_double(&u[0, 0], u.shape[1], &v[0, 0], &out[0, 0], u.shape[0],
+                                  u.shape[1], nt, v.shape[1])
 
 
 def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat,
@@ -143,6 +184,34 @@ cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
     else:
         for u in range(count):
             dst[u] = src[2 * u]
+
+
+cdef void _copy_tiles(const floating *src, floating *dst, Py_ssize_t step, Py_ssize_t count,
+                      Py_ssize_t m) noexcept nogil:
+    """dst[j*step + u] = src[u*m + j] for u < count, j < m + 2 (m 2 or 4): a row of short runs.
+
+    One tile's n values of the row at a time, unrolled: for the few tiles
+    of a row of a small image, where `_copy_strided`'s n loops of ``count``
+    values each cost more in loop overhead than in copies.
+    """
+    cdef Py_ssize_t u
+    cdef const floating *s
+    if m == 4:
+        for u in range(count):
+            s = src + 4 * u
+            dst[u] = s[0]
+            dst[step + u] = s[1]
+            dst[2 * step + u] = s[2]
+            dst[3 * step + u] = s[3]
+            dst[4 * step + u] = s[4]
+            dst[5 * step + u] = s[5]
+    else:
+        for u in range(count):
+            s = src + 2 * u
+            dst[u] = s[0]
+            dst[step + u] = s[1]
+            dst[2 * step + u] = s[2]
+            dst[3 * step + u] = s[3]
 
 
 cdef void _store_row(const floating *src, Py_ssize_t src_step, floating b, floating *dst,
@@ -222,8 +291,11 @@ cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t
             base = line
             ld = width
         for i in range(n):
-            for j in range(n):
-                _copy_strided(base + i * ld + j, d + (i * n + j) * nt + t, run, m)
+            if run < SHORT_RUN:
+                _copy_tiles(base + i * ld, d + i * n * nt + t, nt, run, m)
+            else:
+                for j in range(n):
+                    _copy_strided(base + i * ld + j, d + (i * n + j) * nt + t, run, m)
         t += run
 
 
@@ -273,9 +345,13 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
     """
     cdef Py_ssize_t nn = n * n, c, k, a, i, j, t
     cdef Py_ssize_t h_lim = ho + 2 - ph, w_lim = wo + 2 - pw
-    cdef floating *v = scratch                     # (nn, cg, nt)
-    cdef floating *prod = v + nn * cg * nt         # (nn, kg, nt)
-    cdef floating *d = prod + nn * kg * nt         # (nn, nt)
+    # V's and M's rows, ld apart, end in whole vectors for _wgemm.h, and
+    # start on a 64-byte line (vector loads across two lines ran its products
+    # 10-20% slower).
+    cdef Py_ssize_t ld = (nt + CYCONV_WG_MAX_LANES - 1) // CYCONV_WG_MAX_LANES * CYCONV_WG_MAX_LANES
+    cdef floating *v = <floating *> ((<uintptr_t> scratch + 63) & ~(<uintptr_t> 63))  # (nn, cg, ld)
+    cdef floating *prod = v + nn * cg * ld         # (nn, kg, ld)
+    cdef floating *d = prod + nn * kg * ld         # (nn, nt)
     cdef floating *tmp = d + nn * nt               # (nn, nt)
     cdef floating *chk = tmp + nn * nt             # (nt,)
     cdef floating *line = chk + nt                 # (n, tiles_w*m + 2)
@@ -286,6 +362,9 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
         h_lim = h
     if w_lim > w:
         w_lim = w
+    for i in range(nn * cg):  # the padding columns: read by the products, never used
+        for t in range(nt, ld):
+            v[i * ld + t] = 0
     for c in range(cg):
         _gather(x_p + (g * cg + c) * h * w, d, line, t0, nt, tiles_w, tiles_img, n_in * h * w,
                 h_lim, w_lim, w, ph, pw, m, n)
@@ -295,17 +374,24 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
                 _combine(d + i * n * nt, nt, tmp + (i * n + j) * nt, bt + j * n, n, nt)
         for a in range(n):
             for j in range(n):
-                _combine(tmp + j * nt, n * nt, v + ((a * n + j) * cg + c) * nt,
+                _combine(tmp + j * nt, n * nt, v + ((a * n + j) * cg + c) * ld,
                          bt + a * n, n, nt)
-                _flag_nonfinite(v + ((a * n + j) * cg + c) * nt, chk, nt)
+                _flag_nonfinite(v + ((a * n + j) * cg + c) * ld, chk, nt)
     for a in range(nn):
-        gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
-             v + a * cg * nt, nt, 0, prod + a * kg * nt, nt)
+        if (ld - nt) * 4 > nt:
+            gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
+                 v + a * cg * ld, ld, 0, prod + a * kg * ld, ld)
+        elif floating is float:
+            cyconv_wg_gemm_float(u_p + (a * n_out + g * kg) * cg, cg, v + a * cg * ld,
+                                 prod + a * kg * ld, kg, cg, nt, ld)
+        else:
+            cyconv_wg_gemm_double(u_p + (a * n_out + g * kg) * cg, cg, v + a * cg * ld,
+                                  prod + a * kg * ld, kg, cg, nt, ld)
     for k in range(kg):
         # Columns: tmp[i, b] = sum_a AT[i, a] M[a, b]; rows: Y[i, j] = sum_b AT[j, b] tmp[i, b].
         for i in range(m):
             for j in range(n):
-                _combine(prod + (j * kg + k) * nt, n * kg * nt, tmp + (i * n + j) * nt,
+                _combine(prod + (j * kg + k) * ld, n * kg * ld, tmp + (i * n + j) * nt,
                          at + i * n, n, nt)
         for i in range(m):
             for j in range(m):
@@ -336,9 +422,10 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     Invariants (checked in Python): x (N, C, H, W); u (n*n, K, C/groups) the
     transformed kernels (`transform_kernels`); bias (K,) even when has_bias
     is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
-    n = m + 2 <= 6; scratch (>= n_threads, >= block*(n*n*(Cg + Kg + 2) + 1)
-    + n*(tiles_w*m + 2), tiles_w = ceil(wo / m)); all
-    non-empty and C-contiguous; GEMM sizes fit a C int; n_threads >= 1.
+    n = m + 2 <= 6; scratch (>= n_threads, >= b*(n*n*(Cg + Kg + 2) + 1)
+    + n*(tiles_w*m + 2) + `max_lanes`, b = block rounded up to a multiple of `max_lanes`,
+    tiles_w = ceil(wo / m)); all non-empty and C-contiguous; GEMM sizes fit a C
+    int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]

@@ -111,18 +111,27 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     # Per tile: V, M, the input and output tiles, and one value of the NaN check.
     row = n * n * (cg + kg + 2) + 1
     tile_bytes = row * dtype.itemsize
-    balanced = min(kg * cg // (kg + cg), WINOGRAD_MAX_BLOCK_BYTES // tile_bytes)
-    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced,
-                             WINOGRAD_BLOCK_BYTES // tile_bytes))
-    # Each thread's row also holds the zero-padded input rows of a row of tiles.
-    line = n * (-(-out.shape[3] // m) * m + 2)
+    # The products' rows are padded to whole vectors (`_winograd.max_lanes`):
+    # the byte limits count in whole vectors of tiles.
+    lanes = _winograd.max_lanes()
+
+    def fitting(limit):
+        tiles = limit // tile_bytes
+        return tiles // lanes * lanes if tiles >= lanes else tiles
+
+    balanced = min(kg * cg // (kg + cg), fitting(WINOGRAD_MAX_BLOCK_BYTES))
+    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced, fitting(WINOGRAD_BLOCK_BYTES)))
+    padded = -(-block // lanes) * lanes
+    # Each thread's row also holds the zero-padded input rows of a row of tiles,
+    # and room to start V on a 64-byte line (max_lanes elements: 64 or more bytes).
+    line = n * (-(-out.shape[3] // m) * m + 2) + lanes
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
-                    transformed_block=max(cg, kg) * block)
+                    transformed_block=max(cg, kg) * padded)
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
-                    blocks=(n_threads, row * block + line))
+                    blocks=(n_threads, row * padded + line))
         with scratch((n * n, n_out, cg), dtype) as u, \
-                scratch((n_threads, row * block + line), dtype) as blocks:
+                scratch((n_threads, row * padded + line), dtype) as blocks:
             _winograd.transform_kernels(w, g_mat, u, n_threads)
             return _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top,
                                             pad_left, groups, block, blocks, n_threads)

@@ -7,6 +7,8 @@ import pytest
 
 import cyconv
 import cyconv._winograd_gemm as wg
+from cyconv._openmp import max_threads
+from cyconv._threads import thread_limit
 from cyconv import _winograd_transforms as wt
 from _reference import TOL, conv2d_api_ref, conv2d_ref
 
@@ -351,13 +353,14 @@ def test_scratch_per_thread_is_bounded(monkeypatch, channels, batch):
 
 
 @pytest.mark.parametrize("x_shape, k, kernel, stride, groups, dtype, picked", [
-    ((2, 16, 10, 10), 16, 3, 1, 1, np.float32, True),     # the rule's smallest groups
-    ((2, 32, 9, 7), 32, 3, 1, 2, np.float64, True),       # 16 channels and kernels per group
-    ((2, 8, 10, 10), 16, 3, 1, 1, np.float32, False),     # too few channels: the transforms dominate
-    ((2, 16, 10, 10), 8, 3, 1, 1, np.float32, False),     # too few kernels
-    ((2, 16, 10, 10), 16, 3, 2, 1, np.float32, False),    # stride 2
-    ((2, 16, 10, 10), 16, 5, 1, 1, np.float32, False),    # 5x5
-    ((2, 16, 10, 10), 16, 3, 1, 1, np.int64, False),      # integer data stays exact
+    ((4, 16, 32, 32), 16, 3, 1, 1, np.float32, True),     # the rule's smallest groups
+    ((4, 32, 33, 31), 32, 3, 1, 2, np.float64, True),     # 16 channels and kernels per group
+    ((2, 16, 10, 10), 16, 3, 1, 1, np.float32, False),    # too little work: 18 tiles of 16
+    ((4, 8, 32, 32), 16, 3, 1, 1, np.float32, False),     # too few channels: the transforms dominate
+    ((4, 16, 32, 32), 8, 3, 1, 1, np.float32, False),     # too few kernels
+    ((4, 16, 32, 32), 16, 3, 2, 1, np.float32, False),    # stride 2
+    ((4, 16, 32, 32), 16, 5, 1, 1, np.float32, False),    # 5x5
+    ((4, 16, 32, 32), 16, 3, 1, 1, np.int64, False),      # integer data stays exact
 ])
 def test_auto_picks_winograd_by_the_rule(monkeypatch, x_shape, k, kernel, stride, groups,
                                          dtype, picked):
@@ -369,7 +372,8 @@ def test_auto_picks_winograd_by_the_rule(monkeypatch, x_shape, k, kernel, stride
     rng = np.random.default_rng(5)
     x = rng.integers(-3, 4, x_shape).astype(dtype)
     w = rng.integers(-3, 4, (k, x_shape[1] // groups, kernel, kernel)).astype(dtype)
-    got = cyconv.conv2d(x, w, stride=stride, padding=1, groups=groups)
+    with thread_limit(2):  # the work per thread that the rule asks for, on any machine
+        got = cyconv.conv2d(x, w, stride=stride, padding=1, groups=groups)
     assert bool(calls) == picked
     want = conv2d_api_ref(x.astype(np.float64), w.astype(np.float64), None, stride=stride,
                           padding=1, groups=groups)
@@ -387,6 +391,7 @@ def test_nonfinite_input_falls_back_to_the_direct_result(monkeypatch, method, va
     # A NaN or inf would spread over its tile: the kernel reports it as it
     # transforms the input (no pass over the input before), and the call
     # recomputes by the direct sums, which keep it to the windows that hold it.
+    monkeypatch.setattr(wg, "WINOGRAD_AUTO_WORK", 0)  # 'auto' takes Winograd on a small case
     from cyconv import _winograd
     reports = []
     real = _winograd.conv2d_forward
@@ -406,6 +411,7 @@ def test_nonfinite_input_falls_back_to_the_direct_result(monkeypatch, method, va
 def test_nonfinite_input_fallback_keeps_the_finite_outputs(monkeypatch, dtype):
     # One NaN in image 1, group 0: the fallback's outputs away from it are the
     # reference's to rounding, NaN exactly where a window holds it.
+    monkeypatch.setattr(wg, "WINOGRAD_AUTO_WORK", 0)  # 'auto' takes Winograd on a small case
     from cyconv import _winograd
     reports = []
     real = _winograd.conv2d_forward
@@ -425,6 +431,7 @@ def test_nonfinite_input_fallback_keeps_the_finite_outputs(monkeypatch, dtype):
                                atol=100 * np.finfo(dtype).eps * np.abs(want[finite]).max())
 
 
+@thread_limit(2)
 def test_auto_rule_on_large_transformed_kernels():
     from cyconv._conv import array_geometry
     geom = array_geometry("conv2d", (4, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)
@@ -433,6 +440,17 @@ def test_auto_rule_on_large_transformed_kernels():
     assert wg.winograd_pays(geom, np.dtype(np.float32))      # 32 tiles reuse them
     geom = array_geometry("conv2d", (8, 512, 28, 28), (512, 512, 3, 3), 1, 1, 1, 1)
     assert wg.winograd_pays(geom, np.dtype(np.float32))
+
+
+def test_auto_rule_asks_work_per_thread():
+    from cyconv._conv import array_geometry
+    # 16 tiles of 192 channels and kernels: 3072, enough for one thread, not two.
+    geom = array_geometry("conv2d", (1, 192, 16, 16), (192, 192, 3, 3), 1, 1, 1, 1)
+    with thread_limit(1):
+        assert wg.winograd_pays(geom, np.dtype(np.float32))
+    with thread_limit(2):
+        if max_threads() == 2:  # two cores usable
+            assert not wg.winograd_pays(geom, np.dtype(np.float32))
 
 
 def _overflow_case(monkeypatch):

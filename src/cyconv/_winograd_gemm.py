@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from cyconv._dispatch import _winograd
+from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
@@ -57,9 +58,21 @@ def check_winograd(func, geom):
 # C=K=512 at 7x7: N=1 (4 tiles) 1.57, N=2 (8) 1.10, N=4 (16) 0.94, N=8 (32)
 # 0.72; at 14x14: N=1 (16) 1.05, N=2 (32) 0.90; C=K=1024 at 7x7: N=1 1.69,
 # N=8 (32) 0.78. Two threads pointed the same way (timings too noisy there).
+#
+# And the tiles times the smaller of the channel and kernel counts per group
+# must reach WINOGRAD_AUTO_WORK per kernel thread: with few tiles and few
+# channels the transforms and narrow products cost more than the 2.25x
+# multiplications they save, and more so on two threads, where each gets
+# half the tiles. Measured idle, N 1..4, C = K 32..512, 7..16 pixels,
+# float32 (a grid as in benchmarks/auto_check.py's way, winograd over the
+# shifted GEMMs, interleaved, medians of 9): on one thread, work 512-1152
+# 1.4-2.3x the time, 1024-2048 0.81-1.21, from 2304 0.41-1.08 (1.08 at
+# N1-C128-14); on two threads, work below 2048 0.95-2.4x, 2048-2304
+# 0.88-1.37, from 4096 0.46-1.05.
 WINOGRAD_AUTO_CHANNELS = 16
 WINOGRAD_AUTO_KERNEL_BYTES = 16 * 2**20
 WINOGRAD_AUTO_MANY_TILES = 32
+WINOGRAD_AUTO_WORK = 2048
 
 
 def winograd_pays(geom, dtype):
@@ -71,6 +84,8 @@ def winograd_pays(geom, dtype):
         return False
     m = tile_size(geom.ho, geom.wo)
     tiles = geom.batch * -(-geom.ho // m) * -(-geom.wo // m)
+    if tiles * min(cg, kg) < WINOGRAD_AUTO_WORK * max_threads():
+        return False
     kernel_bytes = (m + 2) ** 2 * geom.kernels * cg * dtype.itemsize
     return kernel_bytes <= WINOGRAD_AUTO_KERNEL_BYTES or tiles >= WINOGRAD_AUTO_MANY_TILES
 

@@ -64,7 +64,7 @@ def check_winograd(func, geom):
 # channels the transforms and narrow products cost more than the 2.25x
 # multiplications they save, and more so on two threads, where each gets
 # half the tiles. Measured idle, N 1..4, C = K 32..512, 7..16 pixels,
-# float32 (a grid as in benchmarks/auto_check.py's way, winograd over the
+# float32 (benchmarks/winograd_rule.py: winograd over the
 # shifted GEMMs, interleaved, medians of 9): on one thread, work 512-1152
 # 1.4-2.3x the time, 1024-2048 0.81-1.21, from 2304 0.41-1.08 (1.08 at
 # N1-C128-14); on two threads, work below 2048 0.95-2.4x, 2048-2304

@@ -57,7 +57,7 @@ def main():
                     winograd(), shifted()
                     ratios = [wall(winograd) / wall(shifted) for _ in range(9)]
                     m = wg.tile_size(h, h)
-                    work = n * -(-h // m) ** 2 * c
+                    work = n * (-(-h // m)) ** 2 * c
                     print(f"N{n}-C{c}-{h}  work {work:6d}  winograd/shifted "
                           f"{np.median(ratios):.2f}", flush=True)
 

@@ -35,6 +35,7 @@ from libc.stdint cimport uintptr_t
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
+from cyconv._tiles cimport WINDOW_SLACK, window_rows
 
 cdef extern from "_wgemm.h" nogil:
     int CYCONV_WG_MAX_LANES
@@ -93,6 +94,11 @@ def max_lanes():
     on a 64-byte line.
     """
     return CYCONV_WG_MAX_LANES
+
+
+def window_slack():
+    """Elements past the zero-padded rows of a row of tiles that `_gather` may overwrite."""
+    return WINDOW_SLACK
 
 
 def _products(const floating[:, ::1] u, const floating[:, ::1] v, floating[:, ::1] out,
@@ -252,13 +258,13 @@ cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t
     runs along a row of tiles, pixel (i, j) of every tile of the run at a
     time (a stride-m read): in place where the run's window lies inside the
     image, else from a zero-padded copy of its n rows in ``line`` (n rows
-    of run*m + 2), where reading pixel by pixel with bounds checks cost
-    about a sixth of a C64-56 layer.
+    of run*m + 2, and WINDOW_SLACK more: `cyconv._tiles.window_rows`),
+    where reading pixel by pixel with bounds checks cost about a sixth of
+    a C64-56 layer.
     """
-    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, lo, hi, ld, i, j, q
+    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, ld, i, j
     cdef const floating *src
     cdef const floating *base
-    cdef floating *dst
     while t < nt:
         tile = t0 + t
         r = tile % tiles_img
@@ -272,22 +278,7 @@ cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t
             base = src + y0 * w + x0
             ld = w
         else:
-            # Columns [lo, hi) of the window lie inside the image.
-            lo = -x0 if x0 < 0 else 0
-            hi = w_lim - x0 if w_lim - x0 < width else width
-            hi = hi if hi > lo else lo
-            for i in range(n):
-                dst = line + i * width
-                if 0 <= y0 + i < h_lim:
-                    for q in range(lo):
-                        dst[q] = 0
-                    for q in range(lo, hi):
-                        dst[q] = src[(y0 + i) * w + x0 + q]
-                    for q in range(hi, width):
-                        dst[q] = 0
-                else:
-                    for q in range(width):
-                        dst[q] = 0
+            window_rows(src, w, y0, x0, h_lim, w_lim, n, width, line)
             base = line
             ld = width
         for i in range(n):
@@ -354,7 +345,7 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
     cdef floating *d = prod + nn * kg * ld         # (nn, nt)
     cdef floating *tmp = d + nn * nt               # (nn, nt)
     cdef floating *chk = tmp + nn * nt             # (nt,)
-    cdef floating *line = chk + nt                 # (n, tiles_w*m + 2)
+    cdef floating *line = chk + nt                 # (n, tiles_w*m + 2) + WINDOW_SLACK
     cdef floating b, total = 0
     for t in range(nt):
         chk[t] = 0
@@ -423,7 +414,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     transformed kernels (`transform_kernels`); bias (K,) even when has_bias
     is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
     n = m + 2 <= 6; scratch (>= n_threads, >= b*(n*n*(Cg + Kg + 2) + 1)
-    + n*(tiles_w*m + 2) + `max_lanes`, b = block rounded up to a multiple of `max_lanes`,
+    + n*(tiles_w*m + 2) + `window_slack` + `max_lanes`, b = block rounded up to a multiple of `max_lanes`,
     tiles_w = ceil(wo / m)); all non-empty and C-contiguous; GEMM sizes fit a C
     int; n_threads >= 1.
     """

@@ -137,9 +137,10 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     balanced = min(kg * cg // (kg + cg), fitting(WINOGRAD_MAX_BLOCK_BYTES))
     block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced, fitting(WINOGRAD_BLOCK_BYTES)))
     padded = -(-block // lanes) * lanes
-    # Each thread's row also holds the zero-padded input rows of a row of tiles,
-    # and room to start V on a 64-byte line (max_lanes elements: 64 or more bytes).
-    line = n * (-(-out.shape[3] // m) * m + 2) + lanes
+    # Each thread's row also holds the zero-padded input rows of a row of tiles
+    # (and the elements their copy may write past them), and room to start V
+    # on a 64-byte line (max_lanes elements: 64 or more bytes).
+    line = n * (-(-out.shape[3] // m) * m + 2) + _winograd.window_slack() + lanes
     check_int_sizes(func, kernels_per_group=kg, channels_per_group=cg,
                     transformed_block=max(cg, kg) * padded)
     with gemm_team() as n_threads:

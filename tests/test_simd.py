@@ -108,8 +108,11 @@ def test_row_kernels_keep_their_vectors_in_registers(level):
     a few per pass's entry) and ran 8-10x slower."""
     if level not in _dispatch.built():
         pytest.skip(f"no {level} build")
-    counts = _stack_stores(_listing("_direct", level),
-                           r"^cyconv_(rowblock|plane3x3|backrows3x3|gradrows3x3)_")
+    listing = _listing("_direct", level)
+    if "__asan_" in listing or "__ubsan_" in listing:
+        # tools/sanitize.sh's build: its checks hold registers and spill more.
+        pytest.skip("a sanitizer-instrumented build")
+    counts = _stack_stores(listing, r"^cyconv_(rowblock|plane3x3|backrows3x3|gradrows3x3)_")
     if not counts:
         pytest.skip("the row kernels were inlined: no symbol of theirs to inspect")
     assert max(counts.values()) <= 200, f"vector registers spilled to the stack: {counts}"

@@ -433,7 +433,8 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         one per kernel tap reading the zero-padded image in place (the
         im2col product without the unrolled copy), otherwise im2col -- and
         ``'winograd'`` for float 3x3 kernels at stride 1 and dilation 1 with
-        at least 16 channels and 16 kernels per group and finite values
+        at least 16 channels and 16 kernels per group, output tiles times
+        channels per group at least 2048 per thread, and finite values
         (so its rounding, see Notes, applies to those; integer data stays
         exact).
 

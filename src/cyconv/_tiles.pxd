@@ -49,6 +49,36 @@ cdef inline void window_rows(const floating *plane, Py_ssize_t row, Py_ssize_t y
                 dst[q] = 0
 
 
+cdef inline Py_ssize_t tile_run(const floating *plane, Py_ssize_t img_step, Py_ssize_t row,
+                                 Py_ssize_t h_lim, Py_ssize_t w_lim, Py_ssize_t top,
+                                 Py_ssize_t left, Py_ssize_t step, Py_ssize_t size,
+                                 floating *line, Py_ssize_t tile, Py_ssize_t most,
+                                 Py_ssize_t tiles_w, Py_ssize_t tiles_img,
+                                 const floating **base, Py_ssize_t *ld) noexcept nogil:
+    """The run of tiles from ``tile`` along its row of tiles (at most ``most``): its length.
+
+    Sets ``*base`` and ``*ld`` to where the run's ``size`` rows lie (rows
+    ``*ld`` apart, from the run's first column): in place where its window
+    lies inside the plane, else copied zero-padded into ``line`` by
+    `window_rows`. Tiles and arguments as `gather_tiles` says.
+    """
+    cdef Py_ssize_t r = tile % tiles_img
+    cdef Py_ssize_t tj = r % tiles_w
+    cdef Py_ssize_t run = tiles_w - tj if tiles_w - tj < most else most
+    cdef Py_ssize_t y0 = (r // tiles_w) * step - top
+    cdef Py_ssize_t x0 = tj * step - left
+    cdef Py_ssize_t width = run * step + size - step  # the columns the run reads, from x0
+    cdef const floating *src = plane + (tile // tiles_img) * img_step
+    if y0 >= 0 and y0 + size <= h_lim and x0 >= 0 and x0 + width <= w_lim:
+        base[0] = src + y0 * row + x0
+        ld[0] = row
+    else:
+        window_rows(src, row, y0, x0, h_lim, w_lim, size, width, line)
+        base[0] = line
+        ld[0] = width
+    return run
+
+
 cdef inline void gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssize_t row,
                               Py_ssize_t h_lim, Py_ssize_t w_lim, Py_ssize_t top,
                               Py_ssize_t left, Py_ssize_t step, Py_ssize_t size, floating *d,
@@ -68,26 +98,12 @@ cdef inline void gather_tiles(const floating *plane, Py_ssize_t img_step, Py_ssi
     ``step*run + size - step``: at most ``size*(step*tiles_w + size - step)``
     elements, and WINDOW_SLACK more).
     """
-    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, ld, i, j, u
-    cdef const floating *src
+    cdef Py_ssize_t t = 0, run, ld, i, j, u
     cdef const floating *base
     cdef floating *dst
     while t < nt:
-        tile = t0 + t
-        r = tile % tiles_img
-        tj = r % tiles_w
-        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
-        y0 = (r // tiles_w) * step - top
-        x0 = tj * step - left
-        width = run * step + size - step  # the columns the run reads, from x0
-        src = plane + (tile // tiles_img) * img_step
-        if y0 >= 0 and y0 + size <= h_lim and x0 >= 0 and x0 + width <= w_lim:
-            base = src + y0 * row + x0
-            ld = row
-        else:
-            window_rows(src, row, y0, x0, h_lim, w_lim, size, width, line)
-            base = line
-            ld = width
+        run = tile_run(plane, img_step, row, h_lim, w_lim, top, left, step, size, line,
+                       t0 + t, nt - t, tiles_w, tiles_img, &base, &ld)
         for i in range(size):
             for j in range(size):
                 dst = d + (i * size + j) * nt + t

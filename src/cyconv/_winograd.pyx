@@ -35,7 +35,7 @@ from libc.stdint cimport uintptr_t
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
-from cyconv._tiles cimport WINDOW_SLACK, window_rows
+from cyconv._tiles cimport WINDOW_SLACK, tile_run
 
 cdef extern from "_wgemm.h" nogil:
     int CYCONV_WG_MAX_LANES
@@ -262,25 +262,11 @@ cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t
     where reading pixel by pixel with bounds checks cost about a sixth of
     a C64-56 layer.
     """
-    cdef Py_ssize_t t = 0, tile, r, tj, run, y0, x0, width, ld, i, j
-    cdef const floating *src
+    cdef Py_ssize_t t = 0, run, ld, i, j
     cdef const floating *base
     while t < nt:
-        tile = t0 + t
-        r = tile % tiles_img
-        tj = r % tiles_w
-        run = tiles_w - tj if tiles_w - tj < nt - t else nt - t
-        y0 = (r // tiles_w) * m - ph
-        x0 = tj * m - pw
-        width = run * m + n - m  # the columns the run reads, from x0
-        src = plane + (tile // tiles_img) * img_step
-        if y0 >= 0 and y0 + n <= h_lim and x0 >= 0 and x0 + width <= w_lim:
-            base = src + y0 * w + x0
-            ld = w
-        else:
-            window_rows(src, w, y0, x0, h_lim, w_lim, n, width, line)
-            base = line
-            ld = width
+        run = tile_run(plane, img_step, w, h_lim, w_lim, ph, pw, m, n, line, t0 + t, nt - t,
+                       tiles_w, tiles_img, &base, &ld)
         for i in range(n):
             if run < SHORT_RUN:
                 _copy_tiles(base + i * ld, d + i * n * nt + t, nt, run, m)

@@ -107,12 +107,30 @@
         for (int k = 0; k < kb; k++)                                                    \
             for (int v = 0; v < nv; v++)                                                \
                 acc[k][v] = (VEC){0} + bias[k];                                         \
-        for (ptrdiff_t t = 0; t < taps; t++) {                                          \
-            const T *s = xs + off[t];                                                   \
-            for (int v = 0; v < nv; v++) {                                              \
-                const VEC xv = *(const UVEC *)(s + v * V);                              \
-                for (int k = 0; k < kb; k++)                                            \
-                    acc[k][v] += w[k * q_len + t] * xv;                                 \
+        /* The values each tap reuses stay in registers: kb broadcast weights    \
+         * (vectors outer) or nv input vectors (kernels outer), whichever is    \
+         * fewer, so that kb*nv + min(kb, nv) + 1 registers suffice (16 with   \
+         * AVX2: kb 4 x nv 3 spilled an accumulator in the tap loop). */        \
+        if (kb > nv) {                                                                  \
+            for (ptrdiff_t t = 0; t < taps; t++) {                                      \
+                const T *s = xs + off[t];                                               \
+                VEC xv[8];                                                              \
+                for (int v = 0; v < nv; v++)                                            \
+                    xv[v] = *(const UVEC *)(s + v * V);                                 \
+                for (int k = 0; k < kb; k++) {                                          \
+                    const T wk = w[k * q_len + t];                                      \
+                    for (int v = 0; v < nv; v++)                                        \
+                        acc[k][v] += wk * xv[v];                                        \
+                }                                                                       \
+            }                                                                           \
+        } else {                                                                        \
+            for (ptrdiff_t t = 0; t < taps; t++) {                                      \
+                const T *s = xs + off[t];                                               \
+                for (int v = 0; v < nv; v++) {                                          \
+                    const VEC xv = *(const UVEC *)(s + v * V);                          \
+                    for (int k = 0; k < kb; k++)                                        \
+                        acc[k][v] += w[k * q_len + t] * xv;                             \
+                }                                                                       \
             }                                                                           \
         }                                                                               \
         for (int k = 0; k < kb; k++) {                                                  \

@@ -174,3 +174,44 @@ def test_avx512_build_sums_tiles_in_512_bit_fmas():
                              capture_output=True, text=True, check=True).stdout
     for suffix in ("ps", "pd"):
         assert len(re.findall(rf"vfmadd\d+{suffix}\s+\S*zmm", listing)) >= 100, suffix
+
+
+def _tap_loops(listing, function):
+    """The innermost loops of ``function`` in an objdump listing that multiply vectors:
+    for each backward jump, the instructions from its target to it (at most 80)."""
+    body = re.search(rf"^[0-9a-f]+ <{function}>:$(.*?)(?:^$|\Z)", listing, re.M | re.S)
+    lines = re.findall(r"^\s+([0-9a-f]+):\s+(.*)$", body.group(1), re.M)
+    addrs = [int(a, 16) for a, _ in lines]
+    loops = []
+    for end, (_, text) in enumerate(lines):
+        jump = re.match(r"j\w+\s+([0-9a-f]+) <", text)
+        if jump and int(jump.group(1), 16) < addrs[end]:
+            start = addrs.index(int(jump.group(1), 16)) if int(jump.group(1), 16) in addrs else end
+            loop = [t for _, t in lines[start:end + 1]]
+            if len(loop) <= 80 and sum(bool(re.match(r"v?(fmadd|mul)\w*p[sd]", t))
+                                       for t in loop) >= 4:
+                loops.append(loop)
+    return loops
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump")
+@pytest.mark.parametrize("level", ["baseline", "avx2", "avx512"])
+def test_tiles_stay_in_registers_over_the_taps(level):
+    """No tap loop of any tile touches the stack: with 16 vector registers (AVX2),
+    the 4-kernel x 3-vector tile kept one accumulator on the stack while its 4
+    broadcast weights stayed in registers, a load and store per tap on one chain
+    (the stem ran 1.45x slower); kernels go outer there (_regblock.h)."""
+    if level not in _dispatch.built():
+        pytest.skip(f"no {level} build")
+    path = importlib.util.find_spec(f"cyconv._kernels._regblock_{level}").origin
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path],
+                             capture_output=True, text=True, check=True).stdout
+    if "__asan_" in listing or "__ubsan_" in listing:
+        pytest.skip("a sanitizer-instrumented build (its checks hold registers)")
+    for dtype in ("float", "double"):
+        if f"<cyconv_rb_rows_{dtype}>:" not in listing:
+            pytest.skip("the row kernels were inlined: no symbol of theirs to inspect")
+        loops = _tap_loops(listing, f"cyconv_rb_rows_{dtype}")
+        assert len(loops) >= 8, (dtype, len(loops))
+        spilled = [loop for loop in loops if any(re.search(r"\((%rsp|%rbp)\)", t) for t in loop)]
+        assert not spilled, f"{dtype}: {len(spilled)} tap loops use the stack: {spilled[0]}"

@@ -48,6 +48,18 @@
 #endif
 /* Kernels per tile at most. */
 #define CYCONV_RB_KB 8
+/* Vector registers, and those a tap needs besides the tile's accumulators and
+ * the values it reuses (the one being loaded; without FMA also a product). */
+#if defined(__AVX512F__)
+#define CYCONV_RB_REGS 32
+#else
+#define CYCONV_RB_REGS 16
+#endif
+#if defined(__FMA__)
+#define CYCONV_RB_TEMPS 1
+#else
+#define CYCONV_RB_TEMPS 2
+#endif
 
 #if !(defined(__GNUC__) || defined(__clang__))
 #undef CYCONV_RB_BYTES
@@ -147,11 +159,14 @@
     }
 
 /* The tile sizes a row can need: nv <= CYCONV_RB_NV vectors, kb <= CYCONV_RB_KB
- * kernels, nv*kb <= CYCONV_RB_TILE accumulators (the cases past those are dead
- * code, dropped by the compiler). */
+ * kernels, nv*kb <= CYCONV_RB_TILE accumulators that fit in the registers with
+ * what the taps reuse (the cases past those are dead code, dropped by the
+ * compiler). */
 #define CYCONV_RB_CASE(TILE, nv, kb)                                                    \
     case (nv) * 16 + (kb):                                                              \
-        if ((nv) <= CYCONV_RB_NV && (nv) * (kb) <= CYCONV_RB_TILE)                      \
+        if ((nv) <= CYCONV_RB_NV && (nv) * (kb) <= CYCONV_RB_TILE                       \
+            && (nv) * (kb) + ((kb) < (nv) ? (kb) : (nv)) + CYCONV_RB_TEMPS              \
+               <= CYCONV_RB_REGS)                                                       \
             TILE(s, off, taps, w_k, q_len, bias + k, o, plane, cols, (nv), (kb));       \
         break;
 #define CYCONV_RB_CASES(TILE, nv)                                                       \
@@ -186,8 +201,13 @@
                 const ptrdiff_t j = vec0 * V;                                           \
                 const ptrdiff_t cols = (wo - j < nv * V) ? wo - j : nv * V;             \
                 const T *s = xs + i * sh * row_len + j;                                 \
-                const ptrdiff_t kb_max = CYCONV_RB_TILE / nv < CYCONV_RB_KB             \
-                                         ? CYCONV_RB_TILE / nv : CYCONV_RB_KB;          \
+                ptrdiff_t kb_max = CYCONV_RB_TILE / nv < CYCONV_RB_KB                   \
+                                   ? CYCONV_RB_TILE / nv : CYCONV_RB_KB;                \
+                /* a tile and what its taps reuse fit in the registers (SSE2: 4 x 3 */ \
+                /* and 3 x 4 spilled without FMA's fused product) */                    \
+                while (kb_max > 1 && kb_max * nv + (kb_max < nv ? kb_max : nv)          \
+                                     + CYCONV_RB_TEMPS > CYCONV_RB_REGS)                \
+                    kb_max--;                                                           \
                 const ptrdiff_t blocks = (kg + kb_max - 1) / kb_max;                    \
                 const ptrdiff_t kb_even = (kg + blocks - 1) / blocks;                   \
                 for (ptrdiff_t k = 0; k < kg; k += kb_even) {                           \

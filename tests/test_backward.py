@@ -7,6 +7,7 @@ mode included. The course exercise's kernel and image gradients are checked
 by its own formulas, written out here.
 """
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import cyconv
 import cyconv._backward
+from cyconv import _openmp, _threads
 
 from _reference import TOL, conv2d_api_ref
 
@@ -401,3 +403,105 @@ def test_pointwise_grad_input_writes_every_element(dtype, n, groups, padding, mo
                                            padding_mode=mode,
                                            output_mask=(True, False, False))[0],
                     expected, rtol=tol, atol=tol)
+
+
+# ------------------------------------------- Winograd's gradients side by side
+
+needs_two_cpus = pytest.mark.skipif(
+    _threads.usable_cpus() < 2 or not _threads.blas_threads.controlled,
+    reason="needs 2 CPUs and BLAS thread control")
+
+
+def _gradients_ref(gy, x, w):
+    """grad_input and grad_weight of a padding-1, stride-1 3x3 conv2d by the sums, in float64."""
+    n, k, ho, wo = gy.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    gxp, gw = np.zeros(xp.shape), np.zeros(w.shape)
+    for p, q in np.ndindex(3, 3):
+        gxp[:, :, p:p + ho, q:q + wo] += np.einsum("nkhw,kc->nchw", gy, w[:, :, p, q])
+        gw[:, :, p, q] = np.einsum("nkhw,nchw->kc", gy, xp[:, :, p:p + ho, q:q + wo])
+    return gxp[:, :, 1:-1, 1:-1], gw
+
+
+def _spy_threads(monkeypatch):
+    """Records (kernel, thread, team size) of the Winograd kernels' calls."""
+    import cyconv._winograd_gemm as wg
+    import cyconv._winograd_wgrad_gemm as wwg
+    from cyconv._dispatch import _winograd, _winograd_wgrad
+    calls = []
+    for module, name in ((_winograd, "conv2d_forward"), (_winograd_wgrad, "transformed_sums")):
+        real = getattr(module, name)
+
+        def spy(*args, real=real, name=name):
+            calls.append((name, threading.get_ident(), args[-1]))
+            return real(*args)
+
+        monkeypatch.setattr(module, name, spy)
+    assert wg._winograd is _winograd and wwg._winograd_wgrad is _winograd_wgrad
+    return calls
+
+
+@needs_two_cpus
+@pytest.mark.parametrize("mask", [(True, True, True), (True, True, False)])
+def test_winograd_gradients_side_by_side(monkeypatch, mask):
+    # Two threads: the input gradient (and the bias) on a second thread and the
+    # weight gradient on the calling one, each with a team of one; the results
+    # are the sums', and the thread setting is back afterwards.
+    calls = _spy_threads(monkeypatch)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 32, 32, 32))
+    w = rng.standard_normal((32, 32, 3, 3))
+    gy = rng.standard_normal((2, 32, 32, 32))
+    with _threads.thread_limit(2):
+        gx, gw, gb = cyconv.conv2d_backward(gy, x, w, padding=1, output_mask=mask)
+        assert _openmp.thread_setting() == 2
+    assert sorted((name, tid == threading.get_ident(), team) for name, tid, team in calls) == [
+        ("conv2d_forward", False, 1), ("transformed_sums", True, 1)]
+    gx_ref, gw_ref = _gradients_ref(gy, x, w)
+    assert_allclose(gx, gx_ref, rtol=0, atol=1e-11 * np.abs(gx_ref).max())
+    assert_allclose(gw, gw_ref, rtol=0, atol=1e-11 * np.abs(gw_ref).max())
+    if mask[2]:
+        assert_allclose(gb, gy.sum(axis=(0, 2, 3)), rtol=1e-13)
+    else:
+        assert gb is None
+
+
+@needs_two_cpus
+def test_side_by_side_nonfinite_falls_back(monkeypatch):
+    # An inf of grad_output: the input gradient's Winograd leaves it to the
+    # shifted GEMMs (on its thread) and the weight gradient to im2col's.
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 32, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, 32, 32, 32)).astype(np.float32)
+    gy[1, 3, 0, 5] = np.inf
+    calls = _spy_threads(monkeypatch)
+    with _threads.thread_limit(2):
+        gx, gw, gb = cyconv.conv2d_backward(gy, x, w, padding=1)
+    assert {name for name, _, _ in calls} == {"conv2d_forward", "transformed_sums"}
+    want = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col")
+    assert_array_equal(np.isnan(gx), np.isnan(want[0]))
+    assert_array_equal(np.isinf(gx), np.isinf(want[0]))
+    assert_array_equal(gw, want[1])
+    assert_array_equal(gb, want[2])
+
+
+@needs_two_cpus
+@pytest.mark.parametrize("where", ["input gradient", "weight gradient"])
+def test_side_by_side_raises_either_error(monkeypatch, where):
+    # An exception on either thread comes out of the call, once both have ended.
+    def fail(*args):
+        raise MemoryError(where)
+
+    target = "_grad_input_as_forward" if where == "input gradient" else "run_winograd_grad_weight"
+    monkeypatch.setattr(cyconv._backward, target, fail)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 32, 32, 32))
+    w = rng.standard_normal((32, 32, 3, 3))
+    gy = rng.standard_normal((2, 32, 32, 32))
+    before = threading.active_count()
+    with _threads.thread_limit(2):
+        with pytest.raises(MemoryError, match=where):
+            cyconv.conv2d_backward(gy, x, w, padding=1)
+        assert _openmp.thread_setting() == 2
+    assert threading.active_count() == before

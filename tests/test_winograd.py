@@ -176,6 +176,28 @@ def test_products_kernel_matches_matmul(dtype):
             (kg, cg, nt)
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("t", [1, 6, 13, 40])
+def test_written_out_transforms_are_the_derived_ones(m, dtype, t):
+    # _wtrans.h writes BT and AT out: on d = the identity (padded to t
+    # columns, random beyond) they give BT and AT, exactly (small integers
+    # and powers of 2), at every column count (vector bodies and remainders).
+    from cyconv import _winograd
+    at, _, bt = wt.transforms(m, 3, wt.POINTS[m])
+    n = m + 2
+    rng = np.random.default_rng(t)
+    d = rng.standard_normal((n, t)).astype(dtype)
+    d[:, :min(n, t)] = np.eye(n, dtype=dtype)[:, :min(n, t)]
+    v, y = np.full((n, t), np.nan, dtype), np.full((m, t), np.nan, dtype)
+    _winograd._tile_transforms(d, v, y, m)
+    np.testing.assert_array_equal(v[:, :min(n, t)], bt[:, :min(n, t)])
+    np.testing.assert_array_equal(y[:, :min(n, t)], at[:, :min(n, t)])
+    d64 = d.astype(np.float64)
+    np.testing.assert_allclose(v, bt @ d64, rtol=0, atol=32 * np.finfo(dtype).eps * np.abs(d64).max())
+    np.testing.assert_allclose(y, at @ d64, rtol=0, atol=32 * np.finfo(dtype).eps * np.abs(d64).max())
+
+
 @pytest.fixture(params=["chosen", 2, 4])
 def tile(request, monkeypatch):
     """Each case under the tile size the method picks, and under F(2x2) and F(4x4)."""

@@ -10,8 +10,9 @@ tiles (over all images), with ``a`` one of the n*n transformed positions:
     M[a] = U[a] @ V[a]                          (Kg x Cg) @ (Cg x tiles): n*n products
     out tile t of kernel k = AT @ M[:, k, t] @ AT.T + bias[k]
 
-``U[a, k, c] = (G @ w[k, c] @ G.T)[a]`` is computed once per call, in double
-and rounded once. A block's V and M live in one scratch row per thread, sized
+``U[a, k, c] = (G @ w[k, c] @ G.T)[a]`` is computed once per call, in the
+data's type (in double it ran N8-C256-14-K256 float32 3% slower on one
+thread, for U within 1.6e-7 of its largest value instead of 3e-8). A block's V and M live in one scratch row per thread, sized
 by the caller to stay in L2; the transforms run over the block's tiles in the
 innermost loop (contiguous: the compiler vectorizes them), which is also the
 products' column order. The products are register-tiled loops over U and V
@@ -22,10 +23,12 @@ columns computed) still go to BLAS, held at one thread (cyconv._threads).
 Each task (group, block of
 tiles) is one thread's: it gathers and transforms its input tiles, runs
 its products and writes its own output tiles, so tasks share
-nothing but the read-only input and U. The input transform also checks its
-output for NaN and inf (`_flag_nonfinite`), which a transform would spread
-over the tile: the caller then recomputes by another method, and no pass
-over the input is needed beforehand.
+nothing but the read-only input and U. The transforms of tiles are BT and AT
+written out (`_wtrans.h`: N8-C64-56-K64 float32 0.83x, C256-14 0.95x the
+time on one thread, against applying BT's and AT's rows passed in). The
+input transform also checks its output for NaN and inf, which would spread
+over the tile's outputs: the caller then recomputes by another method, and
+no pass over the input is needed beforehand.
 """
 from cython.parallel cimport prange, threadid
 
@@ -44,6 +47,16 @@ cdef extern from "_wgemm.h" nogil:
     void cyconv_wg_gemm_double(const double *u, Py_ssize_t ldu, const double *v, double *m,
                                Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld)
 
+cdef extern from "_wtrans.h" nogil:
+    void cyconv_wt_input_float(const float *src, Py_ssize_t src_step, float *dst,
+                               Py_ssize_t dst_step, float *chk, Py_ssize_t nt, int m)
+    void cyconv_wt_input_double(const double *src, Py_ssize_t src_step, double *dst,
+                                Py_ssize_t dst_step, double *chk, Py_ssize_t nt, int m)
+    void cyconv_wt_output_float(const float *src, Py_ssize_t src_step, float *dst,
+                                Py_ssize_t dst_step, Py_ssize_t nt, int m)
+    void cyconv_wt_output_double(const double *src, Py_ssize_t src_step, double *dst,
+                                 Py_ssize_t dst_step, Py_ssize_t nt, int m)
+
 # The largest input tile: n = 6 for F(4x4, 3x3). The kernel transform runs
 # over KERNEL_CHUNK channels of one kernel at a time. Runs of fewer tiles
 # than SHORT_RUN are gathered a tile at a time (`_copy_tiles`).
@@ -57,21 +70,21 @@ cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
                         Py_ssize_t count, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
     """u[(a*n + b)*stride + c] = (G @ w[c] @ G.T)[a, b] for count <= KERNEL_CHUNK 3x3 kernels.
 
-    In double, over the kernels in the innermost loop (vectorized): the
-    taps as rows ``taps[i*3 + j, c]``, then ``half[a, j] = sum_i G[a, i]
+    In the data's type, over the kernels in the innermost loop (vectorized):
+    the taps as rows ``taps[i*3 + j, c]``, then ``half[a, j] = sum_i G[a, i]
     w[i, j]``, then ``sum_j half[a, j] G[b, j]``.
     """
-    cdef double taps[9 * KERNEL_CHUNK]
-    cdef double half[MAX_N * 3 * KERNEL_CHUNK]
-    cdef double g0, g1, g2
-    cdef double *h
+    cdef floating taps[9 * KERNEL_CHUNK]
+    cdef floating half[MAX_N * 3 * KERNEL_CHUNK]
+    cdef floating g0, g1, g2
+    cdef floating *h
     cdef floating *dst
     cdef Py_ssize_t a, b, j, c
     for j in range(9):  # c innermost: contiguous stores (the other order stored one at a time)
         for c in range(count):
             taps[j * KERNEL_CHUNK + c] = w[c * 9 + j]
     for a in range(n):
-        g0, g1, g2 = g_mat[a * 3], g_mat[a * 3 + 1], g_mat[a * 3 + 2]
+        g0, g1, g2 = <floating> g_mat[a * 3], <floating> g_mat[a * 3 + 1], <floating> g_mat[a * 3 + 2]
         for j in range(3):
             h = half + (a * 3 + j) * KERNEL_CHUNK
             for c in range(count):
@@ -80,11 +93,10 @@ cdef void _kernel_chunk(const floating *w, const double *g_mat, floating *u,
     for a in range(n):
         h = half + a * 3 * KERNEL_CHUNK
         for b in range(n):
-            g0, g1, g2 = g_mat[b * 3], g_mat[b * 3 + 1], g_mat[b * 3 + 2]
+            g0, g1, g2 = <floating> g_mat[b * 3], <floating> g_mat[b * 3 + 1], <floating> g_mat[b * 3 + 2]
             dst = u + (a * n + b) * stride
             for c in range(count):
-                dst[c] = <floating> (h[c] * g0 + h[KERNEL_CHUNK + c] * g1
-                                     + h[2 * KERNEL_CHUNK + c] * g2)
+                dst[c] = h[c] * g0 + h[KERNEL_CHUNK + c] * g1 + h[2 * KERNEL_CHUNK + c] * g2
 
 
 def max_lanes():
@@ -99,6 +111,18 @@ def max_lanes():
 def window_slack():
     """Elements past the zero-padded rows of a row of tiles that `_gather` may overwrite."""
     return WINDOW_SLACK
+
+
+def _tile_transforms(const floating[:, ::1] d, floating[:, ::1] v, floating[:, ::1] y,
+                     Py_ssize_t m):
+    """Test hook: v = BT @ d and y = AT @ d (n x t) by `_wtrans.h`'s loops, n = m + 2.
+
+    Invariants (the caller's): d and v (n, t), y (m, t), t >= 1.
+    """
+    cdef Py_ssize_t t = d.shape[1]
+    with nogil:
+        _input_rows(&d[0, 0], t, &v[0, 0], t, NULL, t, m)
+        _output_rows(&d[0, 0], t, &y[0, 0], t, t, m)
 
 
 def _products(const floating[:, ::1] u, const floating[:, ::1] v, floating[:, ::1] out,
@@ -119,7 +143,7 @@ def _products(const floating[:, ::1] u, const floating[:, ::1] v, floating[:, ::
 
 def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat,
                       floating[:, :, ::1] u, int n_threads):
-    """u[a*n + b, k, c] = (G @ w[k, c] @ G.T)[a, b], summed in double.
+    """u[a*n + b, k, c] = (G @ w[k, c] @ G.T)[a, b], summed in the data's type.
 
     Invariants (checked in Python): w (K, Cg, 3, 3), g_mat (n, 3),
     u (n*n, K, Cg), all non-empty and C-contiguous; n <= 6.
@@ -140,44 +164,21 @@ def transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat
                           KERNEL_CHUNK if KERNEL_CHUNK < cg - c0 else cg - c0, n, stride)
 
 
-cdef void _combine(const floating *src, Py_ssize_t src_step, floating *dst,
-                   const floating *coef, Py_ssize_t n_terms, Py_ssize_t nt) noexcept nogil:
-    """dst[t] = sum_j coef[j] * src[j*src_step + t] for t < nt; n_terms is 4 or 6.
-
-    One pass with every term (zero coefficients included): n_terms loads and
-    one store per element, where adding the terms one at a time would read
-    and write ``dst`` for each.
-    """
-    cdef Py_ssize_t t
-    cdef floating c0 = coef[0], c1 = coef[1], c2 = coef[2], c3 = coef[3], c4, c5
-    cdef const floating *s0 = src
-    cdef const floating *s1 = src + src_step
-    cdef const floating *s2 = src + 2 * src_step
-    cdef const floating *s3 = src + 3 * src_step
-    cdef const floating *s4
-    cdef const floating *s5
-    if n_terms == 6:
-        c4, c5 = coef[4], coef[5]
-        s4, s5 = src + 4 * src_step, src + 5 * src_step
-        for t in range(nt):
-            dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t]) + (c4 * s4[t] + c5 * s5[t])
+cdef inline void _input_rows(const floating *src, Py_ssize_t src_step, floating *dst,
+                             Py_ssize_t dst_step, floating *chk, Py_ssize_t nt,
+                             Py_ssize_t m) noexcept nogil:
+    if floating is float:
+        cyconv_wt_input_float(src, src_step, dst, dst_step, chk, nt, m)
     else:
-        for t in range(nt):
-            dst[t] = (c0 * s0[t] + c1 * s1[t]) + (c2 * s2[t] + c3 * s3[t])
+        cyconv_wt_input_double(src, src_step, dst, dst_step, chk, nt, m)
 
 
-cdef inline void _flag_nonfinite(const floating *src, floating *chk,
-                                 Py_ssize_t nt) noexcept nogil:
-    """chk[t] += src[t] - src[t] for t < nt: stays 0 while every src[t] is finite, else NaN.
-
-    A NaN or inf in a tile's input reaches every one of its transformed
-    values (the transforms sum every term, zero coefficients included:
-    0 * inf is NaN), so this check of the transformed tiles, in cache just
-    after the transform wrote them, stands in for a pass over the input.
-    """
-    cdef Py_ssize_t t
-    for t in range(nt):
-        chk[t] += src[t] - src[t]
+cdef inline void _output_rows(const floating *src, Py_ssize_t src_step, floating *dst,
+                              Py_ssize_t dst_step, Py_ssize_t nt, Py_ssize_t m) noexcept nogil:
+    if floating is float:
+        cyconv_wt_output_float(src, src_step, dst, dst_step, nt, m)
+    else:
+        cyconv_wt_output_double(src, src_step, dst, dst_step, nt, m)
 
 
 cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
@@ -308,8 +309,7 @@ cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0
 
 
 cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
-                floating *out_p, floating *scratch, const floating *bt, const floating *at,
-                Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt,
+                floating *out_p, floating *scratch, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt,
                 Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out,
                 Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t ho, Py_ssize_t wo,
                 Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n,
@@ -347,13 +347,9 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
                 h_lim, w_lim, w, ph, pw, m, n)
         # Rows: tmp[i, b] = sum_j BT[b, j] d[i, j]; columns: V[a, b] = sum_i BT[a, i] tmp[i, b].
         for i in range(n):
-            for j in range(n):
-                _combine(d + i * n * nt, nt, tmp + (i * n + j) * nt, bt + j * n, n, nt)
-        for a in range(n):
-            for j in range(n):
-                _combine(tmp + j * nt, n * nt, v + ((a * n + j) * cg + c) * ld,
-                         bt + a * n, n, nt)
-                _flag_nonfinite(v + ((a * n + j) * cg + c) * ld, chk, nt)
+            _input_rows(d + i * n * nt, nt, tmp + i * n * nt, nt, NULL, nt, m)
+        for j in range(n):
+            _input_rows(tmp + j * nt, n * nt, v + (j * cg + c) * ld, n * cg * ld, chk, nt, m)
     for a in range(nn):
         if (ld - nt) * 4 > nt:
             gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
@@ -366,13 +362,10 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
                                   prod + a * kg * ld, kg, cg, nt, ld)
     for k in range(kg):
         # Columns: tmp[i, b] = sum_a AT[i, a] M[a, b]; rows: Y[i, j] = sum_b AT[j, b] tmp[i, b].
+        for j in range(n):
+            _output_rows(prod + (j * kg + k) * ld, n * kg * ld, tmp + j * nt, n * nt, nt, m)
         for i in range(m):
-            for j in range(n):
-                _combine(prod + (j * kg + k) * ld, n * kg * ld, tmp + (i * n + j) * nt,
-                         at + i * n, n, nt)
-        for i in range(m):
-            for j in range(m):
-                _combine(tmp + i * n * nt, nt, d + (i * m + j) * nt, at + j * n, n, nt)
+            _output_rows(tmp + i * n * nt, nt, d + i * m * nt, nt, nt, m)
         b = bias[g * kg + k] if has_bias else 0
         _scatter(d, b, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
                  n_out * ho * wo, ho, wo, m)
@@ -383,8 +376,7 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
                    const floating[::1] bias, bint has_bias, floating[:, :, :, ::1] out,
-                   const floating[:, ::1] bt, const floating[:, ::1] at,
-                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t groups, Py_ssize_t block,
+                   Py_ssize_t m, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t groups, Py_ssize_t block,
                    floating[:, ::1] scratch, int n_threads):
     """out[n,k,i,j] = bias[k] + sum_{c,p,q} w[k, c, p, q] * x[n, g*Cg+c, i-ph+p, j-pw+q] by F(m, 3).
 
@@ -393,13 +385,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     of at most ``block`` tiles) that the ``n_threads`` threads take in turn.
     Returns True when every transformed input value was finite; False
     when an input pixel read was NaN or inf (or a transform overflowed):
-    the transforms then spread it over whole tiles, and the caller
-    recomputes ``out`` by another method.
+    the caller recomputes ``out`` by another method.
 
     Invariants (checked in Python): x (N, C, H, W); u (n*n, K, C/groups) the
     transformed kernels (`transform_kernels`); bias (K,) even when has_bias
-    is False; out (N, K, ho, wo); bt (n, n) and at (m, n) the transforms,
-    n = m + 2 <= 6; scratch (>= n_threads, >= b*(n*n*(Cg + Kg + 2) + 1)
+    is False; out (N, K, ho, wo); m 4 or 2 (F(4x4, 3x3) or F(2x2, 3x3)),
+    n = m + 2; scratch (>= n_threads, >= b*(n*n*(Cg + Kg + 2) + 1)
     + n*(tiles_w*m + 2) + `window_slack` + `max_lanes`, b = block rounded up to a multiple of `max_lanes`,
     tiles_w = ceil(wo / m)); all non-empty and C-contiguous; GEMM sizes fit a C
     int; n_threads >= 1.
@@ -407,7 +398,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
     cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t n = bt.shape[0], m = at.shape[0]
+    cdef Py_ssize_t n = m + 2
     cdef Py_ssize_t cg = u.shape[2], kg = n_out // groups
     cdef Py_ssize_t tiles_w = (wo + m - 1) // m
     cdef Py_ssize_t tiles_img = (ho + m - 1) // m * tiles_w
@@ -431,7 +422,6 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
             t0 = (task % n_parts) * part
             nt = part if part < n_tiles - t0 else n_tiles - t0
             bad += _task(x_p, u_p, &bias[0], has_bias, out_p,
-                         scratch_p + threadid() * scratch_row, &bt[0, 0], &at[0, 0],
-                         g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo, ph, pw, m, n,
+                         scratch_p + threadid() * scratch_row, g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo, ph, pw, m, n,
                          tiles_w, tiles_img)
     return bad == 0

@@ -6,7 +6,6 @@ outputs, F(2x2, 3x3) 16 for 4. The tile size is the one with fewer products
 over the whole output (partial tiles at the edges count in full), F(2x2) on
 ties (smaller transforms, smaller rounding errors).
 """
-import functools
 
 import numpy as np
 
@@ -97,13 +96,9 @@ def tile_size(ho, wo):
     return 4 if products(4) < products(2) else 2
 
 
-@functools.cache
-def _matrices(m, dtype):
-    """(G as float64, BT and AT as ``dtype``) of F(m, 3), read-only."""
-    at, g_mat, bt = transforms(m, 3, POINTS[m])
-    bt, at = bt.astype(dtype), at.astype(dtype)  # small integers and powers of 2: exact
-    bt.flags.writeable = at.flags.writeable = False
-    return g_mat, bt, at
+def _matrices(m):
+    """G of F(m, 3) (float64, read-only); the kernels have BT and AT written out."""
+    return transforms(m, 3, POINTS[m])[1]
 
 
 def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_left):
@@ -121,7 +116,7 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     kg = n_out // groups
     m = tile_size(out.shape[2], out.shape[3])
     n = m + 2
-    g_mat, bt, at = _matrices(m, dtype)
+    g_mat = _matrices(m)
     n_tiles = out.shape[0] * -(-out.shape[2] // m) * -(-out.shape[3] // m)
     # Per tile: V, M, the input and output tiles, and one value of the NaN check.
     row = n * n * (cg + kg + 2) + 1
@@ -149,5 +144,5 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
         with scratch((n * n, n_out, cg), dtype) as u, \
                 scratch((n_threads, row * padded + line), dtype) as blocks:
             _winograd.transform_kernels(w, g_mat, u, n_threads)
-            return _winograd.conv2d_forward(x, u, bias, has_bias, out, bt, at, pad_top,
-                                            pad_left, groups, block, blocks, n_threads)
+            return _winograd.conv2d_forward(x, u, bias, has_bias, out, m, pad_top, pad_left,
+                                            groups, block, blocks, n_threads)

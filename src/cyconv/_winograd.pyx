@@ -52,14 +52,18 @@ cdef extern from "_wtrans.h" nogil:
                                Py_ssize_t dst_step, float *chk, Py_ssize_t nt, int m)
     void cyconv_wt_input_double(const double *src, Py_ssize_t src_step, double *dst,
                                 Py_ssize_t dst_step, double *chk, Py_ssize_t nt, int m)
+    void cyconv_wt_input_tiles_float(const float *src, float *dst, Py_ssize_t dst_step,
+                                     Py_ssize_t count, int m)
+    void cyconv_wt_input_tiles_double(const double *src, double *dst, Py_ssize_t dst_step,
+                                      Py_ssize_t count, int m)
     void cyconv_wt_output_float(const float *src, Py_ssize_t src_step, float *dst,
                                 Py_ssize_t dst_step, Py_ssize_t nt, int m)
     void cyconv_wt_output_double(const double *src, Py_ssize_t src_step, double *dst,
                                  Py_ssize_t dst_step, Py_ssize_t nt, int m)
 
 # The largest input tile: n = 6 for F(4x4, 3x3). The kernel transform runs
-# over KERNEL_CHUNK channels of one kernel at a time. Runs of fewer tiles
-# than SHORT_RUN are gathered a tile at a time (`_copy_tiles`).
+# over KERNEL_CHUNK channels of one kernel at a time. Images of fewer than
+# SHORT_RUN tiles to a row are gathered a tile at a time (`_gather`).
 cdef enum:
     MAX_N = 6
     KERNEL_CHUNK = 64
@@ -173,6 +177,14 @@ cdef inline void _input_rows(const floating *src, Py_ssize_t src_step, floating 
         cyconv_wt_input_double(src, src_step, dst, dst_step, chk, nt, m)
 
 
+cdef inline void _input_tiles(const floating *src, floating *dst, Py_ssize_t dst_step,
+                              Py_ssize_t count, Py_ssize_t m) noexcept nogil:
+    if floating is float:
+        cyconv_wt_input_tiles_float(src, dst, dst_step, count, m)
+    else:
+        cyconv_wt_input_tiles_double(src, dst, dst_step, count, m)
+
+
 cdef inline void _output_rows(const floating *src, Py_ssize_t src_step, floating *dst,
                               Py_ssize_t dst_step, Py_ssize_t nt, Py_ssize_t m) noexcept nogil:
     if floating is float:
@@ -181,25 +193,13 @@ cdef inline void _output_rows(const floating *src, Py_ssize_t src_step, floating
         cyconv_wt_output_double(src, src_step, dst, dst_step, nt, m)
 
 
-cdef void _copy_strided(const floating *src, floating *dst, Py_ssize_t count,
-                        Py_ssize_t m) noexcept nogil:
-    """dst[u] = src[u*m] for u < count; m (2 or 4) a constant in each loop, for the vectorizer."""
-    cdef Py_ssize_t u
-    if m == 4:
-        for u in range(count):
-            dst[u] = src[4 * u]
-    else:
-        for u in range(count):
-            dst[u] = src[2 * u]
-
-
 cdef void _copy_tiles(const floating *src, floating *dst, Py_ssize_t step, Py_ssize_t count,
                       Py_ssize_t m) noexcept nogil:
     """dst[j*step + u] = src[u*m + j] for u < count, j < m + 2 (m 2 or 4): a row of short runs.
 
     One tile's n values of the row at a time, unrolled: for the few tiles
-    of a row of a small image, where `_copy_strided`'s n loops of ``count``
-    values each cost more in loop overhead than in copies.
+    of a row of a small image, where n stride-m loops of ``count`` values
+    each cost more in loop overhead than in copies.
     """
     cdef Py_ssize_t u
     cdef const floating *s
@@ -250,30 +250,36 @@ cdef void _store_row(const floating *src, Py_ssize_t src_step, floating b, float
 cdef void _gather(const floating *plane, floating *d, floating *line, Py_ssize_t t0,
                   Py_ssize_t nt, Py_ssize_t tiles_w, Py_ssize_t tiles_img, Py_ssize_t img_step,
                   Py_ssize_t h_lim, Py_ssize_t w_lim, Py_ssize_t w,
-                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t m, Py_ssize_t n,
+                  bint rows) noexcept nogil:
     """d[(i*n + j)*nt + t] = input pixel (i, j) of tile t0 + t of one channel, 0 outside.
 
-    ``plane`` is the channel's plane in image 0; image b's is
+    With ``rows``, the row pass of the input transform instead,
+    d[(i*n + b)*nt + t] = sum_j BT[b, j] * pixel (i, j) (`_input_tiles`,
+    from the pixels where they lie): for rows of many tiles, where copying
+    the pixels first (a stride-m copy per column) stored and loaded each
+    once more (N8-C64-56-K64 0.87x the time). Without, for rows of fewer
+    than SHORT_RUN tiles, the pixels are copied a tile at a time
+    (`_copy_tiles`), and the caller's row pass runs vectorized over the
+    block's tiles. ``plane`` is the channel's plane in image 0; image b's is
     ``plane + b*img_step``. Rows >= h_lim and columns >= w_lim count as
     zero padding (no output inside the image reads them). The tiles go by
-    runs along a row of tiles, pixel (i, j) of every tile of the run at a
-    time (a stride-m read): in place where the run's window lies inside the
+    runs along a row of tiles, read in place where the run's window lies inside the
     image, else from a zero-padded copy of its n rows in ``line`` (n rows
     of run*m + 2, and WINDOW_SLACK more: `cyconv._tiles.window_rows`),
     where reading pixel by pixel with bounds checks cost about a sixth of
     a C64-56 layer.
     """
-    cdef Py_ssize_t t = 0, run, ld, i, j
+    cdef Py_ssize_t t = 0, run, ld, i
     cdef const floating *base
     while t < nt:
         run = tile_run(plane, img_step, w, h_lim, w_lim, ph, pw, m, n, line, t0 + t, nt - t,
                        tiles_w, tiles_img, &base, &ld)
         for i in range(n):
-            if run < SHORT_RUN:
-                _copy_tiles(base + i * ld, d + i * n * nt + t, nt, run, m)
+            if rows:
+                _input_tiles(base + i * ld, d + i * n * nt + t, nt, run, m)
             else:
-                for j in range(n):
-                    _copy_strided(base + i * ld + j, d + (i * n + j) * nt + t, run, m)
+                _copy_tiles(base + i * ld, d + i * n * nt + t, nt, run, m)
         t += run
 
 
@@ -333,6 +339,7 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
     cdef floating *chk = tmp + nn * nt             # (nt,)
     cdef floating *line = chk + nt                 # (n, tiles_w*m + 2) + WINDOW_SLACK
     cdef floating b, total = 0
+    cdef bint rows = tiles_w >= SHORT_RUN
     for t in range(nt):
         chk[t] = 0
     if h_lim > h:
@@ -343,11 +350,15 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
         for t in range(nt, ld):
             v[i * ld + t] = 0
     for c in range(cg):
-        _gather(x_p + (g * cg + c) * h * w, d, line, t0, nt, tiles_w, tiles_img, n_in * h * w,
-                h_lim, w_lim, w, ph, pw, m, n)
         # Rows: tmp[i, b] = sum_j BT[b, j] d[i, j]; columns: V[a, b] = sum_i BT[a, i] tmp[i, b].
-        for i in range(n):
-            _input_rows(d + i * n * nt, nt, tmp + i * n * nt, nt, NULL, nt, m)
+        if rows:
+            _gather(x_p + (g * cg + c) * h * w, tmp, line, t0, nt, tiles_w, tiles_img,
+                    n_in * h * w, h_lim, w_lim, w, ph, pw, m, n, True)
+        else:
+            _gather(x_p + (g * cg + c) * h * w, d, line, t0, nt, tiles_w, tiles_img,
+                    n_in * h * w, h_lim, w_lim, w, ph, pw, m, n, False)
+            for i in range(n):
+                _input_rows(d + i * n * nt, nt, tmp + i * n * nt, nt, NULL, nt, m)
         for j in range(n):
             _input_rows(tmp + j * nt, n * nt, v + (j * cg + c) * ld, n * cg * ld, chk, nt, m)
     for a in range(nn):

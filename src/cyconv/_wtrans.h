@@ -75,6 +75,38 @@
         }                                                                               \
     }                                                                                   \
                                                                                         \
+    /* The row pass straight from the image: dst[b*dst_step + u] = sum_j BT[b, j]  \
+     * src[u*m + j] for u < count, the tiles of a run along a row of tiles  \
+     * (src: one of their rows of pixels), where copying the n columns out  \
+     * of the row first (a stride-m copy each) and transforming the copy      \
+     * stored and loaded every value once more. */                           \
+    static void cyconv_wt_input_tiles_##T(const T *restrict src, T *restrict dst,       \
+                                          ptrdiff_t dst_step, ptrdiff_t count, int m)   \
+    {                                                                                   \
+        T *o0 = dst, *o1 = dst + dst_step, *o2 = dst + 2 * dst_step;                    \
+        T *o3 = dst + 3 * dst_step;                                                     \
+        if (m == 4) {                                                                   \
+            T *o4 = dst + 4 * dst_step, *o5 = dst + 5 * dst_step;                       \
+            CYCONV_WT_SIMD for (ptrdiff_t u = 0; u < count; u++) {                      \
+                const T *s = src + 4 * u;                                               \
+                const T d0 = s[0], d1 = s[1], d2 = s[2], d3 = s[3], d4 = s[4];          \
+                const T d5 = s[5];                                                      \
+                o0[u] = (T)2 * (d0 + d4) - (T)3 * (d1 - d3) - (T)4 * d2;                \
+                o1[u] = (T)2 * (d1 + d4) - (T)5 * d2 + d3;                              \
+                o2[u] = (T)2 * (d1 - d4) - d2 - (T)5 * d3;                              \
+                o3[u] = (T)2 * (d1 - d3) + d2 - d4;                                     \
+                o4[u] = d1 - (T)2 * (d2 - d4) - d3;                                     \
+                o5[u] = (T)2 * (d1 + d5) - (T)3 * (d2 - d4) - (T)4 * d3;                \
+            }                                                                           \
+        } else {                                                                        \
+            CYCONV_WT_SIMD for (ptrdiff_t u = 0; u < count; u++) {                      \
+                const T *s = src + 2 * u;                                               \
+                const T d0 = s[0], d1 = s[1], d2 = s[2], d3 = s[3];                     \
+                o0[u] = d0 - d2, o1[u] = d1 + d2, o2[u] = d1 - d2, o3[u] = d1 - d3;     \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+                                                                                        \
     static void cyconv_wt_output_##T(const T *restrict src, ptrdiff_t src_step,         \
                                      T *restrict dst, ptrdiff_t dst_step, ptrdiff_t nt, \
                                      int m)                                             \

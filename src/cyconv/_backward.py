@@ -197,7 +197,7 @@ def _depthwise_gradients(func, x, gy, w4, geom, pad_top, pad_left, with_input):
 def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
     """im2col's weight gradient: one partial sum per thread, added at the end."""
     dtype = gy.dtype
-    with gemm_team() as n_threads:
+    with gemm_team(gy.size * math.prod(weight_shape[1:])) as n_threads:
         check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
         partial = np.zeros((n_threads, math.prod(weight_shape)), dtype)
         _im2col.conv2d_grad_weight(xp, gy, partial, geom.kh, geom.kw, *args,
@@ -462,7 +462,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             elif run:
                 # The workspace is made per kernel call, so that it is freed
                 # before the next buffers are made.
-                with gemm_team() as n_threads:
+                with gemm_team(gy.size * (w4.size // w4.shape[0])) as n_threads:
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args,
                                               gemm_workspace(func, geom, dtype, n_threads),
                                               n_threads)

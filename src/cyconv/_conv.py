@@ -385,7 +385,7 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
             return run_forward(func, x, w, b, geom, pad_top, pad_left,
                                choose_method(geom, dtype))
     else:
-        with gemm_team() as n_threads:
+        with gemm_team(out.size * (w.size // w.shape[0])) as n_threads:
             _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
                                    gemm_workspace(func, geom, dtype, n_threads), n_threads)
     return out

@@ -21,6 +21,16 @@ Cutting each image's GEMM into 2, 4 or 8 column blocks was slower on 1 and
 2 threads (2 threads: 28 / 32 / 39 / 52 ms for 1 / 2 / 4 / 8 blocks), so
 the kernel keeps one GEMM per image. The input gradient into np.empty
 instead of np.zeros saved its zero fill (0.2 ms; CPU 18.0 -> 17.2 ms).
+
+On the 2-core AMD EPYC (AVX2) at one thread, CPU time, 10 interleaved
+rounds, a loaded machine: the per-image GEMMs with beta = 0 take 17.74 ms
+(92.7 GFLOP/s), the same GEMMs with beta = 1 onto the output as it is
+17.03 ms (96.5, the "beta=1" case: a lower bound, not a result): OpenBLAS
+zeroes C in a pass of its own before the product for any beta != 1, 4% of
+the layer. Zeroing it ourselves (memset) and passing beta = 1 costs the same
+(19.14 vs 19.08 ms in another run), as does the bias fill; GEMMs of 392 or
+196 output pixels, whose C would stay in L2 between the two passes, took
+1.036x and 1.061x the time (OpenBLAS packs the weight again per call).
 """
 import argparse
 import ctypes
@@ -81,9 +91,17 @@ def main():
         # C = W @ X_n as C.T = X_n.T @ W.T: Fortran-ordered views, no copies.
         return [blas.sgemm(1.0, planes[i].T, w2.T).T for i in range(n)]
 
+    out = np.empty((n, k, h * h), np.float32)
+
+    def per_image_beta1():
+        # Without OpenBLAS's zeroing pass (beta = 1 onto whatever out holds).
+        for i in range(n):
+            blas.sgemm(1.0, planes[i].T, w2.T, beta=1.0, c=out[i].T, overwrite_c=True)
+
     cases = {
         "cyconv.conv2d 1x1": (lambda: cyconv.conv2d(x, w), flops),
         "per-image sgemm, SciPy BLAS": (per_image, flops),
+        "per-image sgemm, beta=1": (per_image_beta1, flops),
         "one sgemm 512x256x6272, SciPy": (lambda: blas.sgemm(1.0, wide.T, w2.T), flops),
         "sgemm 2048^2, NumPy (runner)": (lambda: a @ a, 2 * 2048**3),
     }

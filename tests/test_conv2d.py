@@ -358,7 +358,8 @@ def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     # `block` output pixels, a count that splits the 5-wide output rows in
     # the middle.
     rng = np.random.default_rng(12)
-    xs, ws = (2, 4, 7, 11), (6, 2, 3, 3)
+    # 32 images: PARALLEL_WORK multiply-adds or more, so the call gets the kernel threads.
+    xs, ws = (32, 4, 7, 11), (6, 2, 3, 3)
     kwargs = dict(groups=2, padding=(1, 0), stride=(1, 2), dilation=(2, 1))
     x, w, b = _data(rng, xs, dtype), _data(rng, ws, dtype), _data(rng, ws[0], dtype)
     q_len = 2 * 3 * 3

@@ -127,7 +127,8 @@ def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
 
             monkeypatch.setattr(module, name, spy)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 4, 12, 12))
+    # Every call at least PARALLEL_WORK multiply-adds (stride 2: 2*8*11*11 outputs of 36).
+    x = rng.standard_normal((2, 4, 24, 24))
     w = rng.standard_normal((8, 4, 3, 3))
     before = _threads.blas_threads.get()
     for kwargs in (dict(padding=1), dict(stride=2)):
@@ -137,6 +138,40 @@ def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
                                              "conv2d_grad_weight"}
     assert all(threads == _openmp.max_threads() and blas == 1 for _, threads, blas in seen)
     assert _threads.blas_threads.get() == before
+
+
+@needs_blas_control
+def test_gemm_calls_below_the_parallel_work_run_on_the_calling_thread(monkeypatch):
+    # A call of fewer multiply-adds than the kernels' PARALLEL_WORK gets a
+    # team of one (waking the others costs more than its GEMMs), BLAS still
+    # held at one thread; one of at least that many gets the kernel threads.
+    seen = []
+    for module, names in ((_im2col, ("conv2d_forward", "conv2d_grad_input",
+                                     "conv2d_grad_weight")),
+                          (_shifted, ("conv2d_forward",))):
+        for name in names:
+            real = getattr(module, name)
+
+            def spy(*args, real=real, name=name):
+                seen.append((name, args[-1], _threads.blas_threads.get()))
+                return real(*args)
+
+            monkeypatch.setattr(module, name, spy)
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((8, 8, 3, 3))
+    # padding 1: 8*8*8 outputs of 72 multiply-adds, 36864 in all, in each direction.
+    small = rng.standard_normal((1, 8, 8, 8))
+    for kwargs in (dict(padding=1), dict(stride=2)):
+        y = cyconv.conv2d(small, w, **kwargs)
+        cyconv.conv2d_backward(y, small, w, **kwargs)
+    assert {name for name, _, _ in seen} == {"conv2d_forward", "conv2d_grad_input",
+                                             "conv2d_grad_weight"}
+    assert all(threads == 1 and blas == 1 for _, threads, blas in seen)
+    assert _openmp.parallel_work() > 8 * 8 * 8 * 72
+    seen.clear()
+    # 4*8*16*16 outputs of 72: 589824 multiply-adds.
+    cyconv.conv2d(rng.standard_normal((4, 8, 16, 16)), w, padding=1)
+    assert [threads for _, threads, _ in seen] == [_openmp.max_threads()]
 
 
 @needs_blas_control

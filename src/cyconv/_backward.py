@@ -15,10 +15,10 @@ from cyconv._dispatch import _direct
 from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
+    array_geometry,
     choose_method,
     depthwise_scratch,
     gemm_workspace,
-    geometry,
     kernel_input_shape,
     padding_plan,
     prepare_input,
@@ -197,7 +197,7 @@ def _depthwise_gradients(func, x, gy, w4, geom, pad_top, pad_left, with_input):
 def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
     """im2col's weight gradient: one partial sum per thread, added at the end."""
     dtype = gy.dtype
-    with gemm_team() as n_threads:
+    with gemm_team(gy.size * math.prod(weight_shape[1:])) as n_threads:
         check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
         partial = np.zeros((n_threads, math.prod(weight_shape)), dtype)
         _im2col.conv2d_grad_weight(xp, gy, partial, geom.kh, geom.kw, *args,
@@ -354,7 +354,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     dtype = float_dtype(gy, x, w)
     # Integer data stays exact under 'auto': Winograd's transforms round.
     float_data = "f" in (gy.dtype.kind, x.dtype.kind, w.dtype.kind)
-    geom = geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
+    # Cached for plain int/str parameters, as conv2d's.
+    geom = array_geometry(func, x.shape, w.shape, stride, padding, dilation, groups)
     check_choice(func, "method", method, METHODS)
     if method == "winograd":
         check_winograd(func, geom)
@@ -401,7 +402,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     as_forward = (method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
                   and (dtype.kind not in "fc" or _fft.all_finite(w4)))
     kernels = _direct if method == "direct" else _im2col
-    run = bool(gy.size and np.prod(xp_shape) and w4.size)  # else every sum is empty
+    run = bool(gy.size and math.prod(xp_shape) and w4.size)  # else every sum is empty
 
     grad_input = grad_weight = grad_bias = None
     if want_weight and run and kernels is _direct and mode is None:
@@ -462,7 +463,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             elif run:
                 # The workspace is made per kernel call, so that it is freed
                 # before the next buffers are made.
-                with gemm_team() as n_threads:
+                with gemm_team(gy.size * (w4.size // w4.shape[0])) as n_threads:
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args,
                                               gemm_workspace(func, geom, dtype, n_threads),
                                               n_threads)

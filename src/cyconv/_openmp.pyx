@@ -11,7 +11,8 @@ ran a parallel loop hangs in its first one. So a forked child runs every
 kernel loop on its own thread (`cyconv._threads` marks it); spawn and
 forkserver children start afresh and use every CPU.
 """
-from cyconv._openmp cimport CYCONV_OPENMP, omp_get_max_threads, omp_set_num_threads
+from cyconv._openmp cimport (CYCONV_OPENMP, PARALLEL_WORK, omp_get_max_threads,
+                             omp_set_num_threads)
 
 # Set from Python at import and after fork (cyconv._threads).
 cdef int _cpu_limit = 1
@@ -33,6 +34,11 @@ def openmp_enabled():
 def max_threads():
     """Threads a parallel kernel loop would use now (see the module docstring)."""
     return kernel_threads()
+
+
+def parallel_work():
+    """Multiply-adds below which a kernel loop stays on the calling thread (PARALLEL_WORK)."""
+    return PARALLEL_WORK
 
 
 def thread_setting():

@@ -64,7 +64,7 @@ def run_shifted_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_left
     """
     hp, wp = shifted_plane(geom, out.shape[2], out.shape[3])
     taps = kernel_taps(w)
-    with gemm_team() as n_threads:
+    with gemm_team(out.size * (w.size // w.shape[0])) as n_threads:
         padded, blocks = shifted_buffers(func, x.shape[0], x.shape[1],
                                          w.shape[0] // geom.groups, hp, wp, x.dtype, n_threads)
         _shifted.conv2d_forward(x, taps, bias, has_bias, out, geom.kh, geom.kw,

@@ -47,8 +47,8 @@ import os
 import threading
 
 # The queries, not the compiled module: tests spy on module attributes for kernels.
-from cyconv._openmp import (mark_forked, max_threads, set_cpu_limit, set_thread_setting,
-                            thread_setting)
+from cyconv._openmp import (mark_forked, max_threads, parallel_work, set_cpu_limit,
+                            set_thread_setting, thread_setting)
 
 # (get, set, get_parallel) symbol names by BLAS, with the prefixes and
 # suffixes of the builds SciPy and NumPy ship (scipy-openblas32/64). An
@@ -96,11 +96,9 @@ class _BlasThreads:
         """BLAS's thread count now, or None where it is not known."""
         return self._get() if self._get is not None else None
 
-    @contextlib.contextmanager
-    def hold_single(self):
-        """BLAS on one thread inside the block (a no-op where it needs no limit)."""
+    def acquire(self):
+        """Hold BLAS at one thread until the matching `release` (no-op where no limit is needed)."""
         if self._get is None:
-            yield
             return
         with self._lock:
             if self._holders == 0:
@@ -108,13 +106,24 @@ class _BlasThreads:
                 if self._saved != 1:
                     self._set(1)
             self._holders += 1
+
+    def release(self):
+        """End one `acquire`: the last holder out restores BLAS's setting."""
+        if self._get is None:
+            return
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0 and self._saved != 1:
+                self._set(self._saved)
+
+    @contextlib.contextmanager
+    def hold_single(self):
+        """BLAS on one thread inside the block (a no-op where it needs no limit)."""
+        self.acquire()
         try:
             yield
         finally:
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0 and self._saved != 1:
-                    self._set(self._saved)
+            self.release()
 
     def after_fork_in_child(self):
         """Only the forking thread lives on: no holders, a fresh lock."""
@@ -172,19 +181,44 @@ set_cpu_limit(usable_cpus())
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-@contextlib.contextmanager
-def gemm_team():
+# Multiply-adds below which a GEMM-path call runs on the calling thread, as the
+# kernels' own loops do (_openmp.pxd): its GEMMs then take microseconds, and
+# waking the team costs more than it saves (and far more when the other
+# cores are busy: a 1x8x8x8 3x3 layer took 10x the time on two threads).
+_PARALLEL_WORK = parallel_work()
+
+
+class gemm_team:
     """The OpenMP team size for a GEMM-path kernel call; BLAS on one thread meanwhile.
 
-    Yields ``kernel threads`` when BLAS can be held at one thread, else 1
-    (the tasks then run on the calling thread and BLAS threads each GEMM as
-    it is set to).
+    ``with gemm_team(work) as n_threads:`` gives ``kernel threads`` when
+    BLAS can be held at one thread, else 1 (the tasks then run on the
+    calling thread and BLAS threads each GEMM as it is set to). ``work``,
+    the call's multiply-adds, below the kernels' PARALLEL_WORK also gives 1
+    (BLAS still held). A class, not a generator: this is on every GEMM-path
+    call, and the generator and hold_single's cost 7 us, a tenth of a small call.
     """
-    if not blas_threads.controlled:
-        yield 1
-        return
-    with blas_threads.hold_single():
-        yield max_threads()
+
+    __slots__ = ("_work", "_held")
+
+    def __init__(self, work=None):
+        self._work = work
+        self._held = None
+
+    def __enter__(self):
+        # Looked up per call: tests replace blas_threads.
+        held = blas_threads
+        if not held.controlled:
+            return 1
+        held.acquire()
+        self._held = held
+        return max_threads() if self._work is None or self._work >= _PARALLEL_WORK else 1
+
+    def __exit__(self, *exc_info):
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+        return False
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ def grad_input_1x1(gy, w, alloc):
     n, c = gy.shape[0], w.shape[1]
     gx = alloc((n, c) + gy.shape[2:], gy.dtype)
     with gemm_team() as n_threads:
-        _im2col.conv2d_grad_input(gy, w, gx, 1, 1, 0, 0, 1, 1, 1,
+        _im2col.conv2d_grad_input(gy, w, gx, 1, 1, 0, 0, 1, 1, 1, None, None,
                                   np.empty((n_threads, c * gy[0, 0].size), gy.dtype), n_threads)
     return gx
 

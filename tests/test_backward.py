@@ -196,6 +196,78 @@ def test_im2col_blocks_smaller_than_a_row(monkeypatch, params):
         assert_allclose(b, a, **TOL[np.dtype(np.float64)])
 
 
+def _grad_input_ref(gy, w, x_shape, stride, pads, dilation, groups):
+    """conv2d's input gradient by the definition, in float64: each tap's share added in place."""
+    n, c, h, wd = x_shape
+    k, cg, kh, kw = w.shape
+    (sh, sw), (top, left), (dh, dw) = stride, pads, dilation
+    ho, wo = gy.shape[2:]
+    kg = k // groups
+    canvas = np.zeros((n, c, top + h + sh * ho + dh * kh, left + wd + sw * wo + dw * kw))
+    for kk, p, q in np.ndindex(k, kh, kw):
+        g = kk // kg
+        canvas[:, g * cg:(g + 1) * cg, p * dh:p * dh + sh * (ho - 1) + 1:sh,
+               q * dw:q * dw + sw * (wo - 1) + 1:sw] += (
+            gy[:, kk, None].astype(np.float64) * w[kk, :, p, q, None, None])
+    return canvas[:, :, top:top + h, left:left + wd]
+
+
+# im2col's gathering fold (one image's columns per task, every element of
+# grad_input written once): odd sizes, taps that miss rows or columns of a
+# phase, padding beyond the kernel, dilation, groups, rows shorter than the stride.
+GATHER_CASES = [
+    ((2, 6, 9, 11), (8, 6, 4, 4), dict(stride=2, padding=1)),
+    ((1, 4, 13, 8), (6, 2, 3, 5), dict(stride=(3, 2), padding=(2, 0), dilation=(2, 1),
+                                       groups=2)),
+    ((2, 3, 7, 10), (4, 3, 3, 3), dict(stride=(2, 3), padding=(1, 2))),
+    ((1, 3, 10, 9), (4, 3, 5, 5), dict(stride=4, padding=(3, 4))),
+    ((1, 2, 5, 5), (4, 2, 2, 2), dict(stride=3)),  # rows no tap reaches
+    ((2, 2, 6, 5), (5, 2, 2, 3), dict(padding=1, dilation=(1, 2))),  # stride 1
+    ((1, 2, 1, 1), (4, 2, 3, 3), dict(stride=2, padding=1)),
+    ((1, 2, 4, 1), (4, 2, 3, 2), dict(stride=(1, 2), padding=(1, 1))),
+    ((1, 2, 3, 4), (4, 2, 2, 2), dict(padding=3, stride=2)),  # padding beyond the kernel
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("x_shape", "w_shape", "params"), GATHER_CASES)
+def test_gathering_fold_writes_every_element(monkeypatch, x_shape, w_shape, params, dtype):
+    # grad_input is uninitialized there: NaN-filled blocks of its size freed
+    # first, so that a cell left unwritten would show.
+    x, w, g = (a.astype(dtype) for a in _data(x_shape, w_shape, params, seed=5))
+    tables = []
+    real = cyconv._backward._im2col.conv2d_grad_input
+
+    def spy(*args):
+        tables.append(args[10] is not None)
+        return real(*args)
+
+    monkeypatch.setattr(cyconv._backward._im2col, "conv2d_grad_input", spy)
+    for _ in range(3):
+        np.full(x_shape, np.nan, dtype)
+    gx = cyconv.conv2d_backward(g, x, w, **params, method="im2col",
+                                output_mask=(True, False, False))[0]
+    assert tables == [True] and gx.dtype == dtype
+    full = _full(params)
+    expected = _grad_input_ref(g, w.astype(np.float64), x_shape, full["stride"],
+                               full["padding"], full["dilation"], full["groups"])
+    assert_allclose(gx, expected, **TOL[np.dtype(dtype)])
+    # With room for one pixel's columns, blocks of one pixel are added into a zeroed array.
+    monkeypatch.setattr(cyconv._conv, "WORKSPACE_BYTES", w[0].size * x.itemsize)
+    tables.clear()
+    blocked = cyconv.conv2d_backward(g, x, w, **params, method="im2col",
+                                     output_mask=(True, False, False))[0]
+    assert tables == [False]
+    assert_allclose(blocked, expected, **TOL[np.dtype(dtype)])
+
+
+def _full(params):
+    """stride, padding (top, left), dilation as pairs, and groups."""
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    return dict(stride=pair(params.get("stride", 1)), padding=pair(params.get("padding", 0)),
+                dilation=pair(params.get("dilation", 1)), groups=params.get("groups", 1))
+
+
 @pytest.mark.parametrize("mask", list(itertools.product((False, True), repeat=3)))
 @pytest.mark.parametrize("method", METHODS)
 def test_output_mask(mask, method):

@@ -21,5 +21,6 @@ def conv2d_grad_weight(
 def conv2d_grad_input(
     grad_out: NDArray, weight: NDArray, grad_input: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray, n_threads: int,
+    tap_rows: NDArray | None, tap_cols: NDArray | None, workspace: NDArray, n_threads: int,
 ) -> None: ...
+def gather_workspace(cg: int, kh: int, kw: int, n_pos: int, w: int, sw: int) -> int: ...

@@ -14,7 +14,7 @@ memory stays under a cap whatever the image size.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cyconv._fused cimport blas_t
 from cyconv._blas cimport gemm
@@ -27,6 +27,11 @@ cdef extern from "_gather.h" nogil:
     void cyconv_gather2_double(double *dst, const double *src, Py_ssize_t n)
     void cyconv_scatter_add2_float(float *dst, const float *src, Py_ssize_t n)
     void cyconv_scatter_add2_double(double *dst, const double *src, Py_ssize_t n)
+    void cyconv_interleave2_float(float *dst, const float *even, const float *odd, Py_ssize_t n)
+    void cyconv_interleave2_double(double *dst, const double *even, const double *odd,
+                                   Py_ssize_t n)
+    void cyconv_add_float(float *dst, const float *src, Py_ssize_t n)
+    void cyconv_add_double(double *dst, const double *src, Py_ssize_t n)
 
 
 cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
@@ -165,6 +170,77 @@ cdef void _fold(const blas_t *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_
                 # fold True only reads cols: dropping const is safe.
                 _walk_row(x + c * h * w, h, w, wo, p * dh - ph, q * dw - pw,
                           sh, sw, pos_start, pos_count, <blas_t *> cols + r * pos_count, True)
+
+
+cdef inline Py_ssize_t gather_row_len(Py_ssize_t w, Py_ssize_t sw) noexcept nogil:
+    """The row sums _gather_fold keeps: sw phases of ceil(w / sw) values."""
+    return sw * ((w + sw - 1) // sw)
+
+
+cdef void _gather_fold(const floating *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t n_pos, Py_ssize_t wo,
+                       Py_ssize_t sw, const Py_ssize_t *tap_rows, const Py_ssize_t *tap_cols,
+                       floating *x, floating *sums) noexcept nogil:
+    """x[c, y, x] = the sum of cols[r, t] over the taps that land there: _fold of whole images.
+
+    ``cols`` holds all n_pos output pixels of ``channels`` channels. Each
+    element of x is written once (no zeroed x, no read-modify-write per tap):
+    per image row y and column phase rx (the columns x = rx + sw*u), tap
+    (p, q) reads cols row ``i = tap_rows[y, p]`` (< 0: none) at columns
+    ``u + tap_cols[rx, q]`` (wo: none), summed contiguously into ``sums``
+    (gather_row_len(w, sw) values), then interleaved into the row. Taps are
+    added in _fold's order (p, then q), so the sums round alike.
+    """
+    cdef Py_ssize_t span = (w + sw - 1) // sw, phases = sw if sw < w else w
+    cdef Py_ssize_t c, y, p, q, rx, n_u, i, d, lo, hi, u
+    cdef bint empty
+    cdef const floating *src
+    cdef floating *acc
+    cdef floating *row
+    for c in range(channels):
+        for y in range(h):
+            row = x + (c * h + y) * w
+            for rx in range(phases):
+                n_u = (w - rx + sw - 1) // sw
+                acc = sums + rx * span
+                empty = True
+                for p in range(kh):
+                    i = tap_rows[y * kh + p]
+                    if i < 0:
+                        continue
+                    for q in range(kw):
+                        d = tap_cols[rx * kw + q]
+                        lo = -d if d < 0 else 0
+                        hi = wo - d if wo - d < n_u else n_u
+                        if hi <= lo:
+                            continue
+                        src = cols + ((c * kh + p) * kw + q) * n_pos + i * wo + d
+                        if empty:
+                            # The first tap is copied (0 + v is v, -0.0 aside).
+                            if lo != 0 or hi != n_u:
+                                memset(acc, 0, n_u * sizeof(floating))
+                            else:
+                                memcpy(acc, src, n_u * sizeof(floating))
+                                empty = False
+                                continue
+                            empty = False
+                        if floating is float:
+                            cyconv_add_float(acc + lo, src + lo, hi - lo)
+                        else:
+                            cyconv_add_double(acc + lo, src + lo, hi - lo)
+                if empty:
+                    memset(acc, 0, n_u * sizeof(floating))
+            if sw == 2 and w >= 2:
+                if floating is float:
+                    cyconv_interleave2_float(row, sums, sums + span, w // 2)
+                else:
+                    cyconv_interleave2_double(row, sums, sums + span, w // 2)
+                if w % 2:
+                    row[w - 1] = sums[span - 1]
+            else:
+                for rx in range(phases):
+                    for u in range((w - rx + sw - 1) // sw):
+                        row[rx + sw * u] = sums[rx * span + u]
 
 
 def im2col(const blas_t[:, :, :, ::1] x, blas_t[:, :, ::1] cols,
@@ -358,15 +434,24 @@ cdef void _grad_input_channels(const floating *gy_group, const floating *w_group
                                Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
                                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
                                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                               Py_ssize_t dh, Py_ssize_t dw, bint pointwise) noexcept nogil:
+                               Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
+                               const Py_ssize_t *tap_rows, const Py_ssize_t *tap_cols,
+                               floating *sums) noexcept nogil:
     """Input channels c0..c0+n_channels-1 of one (image, group): (W.T @ dY) folded, block by block.
 
     Their rows of W.T are columns c0*kh*kw.. of W (lda Q); the blocks fold
-    into the same planes, so one task does them all in turn.
+    into the same planes, so one task does them all in turn. With ``sums``
+    (not NULL) the block is the whole image and _gather_fold writes the planes.
     """
     cdef Py_ssize_t q_len = cg * kh * kw, taps = kh * kw, start, count
     cdef const floating *w_rows = w_group + c0 * taps
     cdef floating *gx_channels = gx_group + c0 * h * w
+    if sums != NULL:
+        gemm(True, False, n_channels * taps, n_pos, kg, 1, w_rows, q_len,
+             gy_group, n_pos, 0, cols, n_pos)
+        _gather_fold(cols, n_channels, h, w, kh, kw, n_pos, wo, sw, tap_rows, tap_cols,
+                     gx_channels, sums)
+        return
     start = 0
     while start < n_pos:
         count = block if block < n_pos - start else n_pos - start
@@ -386,6 +471,7 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
                       floating[:, :, :, ::1] grad_input,
                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                      const Py_ssize_t[:, ::1] tap_rows, const Py_ssize_t[:, ::1] tap_cols,
                       floating[:, ::1] workspace, int n_threads):
     """grad_input[n, g-channels] = col2im(weight[g-block].T @ grad_out[n, g-block]).
 
@@ -394,11 +480,15 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     threads, each with its own workspace row and BLAS on one thread. Each
     task runs blocks of at most ``workspace.shape[1] // Q`` output pixels
     (Q = Cg*kh*kw; the caller makes it >= 1). A 1x1 kernel at stride 1
-    without padding writes the product directly.
+    without padding writes the product directly. With ``tap_rows`` (h, kh)
+    and ``tap_cols`` (min(sw, w), kw) (_gather_fold's tables, which
+    cyconv._backward makes; else None) and workspace rows of at least
+    ``gather_workspace(...)``, each task's GEMM covers the whole image and
+    _gather_fold writes every element of its planes.
 
     Invariants: as conv2d_grad_input in _direct, plus Kg, Q and ho*wo fit in
-    a C int (checked in Python), grad_input zero-filled, workspace
-    (>= n_threads, ...), n_threads >= 1.
+    a C int (checked in Python), grad_input zero-filled unless gathering
+    or in the pointwise case, workspace (>= n_threads, ...), n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = grad_input.shape[0], n_in = grad_input.shape[1]
     cdef Py_ssize_t h = grad_input.shape[2], w = grad_input.shape[3]
@@ -416,14 +506,33 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef floating *gx_p = &grad_input[0, 0, 0, 0]
     cdef floating *ws_p = &workspace[0, 0]
     cdef Py_ssize_t ws_row = workspace.shape[1]
+    cdef floating *ws_t
+    cdef bint gather = tap_rows is not None and not pointwise
+    cdef const Py_ssize_t *rows_p = NULL
+    cdef const Py_ssize_t *cols_p = NULL
+    if gather:
+        if (ws_row < gather_workspace(cg, kh, kw, n_pos, w, sw)
+                or tap_rows.shape[0] != h or tap_rows.shape[1] != kh or tap_cols is None
+                or tap_cols.shape[0] != (sw if sw < w else w) or tap_cols.shape[1] != kw):
+            raise ValueError("conv2d_grad_input: workspace or tap tables do not fit")
+        rows_p = &tap_rows[0, 0]
+        cols_p = &tap_cols[0, 0]
     with nogil:
         for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):
             n = task // (groups * n_runs)
             g = task // n_runs % groups
             c0 = task % n_runs * run
+            ws_t = ws_p + threadid() * ws_row
             _grad_input_channels(gy_p + (n * n_out + g * kg) * n_pos, w_p + g * kg * q_len,
-                                 gx_p + (n * n_in + g * cg) * h * w, ws_p + threadid() * ws_row,
+                                 gx_p + (n * n_in + g * cg) * h * w, ws_t,
                                  c0, run if run < cg - c0 else cg - c0, block,
                                  cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
-                                 pointwise)
+                                 pointwise, rows_p, cols_p,
+                                 ws_t + q_len * n_pos if gather else NULL)
+
+
+cpdef Py_ssize_t gather_workspace(Py_ssize_t cg, Py_ssize_t kh, Py_ssize_t kw,
+                                  Py_ssize_t n_pos, Py_ssize_t w, Py_ssize_t sw):
+    """The workspace row that gathering needs: one image's columns and the row sums."""
+    return cg * kh * kw * n_pos + gather_row_len(w, sw)

@@ -513,6 +513,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args,
                                               *(taps or (None, None)),
                                               workspace, n_threads)
+                    del workspace  # freed before the weight gradient's own is made
             else:
                 grad_input = (np.empty if pointwise else np.zeros)(xp_shape, dtype)
             if pointwise:

@@ -19,7 +19,7 @@ def col2im(
 def conv2d_grad_weight(
     x: NDArray, grad_out: NDArray, grad_weight: NDArray, kh: int, kw: int,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray, n_threads: int,
+    workspace: NDArray, phases: NDArray, n_threads: int,
 ) -> None: ...
 def conv2d_grad_input(
     grad_out: NDArray, weight: NDArray, grad_input: NDArray,

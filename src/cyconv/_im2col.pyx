@@ -457,15 +457,22 @@ cdef void _grad_weight_block(const floating *x_group, const floating *gy_group,
                              Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                             Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
+                             Py_ssize_t dh, Py_ssize_t dw, bint pointwise, floating *phases,
                              Py_ssize_t start, Py_ssize_t count) noexcept nogil:
-    """gw_group += grad_out[pixels start..start+count-1] @ their unrolled columns.T."""
+    """gw_group += grad_out[pixels start..start+count-1] @ their unrolled columns.T.
+
+    The unroll goes through phase planes where ``phases`` is not NULL.
+    """
     cdef Py_ssize_t q_len = cg * kh * kw
     if pointwise:
         gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
              x_group + start, n_pos, 1, gw_group, q_len)
         return
-    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
+    if phases != NULL:
+        _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
+                       cols, phases)
+    else:
+        _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
     gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
          cols, count, 1, gw_group, q_len)
 
@@ -476,7 +483,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                        Py_ssize_t kh, Py_ssize_t kw,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                       floating[:, ::1] workspace, int n_threads):
+                       floating[:, ::1] workspace, floating[:, ::1] phases, int n_threads):
     """grad_weight[t] += sum over thread t's tasks of grad_out[n, g-block] @ im2col(x[n, g-channels]).T.
 
     Tasks of (image, group, block of output pixels), split statically over
@@ -489,7 +496,8 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
 
     Invariants: as conv2d_grad_weight in _direct, plus grad_weight
     (>= n_threads, K*Q) zero-filled, workspace (>= n_threads, ...), Kg, Q
-    and ho*wo fit in a C int (checked in Python), n_threads >= 1.
+    and ho*wo fit in a C int (checked in Python), n_threads >= 1. Phase
+    planes as in conv2d_forward.
     """
     cdef Py_ssize_t n_batch = x.shape[0], n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t n_out = grad_out.shape[1], wo = grad_out.shape[3]
@@ -505,6 +513,11 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef floating *gw_p = &grad_weight[0, 0]
     cdef floating *ws_p = &workspace[0, 0]
     cdef Py_ssize_t ws_row = workspace.shape[1], gw_row = grad_weight.shape[1]
+    cdef Py_ssize_t ph_row = phases.shape[1]
+    cdef bint phased = ((sh > 1 or sw > 1) and not pointwise
+                        and ph_row >= _phase_len(block, grad_out.shape[2], wo, kh, kw, sh, sw,
+                                                 dh, dw))
+    cdef floating *ph_p = &phases[0, 0]
     with nogil:
         for task in prange(tasks, schedule='static', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):
@@ -516,7 +529,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                                gy_p + (n * n_out + g * kg) * n_pos,
                                gw_p + thread * gw_row + g * kg * q_len, ws_p + thread * ws_row,
                                cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
-                               pointwise, start,
+                               pointwise, ph_p + thread * ph_row if phased else NULL, start,
                                block if block < n_pos - start else n_pos - start)
 
 

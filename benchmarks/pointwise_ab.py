@@ -61,7 +61,8 @@ def forward_1x1(x, w, block):
     bias = np.zeros(w.shape[0], x.dtype)
     with gemm_team() as n_threads:
         _im2col.conv2d_forward(x, w, bias, False, out, 1, 1, 0, 0, 1, 1, 1,
-                               np.empty((n_threads, x.shape[1] * block), x.dtype), n_threads)
+                               np.empty((n_threads, x.shape[1] * block), x.dtype),
+                               np.empty((n_threads, 1), x.dtype), n_threads)
     return out
 
 

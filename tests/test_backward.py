@@ -268,6 +268,26 @@ def _full(params):
                 dilation=pair(params.get("dilation", 1)), groups=params.get("groups", 1))
 
 
+@pytest.mark.parametrize("rows", [1, 1.5, 2.2, None])
+@pytest.mark.parametrize("params", [dict(padding=1, stride=2), dict(padding=(1, 3), stride=(2, 3)),
+                                    dict(padding=2, stride=(3, 2), dilation=(1, 2)),
+                                    dict(padding=(0, 1), stride=(2, 1), groups=2)],
+                         ids=["3x3-stride2", "3x3-stride3", "3x3-stride3-dilated", "groups"])
+def test_im2col_blocks_of_rows(monkeypatch, params, rows):
+    """Blocks of a row or more at stride > 1 unroll through the stride phases' planes:
+    whole images (rows None), whole rows, and blocks that start and end mid-row."""
+    x, w, g = _data((2, 4, 9, 11), (4, 4 // params.get("groups", 1), 3, 3), params)
+    direct = cyconv.conv2d_backward(g, x, w, **params, method="direct")
+    wo = g.shape[3]
+    if rows is not None:
+        block = int(rows * wo)
+        monkeypatch.setattr(cyconv._conv, "WORKSPACE_BYTES",
+                            cyconv._openmp.max_threads() * block * w[0].size * 8)
+    blocked = cyconv.conv2d_backward(g, x, w, **params, method="im2col")
+    for a, b in zip(direct, blocked):
+        assert_allclose(b, a, **TOL[np.dtype(np.float64)])
+
+
 @pytest.mark.parametrize("mask", list(itertools.product((False, True), repeat=3)))
 @pytest.mark.parametrize("method", METHODS)
 def test_output_mask(mask, method):

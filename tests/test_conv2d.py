@@ -372,17 +372,20 @@ def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     seen = []
     real = cyconv._conv._im2col
 
-    def spy(*args):  # records the workspace row the GEMM driver is given
-        seen.append(args[-2].shape[1])
+    def spy(*args):  # records the workspace and phase-plane rows the GEMM driver is given
+        seen.append((args[-3].shape[1], args[-2].shape[1]))
         return real.conv2d_forward(*args)
 
-    monkeypatch.setattr(cyconv._conv, "_im2col", types.SimpleNamespace(conv2d_forward=spy))
+    monkeypatch.setattr(cyconv._conv, "_im2col", types.SimpleNamespace(conv2d_forward=spy, phase_scratch=real.phase_scratch))
     for bias in (None, b):
         out = run_conv2d(x, w, bias, method="im2col", **kwargs)
         check(out, _ref(x, w, bias, **kwargs), dtype)
         assert_allclose(out, run_conv2d(x, w, bias, method="direct", **kwargs),
                         **TOL[np.dtype(dtype)])
-    assert seen == [block * q_len] * 2
+    # Blocks of a row or more unroll through the stride phases' planes (one
+    # per column phase here: stride (1, 2)); shorter ones through the walker.
+    phases = real.phase_scratch(block, ho, wo, 3, 3, 1, 2, 2, 1) if block >= wo else 1
+    assert seen == [(block * q_len, phases)] * 2
 
 
 # ---------------------------------------------------------------- wide rows

@@ -22,6 +22,7 @@ from cyconv._conv import (
     gemm_workspace,
     kernel_input_shape,
     padding_plan,
+    phase_workspace,
     prepare_input,
     run_direct,
     weight4,
@@ -246,8 +247,9 @@ def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
     with gemm_team(gy.size * math.prod(weight_shape[1:])) as n_threads:
         check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
         partial = np.zeros((n_threads, math.prod(weight_shape)), dtype)
-        _im2col.conv2d_grad_weight(xp, gy, partial, geom.kh, geom.kw, *args,
-                                   gemm_workspace(func, geom, dtype, n_threads), n_threads)
+        workspace = gemm_workspace(func, geom, dtype, n_threads)
+        _im2col.conv2d_grad_weight(xp, gy, partial, geom.kh, geom.kw, *args, workspace,
+                                   phase_workspace(func, geom, dtype, workspace), n_threads)
     total = partial[0] if n_threads == 1 else partial.sum(axis=0)
     return total.reshape(weight_shape)
 

@@ -289,6 +289,24 @@ def gemm_workspace(func, geom, dtype, n_threads):
     return np.empty((n_threads, q_len * block), dtype)
 
 
+def phase_workspace(func, geom, dtype, workspace):
+    """Scratch for the strided unroll's phase planes (_im2col.conv2d_forward), one row per thread.
+
+    Blocks of whole output rows at stride > 1 take the phase planes (a
+    padded channel split by stride phase, about one input plane); otherwise
+    one element per thread, which the kernel leaves alone.
+    """
+    n_threads = workspace.shape[0]
+    block = min(geom.ho * geom.wo, workspace.shape[1] // gemm_sizes(geom)["patch_size"])
+    size = 1
+    if (geom.sh, geom.sw) != (1, 1) and block >= geom.wo:
+        size = _im2col.phase_scratch(block, geom.ho, geom.wo, geom.kh, geom.kw,
+                                     geom.sh, geom.sw, geom.dh, geom.dw)
+        check_alloc(func, dtype.itemsize, phase_planes=(n_threads, size))
+    return np.empty((n_threads, size), dtype)
+
+
+
 def choose_method(geom, dtype):
     """The method 'auto' runs: GEMMs once there are several kernels per group.
 
@@ -386,8 +404,9 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
                                choose_method(geom, dtype))
     else:
         with gemm_team(out.size * (w.size // w.shape[0])) as n_threads:
-            _im2col.conv2d_forward(x, w, bias, b is not None, out, *args,
-                                   gemm_workspace(func, geom, dtype, n_threads), n_threads)
+            workspace = gemm_workspace(func, geom, dtype, n_threads)
+            _im2col.conv2d_forward(x, w, bias, b is not None, out, *args, workspace,
+                                   phase_workspace(func, geom, dtype, workspace), n_threads)
     return out
 
 

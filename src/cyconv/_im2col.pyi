@@ -7,8 +7,11 @@ def im2col(
 def conv2d_forward(
     x: NDArray, weight: NDArray, bias: NDArray, has_bias: bool, out: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray, n_threads: int,
+    workspace: NDArray, phases: NDArray, n_threads: int,
 ) -> None: ...
+def phase_scratch(
+    block: int, ho: int, wo: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
+) -> int: ...
 def col2im(
     cols: NDArray, x: NDArray, kh: int, kw: int, wo: int,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int,
@@ -16,7 +19,7 @@ def col2im(
 def conv2d_grad_weight(
     x: NDArray, grad_out: NDArray, grad_weight: NDArray, kh: int, kw: int,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray, n_threads: int,
+    workspace: NDArray, phases: NDArray, n_threads: int,
 ) -> None: ...
 def conv2d_grad_input(
     grad_out: NDArray, weight: NDArray, grad_input: NDArray,

@@ -11,6 +11,20 @@ matrix product ``out[Kg x P] = weight[Kg x Q] @ cols[Q x P]`` with
 ``Q = Cg*kh*kw`` and ``P = ho*wo``. The forward driver unrolls a bounded
 block of output pixels at a time into a workspace the caller allocates, so
 memory stays under a cap whatever the image size.
+
+At a stride above 1 (blocks of an output row or more) the forward and the
+weight gradient unroll through each channel's stride phases (_unroll_phased):
+the zero-padded channel split once into sh*sw planes, wo wide, in which every
+tap reads at unit stride, so a row of cols is one contiguous copy plus the
+last q*dw // sw pixels of each output row. The walker (_walk_row) instead
+gathers ho segments per row, each with its own bounds: at N8-C128-28 3x3/2
+float32, one thread, 1.24 ms against 0.76 for the unroll alone (AMD EPYC,
+AVX2). Not taken, measured on the same layer (conv2d, K=256, one thread):
+unrolling a few channels at a time and accumulating their GEMMs (beta = 1)
+to keep the columns in L2, 0.99-1.04x the time of one GEMM per image; the
+columns of 2 or 4 images side by side in one GEMM (OpenBLAS packs the weight
+once per call) and the output copied out, 0.99-1.01x, and 1.03-1.24x at 64
+and 128 kernels.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
@@ -25,6 +39,14 @@ from cyconv._split cimport even_part
 cdef extern from "_gather.h" nogil:
     void cyconv_gather2_float(float *dst, const float *src, Py_ssize_t n)
     void cyconv_gather2_double(double *dst, const double *src, Py_ssize_t n)
+    void cyconv_phase_rows_float(float *dst, float *edge, const float *src, Py_ssize_t pitch,
+                                 Py_ssize_t rows, Py_ssize_t sw, Py_ssize_t wo,
+                                 Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t ew,
+                                 Py_ssize_t elo, Py_ssize_t ehi)
+    void cyconv_phase_rows_double(double *dst, double *edge, const double *src,
+                                  Py_ssize_t pitch, Py_ssize_t rows, Py_ssize_t sw,
+                                  Py_ssize_t wo, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t ew,
+                                  Py_ssize_t elo, Py_ssize_t ehi)
     void cyconv_scatter_add2_float(float *dst, const float *src, Py_ssize_t n)
     void cyconv_scatter_add2_double(double *dst, const double *src, Py_ssize_t n)
     void cyconv_interleave2_float(float *dst, const float *even, const float *odd, Py_ssize_t n)
@@ -149,6 +171,153 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
                   sh, sw, pos_start, pos_count, cols + r * pos_count, False)
 
 
+cdef void _split_phases(const blas_t *x_plane, Py_ssize_t h, Py_ssize_t w,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw,
+                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t y0, Py_ssize_t x0,
+                        Py_ssize_t nu, Py_ssize_t wo, Py_ssize_t ew,
+                        blas_t *planes, blas_t *edges) noexcept nogil:
+    """One channel's zero-padded image split by stride phase (a < sh, b < sw):
+
+    planes[a, b, u, v] = x_plane[y0 + a + u*sh, x0 + b + v*sw] for v < wo,
+    edges[a, b, u, e] the same at v = wo + e, e < ew (0 outside the image),
+    for the phases that a tap reads (_phase_read).
+    """
+    cdef Py_ssize_t a, b, u, v, e, off, lo, hi, elo, ehi, u_lo, u_hi, row
+    cdef blas_t *dst
+    for b in range(sw):
+        if not _phase_read(b, kw, dw, sw):
+            continue
+        # The in-bounds columns of phase b, the same in every row.
+        off = x0 + b
+        lo = _clamp(first_inside(off, sw), 0, wo)
+        hi = _clamp(end_inside(off, sw, w, wo), lo, wo)
+        elo = _clamp(first_inside(off + wo * sw, sw), 0, ew)
+        ehi = _clamp(end_inside(off + wo * sw, sw, w, ew), elo, ew)
+        for a in range(sh):
+            if not _phase_read(a, kh, dh, sh):
+                continue
+            # Rows u_lo..u_hi-1 lie in the image, the others in the padding.
+            u_lo = _clamp(first_inside(y0 + a, sh), 0, nu)
+            u_hi = _clamp(end_inside(y0 + a, sh, h, nu), u_lo, nu)
+            row = (a * sw + b) * nu
+            for u in range(u_lo):
+                _zero(planes + (row + u) * wo, wo)
+                _zero(edges + (row + u) * ew, ew)
+            for u in range(u_hi, nu):
+                _zero(planes + (row + u) * wo, wo)
+                _zero(edges + (row + u) * ew, ew)
+            if u_hi > u_lo:
+                if blas_t is float:
+                    cyconv_phase_rows_float(planes + (row + u_lo) * wo, edges + (row + u_lo) * ew,
+                                            x_plane + (y0 + a + u_lo * sh) * w + off, sh * w,
+                                            u_hi - u_lo, sw, wo, lo, hi, ew, elo, ehi)
+                elif blas_t is double:
+                    cyconv_phase_rows_double(planes + (row + u_lo) * wo,
+                                             edges + (row + u_lo) * ew,
+                                             x_plane + (y0 + a + u_lo * sh) * w + off, sh * w,
+                                             u_hi - u_lo, sw, wo, lo, hi, ew, elo, ehi)
+                else:
+                    for u in range(u_lo, u_hi):
+                        dst = planes + (row + u) * wo
+                        for v in range(wo):
+                            dst[v] = (x_plane[(y0 + a + u * sh) * w + off + v * sw]
+                                      if lo <= v < hi else 0)
+                        for e in range(ew):
+                            edges[(row + u) * ew + e] = (
+                                x_plane[(y0 + a + u * sh) * w + off + (wo + e) * sw]
+                                if elo <= e < ehi else 0)
+
+
+cdef inline bint _phase_read(Py_ssize_t phase, Py_ssize_t k, Py_ssize_t d,
+                             Py_ssize_t s) noexcept nogil:
+    """Whether a tap p < k reads phase ``phase`` (p*d % s): not all do when k*d < s."""
+    cdef Py_ssize_t p
+    for p in range(k if k < s else s):
+        if p * d % s == phase:
+            return True
+    return False
+
+
+cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+cdef inline void _zero(blas_t *dst, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t v
+    for v in range(n):
+        dst[v] = 0
+
+
+cdef inline Py_ssize_t _phase_rows(Py_ssize_t count, Py_ssize_t wo, Py_ssize_t kh,
+                                   Py_ssize_t sh, Py_ssize_t dh) noexcept nogil:
+    """Rows of each phase plane that a block of ``count`` output pixels reads (at most)."""
+    return (count - 1) // wo + 2 + (kh - 1) * dh // sh
+
+
+cdef void _unroll_phased(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                         Py_ssize_t dh, Py_ssize_t dw,
+                         Py_ssize_t pos_start, Py_ssize_t pos_count,
+                         blas_t *cols, blas_t *phases) noexcept nogil:
+    """_unroll's cols (one thread) through each channel's phase planes (_split_phases).
+
+    Tap (p, q) of output pixel (i, j) reads phase (p*dh % sh, q*dw % sw) at
+    (i - i0 + p*dh // sh, j + q*dw // sw). The planes are wo wide, so a row
+    of cols is one contiguous run of a plane (the image's bounds and the
+    stride dealt with once per channel, not in ho segments per row), and the
+    last q*dw // sw pixels of each output row, which the run takes from the
+    next plane row, are then written from the edge columns. ``phases``
+    holds sh*sw*nu*(wo + ew) elements, nu = _phase_rows(pos_count, ...),
+    ew = (kw-1)*dw // sw.
+    """
+    cdef Py_ssize_t i0 = pos_start // wo, i_end = (pos_start + pos_count - 1) // wo + 1
+    cdef Py_ssize_t nu = i_end - i0 + (kh - 1) * dh // sh, ew = (kw - 1) * dw // sw
+    cdef Py_ssize_t plane = nu * wo, j0 = pos_start - i0 * wo
+    # The edges follow the planes: a run that reads past the last plane stays in the buffer.
+    cdef blas_t *edges = phases + sh * sw * plane
+    cdef Py_ssize_t c, p, q, du, dv, phase, i, j, t, j_lo
+    cdef const blas_t *src
+    cdef blas_t *row
+    for c in range(channels):
+        _split_phases(x + c * h * w, h, w, kh, kw, dh, dw, sh, sw, i0 * sh - ph, -pw,
+                      nu, wo, ew, phases, edges)
+        for p in range(kh):
+            du = p * dh // sh
+            for q in range(kw):
+                dv = q * dw // sw
+                phase = (p * dh % sh) * sw + q * dw % sw
+                src = phases + phase * plane + du * wo + dv + j0
+                row = cols + ((c * kh + p) * kw + q) * pos_count
+                memcpy(row, src, pos_count * sizeof(blas_t))
+                if dv == 0:
+                    continue
+                # Output pixels j >= wo - dv of each row: edge columns j + dv - wo.
+                for i in range(i0, i_end):
+                    j_lo = wo - dv
+                    if i == i0 and j_lo < j0:
+                        j_lo = j0
+                    for j in range(j_lo, wo):
+                        t = i * wo + j - pos_start
+                        if t >= pos_count:
+                            break
+                        row[t] = edges[(phase * nu + i - i0 + du) * ew + j + dv - wo]
+
+
+cdef inline Py_ssize_t _phase_len(Py_ssize_t block, Py_ssize_t ho, Py_ssize_t wo,
+                                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                                  Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    cdef Py_ssize_t rows = _phase_rows(block, wo, kh, sh, dh)
+    cdef Py_ssize_t most = ho + (kh - 1) * dh // sh
+    return sh * sw * (rows if rows < most else most) * (wo + (kw - 1) * dw // sw)
+
+
+def phase_scratch(Py_ssize_t block, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t kh,
+                  Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw):
+    """Elements of the phase planes (_unroll_phased) for blocks of up to ``block`` output pixels."""
+    return _phase_len(block, ho, wo, kh, kw, sh, sw, dh, dw)
+
+
 cdef void _fold(const blas_t *cols, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t w,
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
@@ -269,9 +438,12 @@ cdef void _forward_block(const blas_t *x_group, const blas_t *w_group, const bla
                          Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
                          Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                         Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
+                         Py_ssize_t dh, Py_ssize_t dw, bint pointwise, blas_t *phases,
                          Py_ssize_t start, Py_ssize_t count) noexcept nogil:
-    """Output pixels start..start+count-1 of one (image, group): unroll, then one GEMM."""
+    """Output pixels start..start+count-1 of one (image, group): unroll, then one GEMM.
+
+    The unroll goes through phase planes where ``phases`` is not NULL.
+    """
     cdef Py_ssize_t k, t, q_len = cg * kh * kw
     # beta = 1 accumulates onto the bias written first; beta = 0 overwrites.
     cdef blas_t beta = 1 if has_bias else 0
@@ -283,7 +455,11 @@ cdef void _forward_block(const blas_t *x_group, const blas_t *w_group, const bla
         gemm(False, False, kg, count, q_len, 1, w_group, q_len,
              x_group + start, n_pos, beta, out_group + start, n_pos)
         return
-    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
+    if phases != NULL:
+        _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
+                       cols, phases)
+    else:
+        _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
     gemm(False, False, kg, count, q_len, 1, w_group, q_len, cols, count,
          beta, out_group + start, n_pos)
 
@@ -294,7 +470,7 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                    blas_t[:, :, :, ::1] out,
                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                   blas_t[:, ::1] workspace, int n_threads):
+                   blas_t[:, ::1] workspace, blas_t[:, ::1] phases, int n_threads):
     """out[n, g-block] = weight[g-block] @ im2col(x[n, g-channels]) (+ bias[k]).
 
     Tasks of (image, group, block of output pixels), taken in turn by
@@ -306,7 +482,9 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
 
     Invariants: as conv2d_forward in _direct, plus Kg, Q and ho*wo fit in a
     C int (checked in Python), bias (K,) even when has_bias is False,
-    workspace (>= n_threads, ...), n_threads >= 1.
+    workspace (>= n_threads, ...), n_threads >= 1. A strided kernel unrolls
+    through phase planes (_unroll_phased) where each row of ``phases``
+    (>= n_threads rows) holds phase_scratch(block, ...) elements.
     """
     cdef Py_ssize_t n_batch = out.shape[0], n_out = out.shape[1]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
@@ -322,7 +500,10 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
     cdef const blas_t *w_p = &weight[0, 0, 0, 0]
     cdef blas_t *out_p = &out[0, 0, 0, 0]
     cdef blas_t *ws_p = &workspace[0, 0]
-    cdef Py_ssize_t ws_row = workspace.shape[1]
+    cdef Py_ssize_t ws_row = workspace.shape[1], ph_row = phases.shape[1]
+    cdef bint phased = ((sh > 1 or sw > 1) and not pointwise
+                        and ph_row >= _phase_len(block, ho, wo, kh, kw, sh, sw, dh, dw))
+    cdef blas_t *ph_p = &phases[0, 0]
     with nogil:
         for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):
@@ -333,6 +514,7 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                            &bias[g * kg], has_bias, out_p + (n * n_out + g * kg) * n_pos,
                            ws_p + threadid() * ws_row, cg, h, w, kg, kh, kw, wo, n_pos,
                            sh, sw, ph, pw, dh, dw, pointwise,
+                           ph_p + threadid() * ph_row if phased else NULL,
                            start, block if block < n_pos - start else n_pos - start)
 
 
@@ -365,15 +547,22 @@ cdef void _grad_weight_block(const floating *x_group, const floating *gy_group,
                              Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                             Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
+                             Py_ssize_t dh, Py_ssize_t dw, bint pointwise, floating *phases,
                              Py_ssize_t start, Py_ssize_t count) noexcept nogil:
-    """gw_group += grad_out[pixels start..start+count-1] @ their unrolled columns.T."""
+    """gw_group += grad_out[pixels start..start+count-1] @ their unrolled columns.T.
+
+    The unroll goes through phase planes where ``phases`` is not NULL.
+    """
     cdef Py_ssize_t q_len = cg * kh * kw
     if pointwise:
         gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
              x_group + start, n_pos, 1, gw_group, q_len)
         return
-    _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
+    if phases != NULL:
+        _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
+                       cols, phases)
+    else:
+        _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
     gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
          cols, count, 1, gw_group, q_len)
 
@@ -384,7 +573,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                        Py_ssize_t kh, Py_ssize_t kw,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                       floating[:, ::1] workspace, int n_threads):
+                       floating[:, ::1] workspace, floating[:, ::1] phases, int n_threads):
     """grad_weight[t] += sum over thread t's tasks of grad_out[n, g-block] @ im2col(x[n, g-channels]).T.
 
     Tasks of (image, group, block of output pixels), split statically over
@@ -397,7 +586,8 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
 
     Invariants: as conv2d_grad_weight in _direct, plus grad_weight
     (>= n_threads, K*Q) zero-filled, workspace (>= n_threads, ...), Kg, Q
-    and ho*wo fit in a C int (checked in Python), n_threads >= 1.
+    and ho*wo fit in a C int (checked in Python), n_threads >= 1. Phase
+    planes as in conv2d_forward.
     """
     cdef Py_ssize_t n_batch = x.shape[0], n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t n_out = grad_out.shape[1], wo = grad_out.shape[3]
@@ -413,6 +603,11 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef floating *gw_p = &grad_weight[0, 0]
     cdef floating *ws_p = &workspace[0, 0]
     cdef Py_ssize_t ws_row = workspace.shape[1], gw_row = grad_weight.shape[1]
+    cdef Py_ssize_t ph_row = phases.shape[1]
+    cdef bint phased = ((sh > 1 or sw > 1) and not pointwise
+                        and ph_row >= _phase_len(block, grad_out.shape[2], wo, kh, kw, sh, sw,
+                                                 dh, dw))
+    cdef floating *ph_p = &phases[0, 0]
     with nogil:
         for task in prange(tasks, schedule='static', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):
@@ -424,7 +619,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                                gy_p + (n * n_out + g * kg) * n_pos,
                                gw_p + thread * gw_row + g * kg * q_len, ws_p + thread * ws_row,
                                cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
-                               pointwise, start,
+                               pointwise, ph_p + thread * ph_row if phased else NULL, start,
                                block if block < n_pos - start else n_pos - start)
 
 
@@ -536,3 +731,4 @@ cpdef Py_ssize_t gather_workspace(Py_ssize_t cg, Py_ssize_t kh, Py_ssize_t kw,
                                   Py_ssize_t n_pos, Py_ssize_t w, Py_ssize_t sw):
     """The workspace row that gathering needs: one image's columns and the row sums."""
     return cg * kh * kw * n_pos + gather_row_len(w, sw)
+

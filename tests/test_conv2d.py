@@ -557,3 +557,28 @@ def test_random_geometries(seed, monkeypatch):
     ref = _ref(x, w, b, **case["kwargs"])
     for method in ("direct", "im2col"):
         check(run_conv2d(x, w, b, method=method, **case["kwargs"]), ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_hw, kernel, params", [
+    ((4, 1), (3, 3), dict(stride=(2, 1), padding=1)),          # 1-pixel rows, 2 taps past them
+    ((1, 1), (3, 3), dict(stride=(2, 1), padding=(2, 1))),
+    ((5, 3), (2, 3), dict(stride=(3, 1), padding=(0, 1), dilation=(1, 2))),
+    ((6, 3), (3, 5), dict(stride=2, padding=(1, 2), groups=2)),
+])
+def test_im2col_strided_rows_narrower_than_the_taps_reach(x_hw, kernel, params, dtype):
+    # At stride > 1 the unroll copies a run of each phase plane and writes the
+    # pixels whose taps reach past the row from the edge columns; an output
+    # row narrower than that reach is all edge (the forward and the weight
+    # gradient share the unroll).
+    rng = np.random.default_rng(3)
+    groups = params.get("groups", 1)
+    x = rng.standard_normal((2, 4) + x_hw).astype(dtype)
+    w = rng.standard_normal((4, 4 // groups) + kernel).astype(dtype)
+    got = cyconv.conv2d(x, w, **params, method="im2col")
+    assert_allclose(got, conv2d_api_ref(x, w, None, **params), **TOL[np.dtype(dtype)])
+    gy = rng.standard_normal(got.shape).astype(dtype)
+    grads = cyconv.conv2d_backward(gy, x, w, **params, method="im2col")
+    direct = cyconv.conv2d_backward(gy, x, w, **params, method="direct")
+    for a, b in zip(grads, direct):
+        assert_allclose(a, b, **TOL[np.dtype(dtype)])

@@ -292,9 +292,10 @@ cdef void _unroll_phased(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_
                 memcpy(row, src, pos_count * sizeof(blas_t))
                 if dv == 0:
                     continue
-                # Output pixels j >= wo - dv of each row: edge columns j + dv - wo.
+                # Output pixels j >= wo - dv of each row (all of a row
+                # narrower than dv): edge columns j + dv - wo.
                 for i in range(i0, i_end):
-                    j_lo = wo - dv
+                    j_lo = wo - dv if dv < wo else 0
                     if i == i0 and j_lo < j0:
                         j_lo = j0
                     for j in range(j_lo, wo):

@@ -114,7 +114,7 @@ class _Counter(threading.Thread):
 
 # Compiled functions that only size a buffer (a few integer operations, less
 # than releasing the GIL costs): not kernels, so not spied on.
-SIZE_QUERIES = {"gather_workspace"}
+SIZE_QUERIES = {"gather_workspace", "phase_scratch"}
 
 
 class _Spy:

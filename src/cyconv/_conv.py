@@ -298,13 +298,11 @@ def phase_workspace(func, geom, dtype, workspace):
     """
     n_threads = workspace.shape[0]
     block = min(geom.ho * geom.wo, workspace.shape[1] // gemm_sizes(geom)["patch_size"])
-    size = 1
-    if (geom.sh, geom.sw) != (1, 1) and block >= geom.wo:
-        size = _im2col.phase_scratch(block, geom.ho, geom.wo, geom.kh, geom.kw,
-                                     geom.sh, geom.sw, geom.dh, geom.dw)
+    size = _im2col.phase_scratch(block, geom.ho, geom.wo, geom.kh, geom.kw,
+                                 geom.sh, geom.sw, geom.dh, geom.dw)
+    if size:
         check_alloc(func, dtype.itemsize, phase_planes=(n_threads, size))
-    return np.empty((n_threads, size), dtype)
-
+    return np.empty((n_threads, max(size, 1)), dtype)
 
 
 def choose_method(geom, dtype):

@@ -171,6 +171,12 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
                   sh, sw, pos_start, pos_count, cols + r * pos_count, False)
 
 
+# Strides of up to this many phases in all (a 3x3/2 layer has 4) unroll
+# through phase planes; beyond, the sh*sw planes would serve few taps each.
+cdef enum:
+    MAX_PHASES = 16
+
+
 cdef void _split_phases(const blas_t *x_plane, Py_ssize_t h, Py_ssize_t w,
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw,
                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t y0, Py_ssize_t x0,
@@ -308,6 +314,17 @@ cdef void _unroll_phased(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_
 cdef inline Py_ssize_t _phase_len(Py_ssize_t block, Py_ssize_t ho, Py_ssize_t wo,
                                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                                   Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Elements of the phase planes for blocks of ``block`` output pixels, or 0 where
+    the walker unrolls: stride 1, blocks shorter than an output row, more than
+    MAX_PHASES phases, or taps reaching further than the output plus the
+    kernel (huge dilation over huge padding), where the planes would outgrow
+    the image (or the sizes overflow).
+    """
+    if ((sh == 1 and sw == 1) or block < wo or sh > MAX_PHASES or sw > MAX_PHASES
+            or sh * sw > MAX_PHASES
+            or (kh > 1 and dh > (ho + kh + 1) * sh // (kh - 1))
+            or (kw > 1 and dw > (wo + kw + 1) * sw // (kw - 1))):
+        return 0
     cdef Py_ssize_t rows = _phase_rows(block, wo, kh, sh, dh)
     cdef Py_ssize_t most = ho + (kh - 1) * dh // sh
     return sh * sw * (rows if rows < most else most) * (wo + (kw - 1) * dw // sw)
@@ -315,7 +332,10 @@ cdef inline Py_ssize_t _phase_len(Py_ssize_t block, Py_ssize_t ho, Py_ssize_t wo
 
 def phase_scratch(Py_ssize_t block, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t kh,
                   Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw):
-    """Elements of the phase planes (_unroll_phased) for blocks of up to ``block`` output pixels."""
+    """Elements of the phase planes (_unroll_phased) for blocks of up to ``block`` output pixels.
+
+    0 where the unroll does not take them (_phase_len).
+    """
     return _phase_len(block, ho, wo, kh, kw, sh, sw, dh, dw)
 
 
@@ -502,8 +522,8 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
     cdef blas_t *out_p = &out[0, 0, 0, 0]
     cdef blas_t *ws_p = &workspace[0, 0]
     cdef Py_ssize_t ws_row = workspace.shape[1], ph_row = phases.shape[1]
-    cdef bint phased = ((sh > 1 or sw > 1) and not pointwise
-                        and ph_row >= _phase_len(block, ho, wo, kh, kw, sh, sw, dh, dw))
+    cdef Py_ssize_t ph_len = _phase_len(block, ho, wo, kh, kw, sh, sw, dh, dw)
+    cdef bint phased = not pointwise and 0 < ph_len <= ph_row
     cdef blas_t *ph_p = &phases[0, 0]
     with nogil:
         for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
@@ -605,9 +625,8 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef floating *ws_p = &workspace[0, 0]
     cdef Py_ssize_t ws_row = workspace.shape[1], gw_row = grad_weight.shape[1]
     cdef Py_ssize_t ph_row = phases.shape[1]
-    cdef bint phased = ((sh > 1 or sw > 1) and not pointwise
-                        and ph_row >= _phase_len(block, grad_out.shape[2], wo, kh, kw, sh, sw,
-                                                 dh, dw))
+    cdef Py_ssize_t ph_len = _phase_len(block, grad_out.shape[2], wo, kh, kw, sh, sw, dh, dw)
+    cdef bint phased = not pointwise and 0 < ph_len <= ph_row
     cdef floating *ph_p = &phases[0, 0]
     with nogil:
         for task in prange(tasks, schedule='static', num_threads=n_threads,

@@ -109,11 +109,8 @@ def test_results_are_the_same_after_import_torch():
 # ------------------------------------------------- one pool during a GEMM call
 
 
-@needs_blas_control
-def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
-    # Structural check: every GEMM-path kernel is called with the kernels'
-    # thread count while SciPy's BLAS is set to one thread, and BLAS's own
-    # setting is back afterwards.
+def _spy_on_gemm_kernels(monkeypatch):
+    """A list that gets (kernel, its thread count, BLAS's threads then) per GEMM-path call."""
     seen = []
     for module, names in ((_im2col, ("conv2d_forward", "conv2d_grad_input",
                                      "conv2d_grad_weight")),
@@ -126,6 +123,15 @@ def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
                 return real(*args)
 
             monkeypatch.setattr(module, name, spy)
+    return seen
+
+
+@needs_blas_control
+def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
+    # Structural check: every GEMM-path kernel is called with the kernels'
+    # thread count while SciPy's BLAS is set to one thread, and BLAS's own
+    # setting is back afterwards.
+    seen = _spy_on_gemm_kernels(monkeypatch)
     rng = np.random.default_rng(1)
     # Every call at least PARALLEL_WORK multiply-adds (stride 2: 2*8*11*11 outputs of 36).
     x = rng.standard_normal((2, 4, 24, 24))
@@ -145,18 +151,7 @@ def test_gemm_calls_below_the_parallel_work_run_on_the_calling_thread(monkeypatc
     # A call of fewer multiply-adds than the kernels' PARALLEL_WORK gets a
     # team of one (waking the others costs more than its GEMMs), BLAS still
     # held at one thread; one of at least that many gets the kernel threads.
-    seen = []
-    for module, names in ((_im2col, ("conv2d_forward", "conv2d_grad_input",
-                                     "conv2d_grad_weight")),
-                          (_shifted, ("conv2d_forward",))):
-        for name in names:
-            real = getattr(module, name)
-
-            def spy(*args, real=real, name=name):
-                seen.append((name, args[-1], _threads.blas_threads.get()))
-                return real(*args)
-
-            monkeypatch.setattr(module, name, spy)
+    seen = _spy_on_gemm_kernels(monkeypatch)
     rng = np.random.default_rng(2)
     w = rng.standard_normal((8, 8, 3, 3))
     # padding 1: 8*8*8 outputs of 72 multiply-adds, 36864 in all, in each direction.

@@ -34,6 +34,17 @@
 #define CYCONV_WT_SIMD
 #endif
 
+/* BT's rows on the n values d0.. of a tile's row or column, stored to
+ * o0..o(n-1) at [i]: one statement for both input passes below. */
+#define CYCONV_WT_BT4(T, i)                                                     \
+    (o0[i] = (T)2 * (d0 + d4) - (T)3 * (d1 - d3) - (T)4 * d2,                   \
+     o1[i] = (T)2 * (d1 + d4) - (T)5 * d2 + d3,                                 \
+     o2[i] = (T)2 * (d1 - d4) - d2 - (T)5 * d3,                                 \
+     o3[i] = (T)2 * (d1 - d3) + d2 - d4,                                        \
+     o4[i] = d1 - (T)2 * (d2 - d4) - d3,                                        \
+     o5[i] = (T)2 * (d1 + d5) - (T)3 * (d2 - d4) - (T)4 * d3)
+#define CYCONV_WT_BT2(i) (o0[i] = d0 - d2, o1[i] = d1 + d2, o2[i] = d1 - d2, o3[i] = d1 - d3)
+
 #define CYCONV_DEFINE_WT(T)                                                             \
     static void cyconv_wt_input_##T(const T *restrict src, ptrdiff_t src_step,          \
                                     T *restrict dst, ptrdiff_t dst_step,                \
@@ -49,13 +60,7 @@
             CYCONV_WT_SIMD for (ptrdiff_t t = 0; t < nt; t++) {                                        \
                 const T d0 = s0[t], d1 = s1[t], d2 = s2[t], d3 = s3[t], d4 = s4[t];     \
                 const T d5 = s5[t];                                                     \
-                const T r0 = (T)2 * (d0 + d4) - (T)3 * (d1 - d3) - (T)4 * d2;           \
-                const T r1 = (T)2 * (d1 + d4) - (T)5 * d2 + d3;                         \
-                const T r2 = (T)2 * (d1 - d4) - d2 - (T)5 * d3;                         \
-                const T r3 = (T)2 * (d1 - d3) + d2 - d4;                                \
-                const T r4 = d1 - (T)2 * (d2 - d4) - d3;                                \
-                const T r5 = (T)2 * (d1 + d5) - (T)3 * (d2 - d4) - (T)4 * d3;           \
-                o0[t] = r0, o1[t] = r1, o2[t] = r2, o3[t] = r3, o4[t] = r4, o5[t] = r5; \
+                CYCONV_WT_BT4(T, t);                                                    \
             }                                                                           \
             if (chk)                                                                    \
                 CYCONV_WT_SIMD for (ptrdiff_t t = 0; t < nt; t++) {                                    \
@@ -65,7 +70,7 @@
         } else {                                                                        \
             CYCONV_WT_SIMD for (ptrdiff_t t = 0; t < nt; t++) {                                        \
                 const T d0 = s0[t], d1 = s1[t], d2 = s2[t], d3 = s3[t];                 \
-                o0[t] = d0 - d2, o1[t] = d1 + d2, o2[t] = d1 - d2, o3[t] = d1 - d3;     \
+                CYCONV_WT_BT2(t);                                                       \
             }                                                                           \
             if (chk)                                                                    \
                 CYCONV_WT_SIMD for (ptrdiff_t t = 0; t < nt; t++) {                                    \
@@ -91,18 +96,13 @@
                 const T *s = src + 4 * u;                                               \
                 const T d0 = s[0], d1 = s[1], d2 = s[2], d3 = s[3], d4 = s[4];          \
                 const T d5 = s[5];                                                      \
-                o0[u] = (T)2 * (d0 + d4) - (T)3 * (d1 - d3) - (T)4 * d2;                \
-                o1[u] = (T)2 * (d1 + d4) - (T)5 * d2 + d3;                              \
-                o2[u] = (T)2 * (d1 - d4) - d2 - (T)5 * d3;                              \
-                o3[u] = (T)2 * (d1 - d3) + d2 - d4;                                     \
-                o4[u] = d1 - (T)2 * (d2 - d4) - d3;                                     \
-                o5[u] = (T)2 * (d1 + d5) - (T)3 * (d2 - d4) - (T)4 * d3;                \
+                CYCONV_WT_BT4(T, u);                                                    \
             }                                                                           \
         } else {                                                                        \
             CYCONV_WT_SIMD for (ptrdiff_t u = 0; u < count; u++) {                      \
                 const T *s = src + 2 * u;                                               \
                 const T d0 = s[0], d1 = s[1], d2 = s[2], d3 = s[3];                     \
-                o0[u] = d0 - d2, o1[u] = d1 + d2, o2[u] = d1 - d2, o3[u] = d1 - d3;     \
+                CYCONV_WT_BT2(u);                                                       \
             }                                                                           \
         }                                                                               \
     }                                                                                   \

@@ -24,6 +24,7 @@ import cyconv
 from cyconv import _backward
 from cyconv._conv import gemm_workspace
 from cyconv._threads import thread_limit
+from strided_ab import median_ms  # noqa: E402  (the script's folder is on sys.path)
 
 try:
     import torch
@@ -45,15 +46,6 @@ def with_fold(workspace, fn):
         finally:
             _backward._grad_input_workspace = gather_workspace
     return run
-
-
-def median_ms(fn, clock, repeats=7):
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        times.append(clock() - start)
-    return 1e3 * float(np.median(times))
 
 
 def cases():

@@ -58,7 +58,7 @@ def conv2d_reference(x, w, stride, pad):
 
 
 def check_layers(rng, dtype, rtol):
-    """The stem-like layer 'auto' runs by _regblock, and Winograd's two kernels."""
+    """The stem-like layer 'auto' runs by _regblock, and Winograd's three kernels."""
     name = np.dtype(dtype).name
     x = rng.standard_normal((2, 3, 37, 41)).astype(dtype)
     w = rng.standard_normal((16, 3, 7, 7)).astype(dtype)
@@ -72,6 +72,11 @@ def check_layers(rng, dtype, rtol):
     np.testing.assert_allclose(cyconv.conv2d(x, w, padding=1, method="winograd"),
                                conv2d_reference(x, w, 1, 1), rtol=0, atol=tol)
     print(f"ok  winograd 3x3 forward {name}")
+    scale = conv2d_reference(np.abs(x), np.abs(w), 2, 1).max()
+    np.testing.assert_allclose(cyconv.conv2d(x, w, stride=2, padding=1, method="winograd"),
+                               conv2d_reference(x, w, 2, 1), rtol=0,
+                               atol=64 * np.finfo(dtype).eps * scale)
+    print(f"ok  winograd 3x3/2 forward {name}")
     gy = rng.standard_normal((2, 16, 13, 11)).astype(dtype)
     _, gw, _ = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd",
                                       output_mask=(False, True, False))

@@ -33,11 +33,16 @@ WINOGRAD_MAX_BLOCK_BYTES = 8 * 2**20
 WINOGRAD_MIN_TILES = 16
 
 
-def check_winograd(func, geom):
-    """Raise ValueError unless method='winograd' applies: 3x3 kernels, stride 1, dilation 1."""
-    if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 1, 1, 1, 1):
+def check_winograd(func, geom, forward=False):
+    """Raise ValueError unless method='winograd' applies: 3x3 kernels, dilation 1, stride 1.
+
+    The forward (``forward``) also takes stride 2 (`cyconv._winograd_s2_gemm`).
+    """
+    strides = ((1, 1), (2, 2)) if forward else ((1, 1),)
+    if (geom.kh, geom.kw, geom.dh, geom.dw) != (3, 3, 1, 1) or (geom.sh, geom.sw) not in strides:
+        allowed = "stride 1 or 2" if forward else "stride 1"
         raise ValueError(
-            f"{func}: method='winograd' needs 3x3 kernels at stride 1 and dilation 1, "
+            f"{func}: method='winograd' needs 3x3 kernels at {allowed} and dilation 1, "
             f"got kernel {geom.kh}x{geom.kw}, stride ({geom.sh}, {geom.sw}), "
             f"dilation ({geom.dh}, {geom.dw})"
         )

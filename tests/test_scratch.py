@@ -49,6 +49,21 @@ def test_scratch_gives_aligned_arrays_and_reuses_buffers(empty_cache):
         assert c.ctypes.data % _scratch.ALIGN == 0
 
 
+def test_shared_arrays_alternate_between_two_buffers(empty_cache, monkeypatch):
+    # A shared array (written on one core, read on all) never gets the buffer
+    # of the last shared one, whose lines other cores may still hold; other
+    # arrays may.
+    monkeypatch.setattr(_scratch, "_last_shared", None)
+    starts = []
+    for _ in range(4):
+        with _scratch.scratch((64, 64), np.float32, shared=True) as u:
+            starts.append(u.ctypes.data)
+    assert starts[0] != starts[1] and starts[:2] == starts[2:]
+    assert len(_scratch._free) == 2
+    with _scratch.scratch((64, 64), np.float32) as v:  # either, with no new buffer
+        assert v.ctypes.data in starts[:2] and len(_scratch._free) == 1
+
+
 def test_scratch_cache_is_bounded(empty_cache, monkeypatch):
     monkeypatch.setattr(_scratch, "MAX_CACHED_BYTES", 10_000)
     held = [_scratch.scratch((1000,), np.float64) for _ in range(3)]  # 8 KB each

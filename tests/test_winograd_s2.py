@@ -116,16 +116,20 @@ def _spy(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_auto_takes_it_for_many_channels(monkeypatch, dtype):
+def test_auto_takes_it_for_many_channels_and_columns(monkeypatch, dtype):
     calls = _spy(monkeypatch)
-    x, w, b = _data((2, 16, 12, 12), 16, 1, dtype)
+    # 32 channels and kernels; 8*14*7 = 784 columns of two outputs each.
+    monkeypatch.setattr(s2, "max_threads", lambda: 2)
+    x, w, b = _data((8, 32, 28, 28), 32, 1, dtype)
     got = cyconv.conv2d(x, w, b, stride=2, padding=1)
     assert len(calls) == 1
     exact = conv2d_api_ref(x, w, b, stride=2, padding=1)
     assert np.abs(got - exact).max() <= _bound(x, w, b, dtype, stride=2, padding=1)
-    # Fewer channels or kernels per group, another stride or integer data: not.
-    for xi, wi, kwargs in ((x[:, :8], w[:, :8], dict(stride=2)),
-                           (x, w[:8], dict(stride=2)),
+    # Fewer channels or kernels per group, fewer columns, another stride or
+    # integer data: not.
+    for xi, wi, kwargs in ((x[:, :16], w[:, :16], dict(stride=2)),
+                           (x, w[:16], dict(stride=2)),
+                           (x[:4], w, dict(stride=2)),
                            (x, w, dict(stride=(2, 1))),
                            (x.astype(np.int64), w.astype(np.int64), dict(stride=2))):
         cyconv.conv2d(xi, wi, **kwargs, padding=1)

@@ -459,9 +459,9 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
         ``'winograd'`` for float 3x3 kernels at stride 1 and dilation 1 with
         at least 16 channels and 16 kernels per group, output tiles times
         channels per group at least 2048 per thread, and finite values,
-        and at stride 2 with at least 16 channels and 16 kernels per group
-        and finite values (so its rounding, see Notes, applies to those;
-        integer data stays exact).
+        and at stride 2 with at least 32 channels and 32 kernels per group,
+        392 pairs of outputs per thread and finite values (so its rounding,
+        see Notes, applies to those; integer data stays exact).
 
     Returns
     -------

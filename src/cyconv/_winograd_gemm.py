@@ -146,7 +146,7 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     with gemm_team() as n_threads:
         check_alloc(func, dtype.itemsize, transformed_kernels=(n * n, n_out, cg),
                     blocks=(n_threads, row * padded + line))
-        with scratch((n * n, n_out, cg), dtype) as u, \
+        with scratch((n * n, n_out, cg), dtype, shared=True) as u, \
                 scratch((n_threads, row * padded + line), dtype) as blocks:
             _winograd.transform_kernels(w, g_mat, u, n_threads)
             return _winograd.conv2d_forward(x, u, bias, has_bias, out, m, pad_top, pad_left,

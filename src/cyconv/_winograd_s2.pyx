@@ -39,7 +39,6 @@ from cython.parallel cimport prange, threadid
 
 from cython cimport floating
 from libc.stdint cimport uintptr_t
-from libc.string cimport memcpy, memset
 
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
@@ -62,7 +61,7 @@ cdef void _fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssi
     (p*dh) // sh: its tiles, over all the segment's rows, one flat run of
     stride 4 (`_transform`).
     """
-    cdef Py_ssize_t width = 4 * tiles, s, r, y
+    cdef Py_ssize_t width = 4 * tiles, s, r, y, col
     # dst columns [lo, hi) come from the row; the rest are padding.
     cdef Py_ssize_t lo = pw if pw < width else width
     cdef Py_ssize_t hi = w + pw if w + pw < width else width
@@ -74,38 +73,46 @@ cdef void _fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssi
         for r in range(rows):
             y = (y0 + r) * sh + s - ph
             dst = buf + (s * rows + r) * width
+            # Loops, not memcpy/memset: rows of tens of pixels, where the
+            # calls cost more than the copies.
             if 0 <= y < h:
                 row = plane + y * w
-                memset(dst, 0, lo * sizeof(floating))
-                memcpy(dst + lo, row + lo - pw, (hi - lo) * sizeof(floating))
-                memset(dst + hi, 0, (width - hi) * sizeof(floating))
-                last[s * rows + r] = row[width - pw] if 0 <= width - pw < w else 0
+                if lo <= 4 <= width:  # fixed stores (the copy overwrites past lo)
+                    dst[0] = 0
+                    dst[1] = 0
+                    dst[2] = 0
+                    dst[3] = 0
+                else:
+                    for col in range(lo):
+                        dst[col] = 0
+                for col in range(lo, hi):
+                    dst[col] = row[col - pw]
+                for col in range(hi, width):
+                    dst[col] = 0
+                last[s * rows + r] = row[width - pw] if pw <= width < w + pw else 0
             else:
-                memset(dst, 0, width * sizeof(floating))
+                for col in range(width):
+                    dst[col] = 0
                 last[s * rows + r] = 0
 
 
-cdef void _transform(const floating *src, Py_ssize_t count, floating *v, Py_ssize_t slot_step,
-                     floating *chk) noexcept nogil:
-    """The five slots of ``count`` tiles 4 pixels apart: v[s*slot_step + t] (slot order).
+cdef extern from "_ws2trans.h" nogil:
+    float cyconv_s2_transform_float(const float *src, Py_ssize_t count, float *v,
+                                    Py_ssize_t slot_step)
+    double cyconv_s2_transform_double(const double *src, Py_ssize_t count, double *v,
+                                      Py_ssize_t slot_step)
 
-    Tile t reads src[4t .. 4t + 4]. chk[t] gains (s - s), s the sum of its
-    five values: 0 while they are finite, NaN otherwise.
+
+cdef inline floating _transform(const floating *src, Py_ssize_t count, floating *v,
+                                Py_ssize_t slot_step) noexcept nogil:
+    """The five slots of ``count`` tiles 4 pixels apart (src[4t .. 4t + 4]): v[s*slot_step + t].
+
+    Returns 0 while the values are finite, else NaN (`_ws2trans.h`).
     """
-    cdef floating *v1 = v
-    cdef floating *v0 = v + slot_step
-    cdef floating *v3 = v + 2 * slot_step
-    cdef floating *v2 = v + 3 * slot_step
-    cdef floating *v4 = v + 4 * slot_step
-    cdef floating x0, x1, x2, x3, x4, s
-    cdef Py_ssize_t t
-    for t in range(count):
-        x0, x1, x2, x3, x4 = src[4 * t], src[4 * t + 1], src[4 * t + 2], src[4 * t + 3], src[4 * t + 4]
-        x0 = x0 - x2  # the differences, which may overflow
-        x4 = x4 - x2
-        v1[t], v0[t], v3[t], v2[t], v4[t] = x2, x0, x1, x4, x3
-        s = (x0 + x1) + (x2 + x3) + x4
-        chk[t] += s - s
+    if floating is float:
+        return cyconv_s2_transform_float(src, count, v, slot_step)
+    else:
+        return cyconv_s2_transform_double(src, count, v, slot_step)
 
 
 cdef void _store(const floating *c1, const floating *c2, const floating *c3, floating b,
@@ -148,15 +155,12 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
     cdef Py_ssize_t reach = _reach(kh, sh, dh), seg_most = ho if ho < nr else nr
     cdef floating *v = <floating *> ((<uintptr_t> scratch + 63) & ~(<uintptr_t> 63))  # (5, q, nt)
     cdef floating *prod = v + SLOTS * q * nt      # (3, kg, nt)
-    cdef floating *chk = prod + 3 * kg * nt       # (nt,)
-    cdef floating *last = chk + nt                # (sh, seg_most + reach)
+    cdef floating *last = prod + 3 * kg * nt      # (sh, seg_most + reach)
     cdef floating *buf = last + sh * (seg_most + reach)  # (sh, seg_most + reach, 4*tiles) + 1
     cdef const floating *u_g = u_p + g * kg * SLOTS * q
     cdef Py_ssize_t c, p, rr, img, i0, seg, rows, k, s, off, r, t, t_end
     cdef floating b, x4, total = 0
     cdef floating *dst
-    for t in range(nt):
-        chk[t] = 0
     rr = 0
     while rr < nr:  # segments: the block's rows of one image
         img, i0 = (r0 + rr) // ho, (r0 + rr) % ho
@@ -169,14 +173,14 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
             for p in range(kh):
                 s, off = p * dh % sh, p * dh // sh
                 dst = v + (c * kh + p) * nt + rr * tiles
-                _transform(buf + (s * rows + off) * 4 * tiles, seg * tiles, dst, q * nt,
-                           chk + rr * tiles)
+                total += _transform(buf + (s * rows + off) * 4 * tiles, seg * tiles, dst,
+                                    q * nt)
                 # Each row's last tile read the next row's first pixel as its x4.
                 for r in range(seg):
                     t = r * tiles + tiles - 1
                     x4 = last[s * rows + off + r] - dst[t]
                     dst[3 * q * nt + t] = x4
-                    chk[rr * tiles + t] += x4 - x4
+                    total += x4 - x4
         rr += seg
     gemm(False, False, kg, nt, q, 1, u_g, SLOTS * q, v, nt, 0, prod, nt)
     gemm(False, False, kg, nt, 2 * q, 1, u_g + q, SLOTS * q, v + q * nt, nt, 0,
@@ -193,8 +197,6 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
             _store(prod + t, prod + kg * nt + t, prod + 2 * kg * nt + t, b,
                    out_p + ((img * n_out + g * kg + k) * ho + i0) * wo, seg, tiles, wo)
             rr += seg
-    for t in range(nt):
-        total += chk[t]
     return total != 0
 
 
@@ -224,13 +226,13 @@ def scratch_row(Py_ssize_t rows, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t q, Py_
                 Py_ssize_t kh, Py_ssize_t sh, Py_ssize_t dh):
     """Elements of one thread's scratch row for blocks of ``rows`` output rows.
 
-    V, the products and the NaN check per column; the phase rows of a
-    segment (at most ho rows) and 64 bytes' room to align V.
+    V and the products per column; the phase rows of a segment (at most ho
+    rows) with their last x4 and one element past them; 64 elements' room to
+    align V.
     """
     cdef Py_ssize_t tiles = (wo + 1) // 2
     cdef Py_ssize_t seg_rows = (ho if ho < rows else rows) + _reach(kh, sh, dh)
-    return ((SLOTS * q + 3 * kg + 1) * rows * tiles + sh * seg_rows * (4 * tiles + 1) + 1
-            + 64)
+    return (SLOTS * q + 3 * kg) * rows * tiles + sh * seg_rows * (4 * tiles + 1) + 1 + 64
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,

@@ -6,12 +6,24 @@ scratch row per thread, at most S2_BLOCK_BYTES: on N8-C128-28-K256 3x3/2
 784, and of 196 columns 1.2x slower.
 """
 from cyconv._dispatch import _winograd_s2
+from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
 
 S2_BLOCK_BYTES = 8 * 2**20
-S2_AUTO_CHANNELS = 16
+
+# 'auto' runs it for 3x3 stride-2 layers (dilation 1) with at least
+# S2_AUTO_CHANNELS channels and kernels per group whose GEMMs have at least
+# S2_AUTO_COLUMNS columns (two outputs each) per kernel thread. Measured
+# against im2col, float32, padding 1, N 1 and 8, C = K 16..512 (and K = 2C),
+# 14..112 pixels (benchmarks/winograd_s2_rule.py: medians of 9 interleaved
+# rounds), on two threads: with 392 columns or more per thread and 32
+# channels or more 0.86-1.04x the time, 0.97 on N8-C128-28-K256; with fewer
+# columns up to 2.9x, and 16 channels 1.02-1.6x. On one thread: 0.87-1.03,
+# and up to 1.5x below.
+S2_AUTO_CHANNELS = 32
+S2_AUTO_COLUMNS = 392
 
 
 def winograd_s2_pays(geom, dtype):
@@ -19,7 +31,8 @@ def winograd_s2_pays(geom, dtype):
     if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 2, 2, 1, 1):
         return False
     cg, kg = geom.channels // geom.groups, geom.kernels // geom.groups
-    return min(cg, kg) >= S2_AUTO_CHANNELS
+    columns = geom.batch * geom.ho * -(-geom.wo // 2)
+    return min(cg, kg) >= S2_AUTO_CHANNELS and columns >= S2_AUTO_COLUMNS * max_threads()
 
 
 def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_left):
@@ -42,7 +55,7 @@ def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_
     with gemm_team(out.size * q * 3) as n_threads:
         row = _winograd_s2.scratch_row(block, *shape)
         check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 5, q), blocks=(n_threads, row))
-        with scratch((n_out, 5, q), dtype) as u, scratch((n_threads, row), dtype) as blocks:
+        with scratch((n_out, 5, q), dtype, shared=True) as u, scratch((n_threads, row), dtype) as blocks:
             _winograd_s2.kernel_slots(w, u, n_threads)
             return _winograd_s2.conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,
                                                pad_top, pad_left, geom.dh, geom.groups,

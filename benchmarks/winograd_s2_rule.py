@@ -8,18 +8,12 @@ the rows) and 'im2col', interleaved call by call, and prints the median
 over 9 rounds of the per-round ratio with the GEMM columns per image.
 """
 import sys
-import time
 
 import numpy as np
+from winograd_rule import wall  # the same timer (this script's folder is on sys.path)
 
 import cyconv
 from cyconv._threads import thread_limit
-
-
-def wall(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main():

@@ -7,6 +7,7 @@ import cyconv._winograd_s2_gemm as s2
 from cyconv import _threads
 from cyconv._conv import array_geometry
 from _reference import conv2d_api_ref, conv2d_ref
+from test_winograd import CASES as STRIDE1_CASES
 
 # conv2d's docstring: |result - exact| stays within the stride-1 bound,
 # 64 * eps * max(|input| (*) |weight|) (plus eps * max|bias|); measured at
@@ -28,17 +29,10 @@ def _bound(x, w, b, dtype, **kwargs):
     return S2_EPS_FACTOR * np.finfo(dtype).eps * (np.abs(sums).max() + extra)
 
 
-# (input shape, kernels, groups, padding): 1x1 outputs, odd and even output
-# widths (a last tile with one output), padding 0/1/2 and uneven, groups,
-# batch 1..9, images of many rows.
-CASES = [
-    ((1, 1, 3, 3), 1, 1, 0),
-    ((1, 2, 1, 1), 3, 1, 1),
-    ((2, 3, 7, 9), 4, 1, 1),
-    ((3, 4, 10, 5), 6, 2, 2),
-    ((9, 2, 6, 6), 2, 1, 0),
-    ((5, 6, 13, 17), 6, 3, 1),
-    ((4, 3, 12, 11), 5, 1, (0, 2)),
+# (input shape, kernels, groups, padding): stride 1's cases (1x1 outputs,
+# padding 0/1/2 and uneven, groups, batch 1..9; here odd and even output
+# widths, a last tile with one output) and images of many rows.
+CASES = [case for case in STRIDE1_CASES if case[3] != "same"] + [
     ((2, 5, 9, 37), 7, 1, (2, 0)),
     ((1, 8, 28, 28), 16, 1, 1),
     ((2, 16, 15, 8), 16, 2, 1),

@@ -43,6 +43,7 @@ from libc.stdint cimport uintptr_t
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
+from cyconv._tiles cimport WINDOW_SLACK, window_rows
 
 # The slots of V and U (module docstring).
 cdef enum:
@@ -56,44 +57,19 @@ cdef void _fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssi
 
     buf[(s*rows + r)*4*tiles + col] = x[(y0 + r)*sh + s - ph, col - pw] and
     last[s*rows + r] = x[that row, 4*tiles - pw] (the last tile's x4, one
-    past the row), 0 outside the plane, for s < sh and r < rows. A kernel
-    row p then reads the consecutive rows of phase (p*dh) % sh from row
-    (p*dh) // sh: its tiles, over all the segment's rows, one flat run of
-    stride 4 (`_transform`).
+    past the row), 0 outside the plane, for s < sh and r < rows; ``buf``
+    has WINDOW_SLACK elements more (`window_rows`). A kernel row p then
+    reads the consecutive rows of phase (p*dh) % sh from row (p*dh) // sh:
+    its tiles, over all the segment's rows, one flat run of stride 4
+    (`_transform`).
     """
-    cdef Py_ssize_t width = 4 * tiles, s, r, y, col
-    # dst columns [lo, hi) come from the row; the rest are padding.
-    cdef Py_ssize_t lo = pw if pw < width else width
-    cdef Py_ssize_t hi = w + pw if w + pw < width else width
-    cdef floating *dst
-    cdef const floating *row
-    if hi < lo:
-        hi = lo
+    cdef Py_ssize_t width = 4 * tiles, s, r, y
     for s in range(sh):
         for r in range(rows):
             y = (y0 + r) * sh + s - ph
-            dst = buf + (s * rows + r) * width
-            # Loops, not memcpy/memset: rows of tens of pixels, where the
-            # calls cost more than the copies.
-            if 0 <= y < h:
-                row = plane + y * w
-                if lo <= 4 <= width:  # fixed stores (the copy overwrites past lo)
-                    dst[0] = 0
-                    dst[1] = 0
-                    dst[2] = 0
-                    dst[3] = 0
-                else:
-                    for col in range(lo):
-                        dst[col] = 0
-                for col in range(lo, hi):
-                    dst[col] = row[col - pw]
-                for col in range(hi, width):
-                    dst[col] = 0
-                last[s * rows + r] = row[width - pw] if pw <= width < w + pw else 0
-            else:
-                for col in range(width):
-                    dst[col] = 0
-                last[s * rows + r] = 0
+            window_rows(plane, w, y, -pw, h, w, 1, width, buf + (s * rows + r) * width)
+            last[s * rows + r] = (plane[y * w + width - pw]
+                                  if 0 <= y < h and pw <= width < w + pw else 0)
 
 
 cdef extern from "_ws2trans.h" nogil:
@@ -156,7 +132,8 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
     cdef floating *v = <floating *> ((<uintptr_t> scratch + 63) & ~(<uintptr_t> 63))  # (5, q, nt)
     cdef floating *prod = v + SLOTS * q * nt      # (3, kg, nt)
     cdef floating *last = prod + 3 * kg * nt      # (sh, seg_most + reach)
-    cdef floating *buf = last + sh * (seg_most + reach)  # (sh, seg_most + reach, 4*tiles) + 1
+    # (sh, seg_most + reach, 4*tiles), and WINDOW_SLACK elements more
+    cdef floating *buf = last + sh * (seg_most + reach)
     cdef const floating *u_g = u_p + g * kg * SLOTS * q
     cdef Py_ssize_t c, p, rr, img, i0, seg, rows, k, s, off, r, t, t_end
     cdef floating b, x4, total = 0
@@ -227,12 +204,13 @@ def scratch_row(Py_ssize_t rows, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t q, Py_
     """Elements of one thread's scratch row for blocks of ``rows`` output rows.
 
     V and the products per column; the phase rows of a segment (at most ho
-    rows) with their last x4 and one element past them; 64 elements' room to
-    align V.
+    rows) with their last x4 and WINDOW_SLACK elements past them; 64
+    elements' room to align V.
     """
     cdef Py_ssize_t tiles = (wo + 1) // 2
     cdef Py_ssize_t seg_rows = (ho if ho < rows else rows) + _reach(kh, sh, dh)
-    return (SLOTS * q + 3 * kg) * rows * tiles + sh * seg_rows * (4 * tiles + 1) + 1 + 64
+    return ((SLOTS * q + 3 * kg) * rows * tiles + sh * seg_rows * (4 * tiles + 1)
+            + WINDOW_SLACK + 64)
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,

@@ -25,8 +25,8 @@ the pairs summed into one output are one GEMM of depth 2q (U's slots are
 run at any stride and dilation (a row of taps per kernel row); the width
 needs stride 2, three taps and dilation 1. 5/6 of the multiplications of
 im2col's single GEMM, of depth 3q: on N8-C128-28-K256 3x3/2 the three
-GEMMs over four images ran in 0.78x the time of im2col's per-image GEMMs
-(one thread, OpenBLAS).
+GEMMs over four images ran in 0.81x the time of im2col's per-image GEMMs
+(one thread, OpenBLAS, idle).
 
 Tasks are (group, block of output rows over all images): each thread
 transforms its block's pixels into its scratch row, runs the three GEMMs

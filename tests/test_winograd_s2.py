@@ -1,4 +1,4 @@
-"""conv2d(method='winograd') at stride 2: F(2, 3) along the rows (_winograd_s2.pyx)."""
+"""conv2d(method='winograd') at stride 2: F(2, 3) along the rows (_winograd_s2.pxi)."""
 import numpy as np
 import pytest
 
@@ -99,13 +99,13 @@ def test_the_kernel_takes_any_rows(kh, stride, dilation, pads):
 
 def _spy(monkeypatch):
     calls = []
-    real = s2._winograd_s2.conv2d_forward
+    real = s2._winograd.s2_conv2d_forward
 
     def spy(*args):
         calls.append((args[-1], _threads.blas_threads.get()))
         return real(*args)
 
-    monkeypatch.setattr(s2._winograd_s2, "conv2d_forward", spy)
+    monkeypatch.setattr(s2._winograd, "s2_conv2d_forward", spy)
     return calls
 
 

@@ -25,7 +25,7 @@ LEVELS = {
     "avx512": (("x86-64-v4",), "x86-64-v4: AVX-512 F/BW/DQ/VL, 512-bit vectors"),
 }
 
-KERNELS = ("_direct", "_pooling", "_regblock", "_winograd", "_winograd_s2", "_winograd_wgrad")
+KERNELS = ("_direct", "_pooling", "_regblock", "_winograd", "_winograd_wgrad")
 
 
 def supported():
@@ -93,5 +93,4 @@ _direct = load("_direct", LEVEL)
 _pooling = load("_pooling", LEVEL)
 _regblock = load("_regblock", LEVEL)
 _winograd = load("_winograd", LEVEL)
-_winograd_s2 = load("_winograd_s2", LEVEL)
 _winograd_wgrad = load("_winograd_wgrad", LEVEL)

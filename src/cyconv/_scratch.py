@@ -14,7 +14,7 @@ transformed kernels) asks for a ``shared`` one: it does not get the buffer
 that the last shared array had, whose lines the other cores may still
 hold, so that writing them costs no invalidations. Measured on the 2-core
 VM, 2 threads: the 2 MB of kernel slots of N8-C128-28-K256 3x3/2
-(cyconv._winograd_s2) took 1.0 ms to write into the buffer that both
+(cyconv._winograd_s2_gemm) took 1.0 ms to write into the buffer that both
 threads had just read, 0.33 ms into another one.
 """
 import contextlib

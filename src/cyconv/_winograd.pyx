@@ -38,7 +38,7 @@ from libc.stdint cimport uintptr_t
 from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
-from cyconv._tiles cimport WINDOW_SLACK, tile_run
+from cyconv._tiles cimport WINDOW_SLACK, tile_run, window_rows
 
 cdef extern from "_wgemm.h" nogil:
     int CYCONV_WG_MAX_LANES
@@ -436,3 +436,6 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
                          scratch_p + threadid() * scratch_row, g, t0, nt, n_in, h, w, n_out, cg, kg, ho, wo, ph, pw, m, n,
                          tiles_w, tiles_img)
     return bad == 0
+
+
+include "_winograd_s2.pxi"

@@ -1,4 +1,4 @@
-"""Stride-2 3-wide kernels by Winograd's F(2, 3) along the rows (kernels in _winograd_s2.pyx).
+"""Stride-2 3-wide kernels by Winograd's F(2, 3) along the rows (kernels in _winograd_s2.pxi).
 
 The transformed pixels and products of a block of output rows live in one
 scratch row per thread, at most S2_BLOCK_BYTES: on N8-C128-28-K256 3x3/2
@@ -6,7 +6,7 @@ scratch row per thread, at most S2_BLOCK_BYTES: on N8-C128-28-K256 3x3/2
 rate of 784, and of 196 columns 1.03x slower; blocks of 4, 2 and 1 MiB took
 1.01-1.04, 1.04-1.09 and 1.02-1.16x the time of 8 MiB's on two threads.
 """
-from cyconv._dispatch import _winograd_s2
+from cyconv._dispatch import _winograd
 from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
@@ -48,16 +48,16 @@ def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_
     q = cg * kh
     ho, wo = out.shape[2:]
     shape = (ho, wo, q, kg, kh, geom.sh, geom.dh)
-    per_row = _winograd_s2.scratch_row(2, *shape) - _winograd_s2.scratch_row(1, *shape)
+    per_row = _winograd.s2_scratch_row(2, *shape) - _winograd.s2_scratch_row(1, *shape)
     block = min(max(1, S2_BLOCK_BYTES // (per_row * dtype.itemsize)), out.shape[0] * ho)
     tiles = (wo + 1) // 2
     check_int_sizes(func, kernels_per_group=kg, transformed_depth=5 * q,
                     transformed_columns=block * tiles)
     with gemm_team(out.size * q * 3) as n_threads:
-        row = _winograd_s2.scratch_row(block, *shape)
+        row = _winograd.s2_scratch_row(block, *shape)
         check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 5, q), blocks=(n_threads, row))
         with scratch((n_out, 5, q), dtype, shared=True) as u, scratch((n_threads, row), dtype) as blocks:
-            _winograd_s2.kernel_slots(w, u, n_threads)
-            return _winograd_s2.conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,
+            _winograd.s2_kernel_slots(w, u, n_threads)
+            return _winograd.s2_conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,
                                                pad_top, pad_left, geom.dh, geom.groups,
                                                block, blocks, n_threads)

@@ -1,56 +1,50 @@
-"""3-wide kernels at stride 2 along the rows: Winograd's F(2, 3) in the row direction.
+# 3-wide kernels at stride 2 along the rows: Winograd's F(2, 3) in the row direction.
+#
+# Included by _winograd.pyx (compiled in the Winograd kernels' module: a
+# module of its own, per SIMD level, made the wheel 367 KB larger).
+#
+# Two neighbouring outputs of a row, y0 and y1, read the five pixels
+# x0..x4 (x_r = x[4j - pw + r] for output columns 2j and 2j + 1) with the
+# kernel's taps g0, g1, g2 (one kernel row): y0 = g0 x0 + g1 x1 + g2 x2 and
+# y1 = g0 x2 + g1 x3 + g2 x4. The even taps meet the even pixels as a
+# stride-1 correlation of two taps, whose two outputs F(2, 2) gets with three
+# products; the odd tap needs two. So five products where the sum needs six:
+#
+#     M1 = (g0 + g2) x2,  M0 = g0 (x0 - x2),  M3 = g1 x1,
+#     M2 = g2 (x4 - x2),  M4 = g1 x3
+#     y0 = M1 + M0 + M3,  y1 = M1 + M2 + M4
+#
+# The transforms are exact sums and differences (no fractions). Over all
+# channels and kernel rows, each M is a GEMM: with q = Cg*kh rows (c, p)
+# and the tiles t (two outputs each) as columns,
+#
+#     V[s, (c, p), t]  the pixels or differences above for channel c, kernel row p
+#     C1 = U[:, 0] @ V[0],  C2 = U[:, 1:3] @ V[1:3],  C3 = U[:, 3:5] @ V[3:5]
+#     y0 = C1 + C2 + bias,  y1 = C1 + C3 + bias
+#
+# with the five slots s in the order (1, 0, 3, 2, 4) of M above, so that
+# the pairs summed into one output are one GEMM of depth 2q (U's slots are
+# ``u[k, s, (c, p)]``, `cyconv._winograd_s2_gemm` lays them out). Rows
+# run at any stride and dilation (a row of taps per kernel row); the width
+# needs stride 2, three taps and dilation 1. 5/6 of the multiplications of
+# im2col's single GEMM, of depth 3q: on N8-C128-28-K256 3x3/2 the three
+# GEMMs over four images ran in 0.81x the time of im2col's per-image GEMMs
+# (one thread, OpenBLAS, idle).
+#
+# Tasks are (group, block of output rows over all images): each thread
+# transforms its block's pixels into its scratch row, runs the three GEMMs
+# on one BLAS thread (cyconv._threads) and writes the block's outputs.
+# The input transform also checks its values: a NaN or inf read (or a
+# difference that overflows) would meet the others in differences (inf -
+# inf), so the caller recomputes by another method.
 
-Two neighbouring outputs of a row, y0 and y1, read the five pixels
-x0..x4 (x_r = x[4j - pw + r] for output columns 2j and 2j + 1) with the
-kernel's taps g0, g1, g2 (one kernel row): y0 = g0 x0 + g1 x1 + g2 x2 and
-y1 = g0 x2 + g1 x3 + g2 x4. The even taps meet the even pixels as a
-stride-1 correlation of two taps, whose two outputs F(2, 2) gets with three
-products; the odd tap needs two. So five products where the sum needs six:
 
-    M1 = (g0 + g2) x2,  M0 = g0 (x0 - x2),  M3 = g1 x1,
-    M2 = g2 (x4 - x2),  M4 = g1 x3
-    y0 = M1 + M0 + M3,  y1 = M1 + M2 + M4
-
-The transforms are exact sums and differences (no fractions). Over all
-channels and kernel rows, each M is a GEMM: with q = Cg*kh rows (c, p)
-and the tiles t (two outputs each) as columns,
-
-    V[s, (c, p), t]  the pixels or differences above for channel c, kernel row p
-    C1 = U[:, 0] @ V[0],  C2 = U[:, 1:3] @ V[1:3],  C3 = U[:, 3:5] @ V[3:5]
-    y0 = C1 + C2 + bias,  y1 = C1 + C3 + bias
-
-with the five slots s in the order (1, 0, 3, 2, 4) of M above, so that
-the pairs summed into one output are one GEMM of depth 2q (U's slots are
-``u[k, s, (c, p)]``, `cyconv._winograd_s2_gemm` lays them out). Rows
-run at any stride and dilation (a row of taps per kernel row); the width
-needs stride 2, three taps and dilation 1. 5/6 of the multiplications of
-im2col's single GEMM, of depth 3q: on N8-C128-28-K256 3x3/2 the three
-GEMMs over four images ran in 0.81x the time of im2col's per-image GEMMs
-(one thread, OpenBLAS, idle).
-
-Tasks are (group, block of output rows over all images): each thread
-transforms its block's pixels into its scratch row, runs the three GEMMs
-on one BLAS thread (cyconv._threads) and writes the block's outputs.
-The input transform also checks its values: a NaN or inf read (or a
-difference that overflows) would meet the others in differences (inf -
-inf), so the caller recomputes by another method.
-"""
-from cython.parallel cimport prange, threadid
-
-from cython cimport floating
-from libc.stdint cimport uintptr_t
-
-from cyconv._blas cimport gemm
-from cyconv._openmp cimport PARALLEL_WORK
-from cyconv._split cimport even_part
-from cyconv._tiles cimport WINDOW_SLACK, window_rows
-
-# The slots of V and U (module docstring).
+# The slots of V and U (above).
 cdef enum:
-    SLOTS = 5
+    S2_SLOTS = 5
 
 
-cdef void _fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh,
+cdef void _s2_fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh,
                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t y0, Py_ssize_t rows,
                        Py_ssize_t tiles, floating *buf, floating *last) noexcept nogil:
     """The input rows a segment of output rows reads, by row phase, 4*tiles pixels wide.
@@ -61,7 +55,7 @@ cdef void _fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssi
     has WINDOW_SLACK elements more (`window_rows`). A kernel row p then
     reads the consecutive rows of phase (p*dh) % sh from row (p*dh) // sh:
     its tiles, over all the segment's rows, one flat run of stride 4
-    (`_transform`).
+    (`_s2_transform`).
     """
     cdef Py_ssize_t width = 4 * tiles, s, r, y
     for s in range(sh):
@@ -79,7 +73,7 @@ cdef extern from "_ws2trans.h" nogil:
                                       Py_ssize_t slot_step)
 
 
-cdef inline floating _transform(const floating *src, Py_ssize_t count, floating *v,
+cdef inline floating _s2_transform(const floating *src, Py_ssize_t count, floating *v,
                                 Py_ssize_t slot_step) noexcept nogil:
     """The five slots of ``count`` tiles 4 pixels apart (src[4t .. 4t + 4]): v[s*slot_step + t].
 
@@ -91,7 +85,7 @@ cdef inline floating _transform(const floating *src, Py_ssize_t count, floating 
         return cyconv_s2_transform_double(src, count, v, slot_step)
 
 
-cdef void _store(const floating *c1, const floating *c2, const floating *c3, floating b,
+cdef void _s2_store(const floating *c1, const floating *c2, const floating *c3, floating b,
                  floating *dst, Py_ssize_t rows, Py_ssize_t tiles, Py_ssize_t wo) noexcept nogil:
     """``rows`` output rows: dst[i*wo + 2j] = c1 + c2 + b, dst[i*wo + 2j + 1] = c1 + c3 + b at i*tiles + j."""
     cdef Py_ssize_t t, i, j, pairs = wo // 2
@@ -111,12 +105,12 @@ cdef void _store(const floating *c1, const floating *c2, const floating *c3, flo
         dst += wo
 
 
-cdef inline Py_ssize_t _reach(Py_ssize_t kh, Py_ssize_t sh, Py_ssize_t dh) noexcept nogil:
+cdef inline Py_ssize_t _s2_reach(Py_ssize_t kh, Py_ssize_t sh, Py_ssize_t dh) noexcept nogil:
     """Rows of each phase beyond a segment's own that its kernel rows read."""
     return (kh - 1) * dh // sh
 
 
-cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
+cdef int _s2_task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
                floating *out_p, floating *scratch, Py_ssize_t g, Py_ssize_t r0, Py_ssize_t nr,
                Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out, Py_ssize_t cg,
                Py_ssize_t kg, Py_ssize_t kh, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t sh,
@@ -124,17 +118,17 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
     """Output rows r0..r0+nr-1 (over all images) of group g; 1 if a value read was not finite.
 
     The rows go by segments, the rows of one image: per channel, the rows
-    they read are copied once by phase (`_fill_phases`), and each kernel
+    they read are copied once by phase (`_s2_fill_phases`), and each kernel
     row transforms its rows' tiles in one run.
     """
     cdef Py_ssize_t tiles = (wo + 1) // 2, nt = nr * tiles, q = cg * kh
-    cdef Py_ssize_t reach = _reach(kh, sh, dh), seg_most = ho if ho < nr else nr
+    cdef Py_ssize_t reach = _s2_reach(kh, sh, dh), seg_most = ho if ho < nr else nr
     cdef floating *v = <floating *> ((<uintptr_t> scratch + 63) & ~(<uintptr_t> 63))  # (5, q, nt)
-    cdef floating *prod = v + SLOTS * q * nt      # (3, kg, nt)
+    cdef floating *prod = v + S2_SLOTS * q * nt      # (3, kg, nt)
     cdef floating *last = prod + 3 * kg * nt      # (sh, seg_most + reach)
     # (sh, seg_most + reach, 4*tiles), and WINDOW_SLACK elements more
     cdef floating *buf = last + sh * (seg_most + reach)
-    cdef const floating *u_g = u_p + g * kg * SLOTS * q
+    cdef const floating *u_g = u_p + g * kg * S2_SLOTS * q
     cdef Py_ssize_t c, p, rr, img, i0, seg, rows, k, s, off, r, t, t_end
     cdef floating b, x4, total = 0
     cdef floating *dst
@@ -145,12 +139,12 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
         rows = seg + reach
         buf[sh * rows * 4 * tiles] = 0  # read by the last tile's x4 (replaced below)
         for c in range(cg):
-            _fill_phases(x_p + (img * n_in + g * cg + c) * h * w, h, w, sh, ph, pw, i0, rows,
+            _s2_fill_phases(x_p + (img * n_in + g * cg + c) * h * w, h, w, sh, ph, pw, i0, rows,
                          tiles, buf, last)
             for p in range(kh):
                 s, off = p * dh % sh, p * dh // sh
                 dst = v + (c * kh + p) * nt + rr * tiles
-                total += _transform(buf + (s * rows + off) * 4 * tiles, seg * tiles, dst,
+                total += _s2_transform(buf + (s * rows + off) * 4 * tiles, seg * tiles, dst,
                                     q * nt)
                 # Each row's last tile read the next row's first pixel as its x4.
                 for r in range(seg):
@@ -159,10 +153,10 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
                     dst[3 * q * nt + t] = x4
                     total += x4 - x4
         rr += seg
-    gemm(False, False, kg, nt, q, 1, u_g, SLOTS * q, v, nt, 0, prod, nt)
-    gemm(False, False, kg, nt, 2 * q, 1, u_g + q, SLOTS * q, v + q * nt, nt, 0,
+    gemm(False, False, kg, nt, q, 1, u_g, S2_SLOTS * q, v, nt, 0, prod, nt)
+    gemm(False, False, kg, nt, 2 * q, 1, u_g + q, S2_SLOTS * q, v + q * nt, nt, 0,
          prod + kg * nt, nt)
-    gemm(False, False, kg, nt, 2 * q, 1, u_g + 3 * q, SLOTS * q, v + 3 * q * nt, nt, 0,
+    gemm(False, False, kg, nt, 2 * q, 1, u_g + 3 * q, S2_SLOTS * q, v + 3 * q * nt, nt, 0,
          prod + 2 * kg * nt, nt)
     for k in range(kg):
         b = bias[g * kg + k] if has_bias else 0
@@ -171,14 +165,14 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
             img, i0 = (r0 + rr) // ho, (r0 + rr) % ho
             seg = ho - i0 if ho - i0 < nr - rr else nr - rr
             t = k * nt + rr * tiles
-            _store(prod + t, prod + kg * nt + t, prod + 2 * kg * nt + t, b,
-                   out_p + ((img * n_out + g * kg + k) * ho + i0) * wo, seg, tiles, wo)
+            _s2_store(prod + t, prod + kg * nt + t, prod + 2 * kg * nt + t, b,
+                      out_p + ((img * n_out + g * kg + k) * ho + i0) * wo, seg, tiles, wo)
             rr += seg
     return total != 0
 
 
-def kernel_slots(const floating[:, :, :, ::1] w, floating[:, :, ::1] u, int n_threads):
-    """u[k, s, c*kh + p] = slot s of w[k, c, p, :]: g0 + g2, g0, g1, g2, g1 (module docstring).
+def s2_kernel_slots(const floating[:, :, :, ::1] w, floating[:, :, ::1] u, int n_threads):
+    """u[k, s, c*kh + p] = slot s of w[k, c, p, :]: g0 + g2, g0, g1, g2, g1 (above).
 
     Invariants (checked in Python): w (K, Cg, kh, 3), u (K, 5, Cg*kh), both
     non-empty and C-contiguous; n_threads >= 1.
@@ -199,7 +193,7 @@ def kernel_slots(const floating[:, :, :, ::1] w, floating[:, :, ::1] u, int n_th
                 dst[4 * q + r] = src[3 * r + 1]
 
 
-def scratch_row(Py_ssize_t rows, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t q, Py_ssize_t kg,
+def s2_scratch_row(Py_ssize_t rows, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t q, Py_ssize_t kg,
                 Py_ssize_t kh, Py_ssize_t sh, Py_ssize_t dh):
     """Elements of one thread's scratch row for blocks of ``rows`` output rows.
 
@@ -208,12 +202,12 @@ def scratch_row(Py_ssize_t rows, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t q, Py_
     elements' room to align V.
     """
     cdef Py_ssize_t tiles = (wo + 1) // 2
-    cdef Py_ssize_t seg_rows = (ho if ho < rows else rows) + _reach(kh, sh, dh)
-    return ((SLOTS * q + 3 * kg) * rows * tiles + sh * seg_rows * (4 * tiles + 1)
+    cdef Py_ssize_t seg_rows = (ho if ho < rows else rows) + _s2_reach(kh, sh, dh)
+    return ((S2_SLOTS * q + 3 * kg) * rows * tiles + sh * seg_rows * (4 * tiles + 1)
             + WINDOW_SLACK + 64)
 
 
-def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
+def s2_conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
                    const floating[::1] bias, bint has_bias, floating[:, :, :, ::1] out,
                    Py_ssize_t kh, Py_ssize_t sh, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
                    Py_ssize_t groups, Py_ssize_t block, floating[:, ::1] scratch, int n_threads):
@@ -227,8 +221,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
     overflowed): the caller recomputes ``out`` by another method.
 
     Invariants (checked in Python): x (N, C, H, W); u (K, 5, Cg*kh) the
-    kernels' slots (module docstring); bias (K,) even when has_bias is
-    False; out (N, K, ho, wo); scratch (>= n_threads, >= scratch_row(block,
+    kernels' slots (above); bias (K,) even when has_bias is
+    False; out (N, K, ho, wo); scratch (>= n_threads, >= s2_scratch_row(block,
     wo, Cg*kh, Kg)); all non-empty and C-contiguous; GEMM sizes (Kg, 5*Cg*kh,
     block*ceil(wo/2)) fit a C int; n_threads >= 1.
     """
@@ -252,6 +246,6 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
             g = task // n_parts
             r0 = (task % n_parts) * part
             nr = part if part < n_rows - r0 else n_rows - r0
-            bad += _task(x_p, &u_p[0], &bias[0], has_bias, out_p, scratch_p + threadid() * row,
+            bad += _s2_task(x_p, &u_p[0], &bias[0], has_bias, out_p, scratch_p + threadid() * row,
                          g, r0, nr, n_in, h, w, n_out, cg, kg, kh, ho, wo, sh, ph, pw, dh)
     return bad == 0

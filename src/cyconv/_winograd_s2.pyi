@@ -1,9 +1,0 @@
-from numpy.typing import NDArray
-
-def kernel_slots(w: NDArray, u: NDArray, n_threads: int) -> None: ...
-def scratch_row(rows: int, ho: int, wo: int, q: int, kg: int, kh: int, sh: int, dh: int) -> int: ...
-def conv2d_forward(
-    x: NDArray, u: NDArray, bias: NDArray, has_bias: bool, out: NDArray,
-    kh: int, sh: int, ph: int, pw: int, dh: int, groups: int, block: int,
-    scratch: NDArray, n_threads: int,
-) -> bool: ...

@@ -45,8 +45,8 @@ cdef enum:
 
 
 cdef void _s2_fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh,
-                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t y0, Py_ssize_t rows,
-                       Py_ssize_t tiles, floating *buf, floating *last) noexcept nogil:
+                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t y0, Py_ssize_t rows,
+                          Py_ssize_t tiles, floating *buf, floating *last) noexcept nogil:
     """The input rows a segment of output rows reads, by row phase, 4*tiles pixels wide.
 
     buf[(s*rows + r)*4*tiles + col] = x[(y0 + r)*sh + s - ph, col - pw] and
@@ -74,7 +74,7 @@ cdef extern from "_ws2trans.h" nogil:
 
 
 cdef inline floating _s2_transform(const floating *src, Py_ssize_t count, floating *v,
-                                Py_ssize_t slot_step) noexcept nogil:
+                                   Py_ssize_t slot_step) noexcept nogil:
     """The five slots of ``count`` tiles 4 pixels apart (src[4t .. 4t + 4]): v[s*slot_step + t].
 
     Returns 0 while the values are finite, else NaN (`_ws2trans.h`).
@@ -86,8 +86,11 @@ cdef inline floating _s2_transform(const floating *src, Py_ssize_t count, floati
 
 
 cdef void _s2_store(const floating *c1, const floating *c2, const floating *c3, floating b,
-                 floating *dst, Py_ssize_t rows, Py_ssize_t tiles, Py_ssize_t wo) noexcept nogil:
-    """``rows`` output rows: dst[i*wo + 2j] = c1 + c2 + b, dst[i*wo + 2j + 1] = c1 + c3 + b at i*tiles + j."""
+                    floating *dst, Py_ssize_t rows, Py_ssize_t tiles, Py_ssize_t wo) noexcept nogil:
+    """``rows`` output rows from the products at i*tiles + j.
+
+    dst[i*wo + 2j] = c1 + c2 + b and dst[i*wo + 2j + 1] = c1 + c3 + b.
+    """
     cdef Py_ssize_t t, i, j, pairs = wo // 2
     if wo % 2 == 0:  # the rows are one run of pairs
         for t in range(rows * tiles):
@@ -111,10 +114,10 @@ cdef inline Py_ssize_t _s2_reach(Py_ssize_t kh, Py_ssize_t sh, Py_ssize_t dh) no
 
 
 cdef int _s2_task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
-               floating *out_p, floating *scratch, Py_ssize_t g, Py_ssize_t r0, Py_ssize_t nr,
-               Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out, Py_ssize_t cg,
-               Py_ssize_t kg, Py_ssize_t kh, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t sh,
-               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh) noexcept nogil:
+                  floating *out_p, floating *scratch, Py_ssize_t g, Py_ssize_t r0, Py_ssize_t nr,
+                  Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out, Py_ssize_t cg,
+                  Py_ssize_t kg, Py_ssize_t kh, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t sh,
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh) noexcept nogil:
     """Output rows r0..r0+nr-1 (over all images) of group g; 1 if a value read was not finite.
 
     The rows go by segments, the rows of one image: per channel, the rows

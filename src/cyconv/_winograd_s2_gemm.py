@@ -56,7 +56,8 @@ def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_
     with gemm_team(out.size * q * 3) as n_threads:
         row = _winograd.s2_scratch_row(block, *shape)
         check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 5, q), blocks=(n_threads, row))
-        with scratch((n_out, 5, q), dtype, shared=True) as u, scratch((n_threads, row), dtype) as blocks:
+        with scratch((n_out, 5, q), dtype, shared=True) as u, \
+                scratch((n_threads, row), dtype) as blocks:
             _winograd.s2_kernel_slots(w, u, n_threads)
             return _winograd.s2_conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,
                                                pad_top, pad_left, geom.dh, geom.groups,

@@ -106,6 +106,25 @@ def median_ms(fn, clock, repeats=7):
     return 1e3 * float(np.median(times))
 
 
+def ab_rounds(label, entries, base, new, threads, rounds, clock, tol):
+    """Check ``new`` against ``base``, then time every entry interleaved for ``rounds``
+    rounds (median of 7 calls each) and print the medians and the median
+    per-round ratios to ``base``."""
+    ref, got = entries[base](), entries[new]()
+    err = float(np.abs(got - ref).max() / np.abs(ref).max())
+    assert err < tol, (label, err)
+    res = {}
+    with thread_limit(threads):
+        for _ in range(rounds):
+            for name, fn in entries.items():
+                res.setdefault(name, []).append(median_ms(fn, clock))
+    baseline = np.array(res[base])
+    print(f"{label}: ms", {k: round(float(np.median(v)), 2) for k, v in res.items()},
+          f"ratio to {base}",
+          {k: round(float(np.median(np.array(v) / baseline)), 3)
+           for k, v in res.items() if k != base}, flush=True)
+
+
 def cases():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 128, 28, 28), dtype=np.float32)
@@ -157,20 +176,8 @@ def main():
     if torch is not None:
         torch.set_num_threads(threads)
     for name, entries in cases().items():
-        ref = entries["A"]()
-        got = entries["poly"]()
-        err = float(np.abs(got - ref).max() / np.abs(ref).max())
-        assert err < 1e-5, (name, err)
-        res = {}
-        with thread_limit(threads):
-            for _ in range(rounds):
-                for label, fn in entries.items():
-                    res.setdefault(label, []).append(median_ms(fn, clock))
-        base = np.array(res["A"])
-        print(f"threads={threads} {name}: ms",
-              {k: round(float(np.median(v)), 2) for k, v in res.items()}, "ratio to A",
-              {k: round(float(np.median(np.array(v) / base)), 3)
-               for k, v in res.items() if k != "A"}, flush=True)
+        ab_rounds(f"threads={threads} {name}", entries, "A", "poly", threads, rounds, clock,
+                  1e-5)
 
 
 if __name__ == "__main__":

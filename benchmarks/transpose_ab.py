@@ -23,8 +23,7 @@ import numpy as np
 import cyconv
 from cyconv import _backward
 from cyconv._conv import gemm_workspace
-from cyconv._threads import thread_limit
-from strided_ab import median_ms  # noqa: E402  (the script's folder is on sys.path)
+from strided_ab import ab_rounds  # noqa: E402  (the script's folder is on sys.path)
 
 try:
     import torch
@@ -80,19 +79,8 @@ def main():
     if torch is not None:
         torch.set_num_threads(threads)
     for name, entries in cases().items():
-        ref, got = entries["scatter"](), entries["gather"]()
-        err = float(np.abs(got - ref).max() / np.abs(ref).max())
-        assert err < 1e-6, (name, err)
-        res = {}
-        with thread_limit(threads):
-            for _ in range(rounds):
-                for label, fn in entries.items():
-                    res.setdefault(label, []).append(median_ms(fn, clock))
-        base = np.array(res["scatter"])
-        print(f"first={'torch' if FIRST_TORCH else 'cyconv'} threads={threads} {name}: ms",
-              {k: round(float(np.median(v)), 2) for k, v in res.items()}, "ratio to scatter",
-              {k: round(float(np.median(np.array(v) / base)), 3)
-               for k, v in res.items() if k != "scatter"}, flush=True)
+        ab_rounds(f"first={'torch' if FIRST_TORCH else 'cyconv'} threads={threads} {name}",
+                  entries, "scatter", "gather", threads, rounds, clock, 1e-6)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,16 @@ def _spy_on_gemm_kernels(monkeypatch):
     return seen
 
 
+GEMM_KERNELS = {"conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"}
+
+
+def _run_both_directions(x, w):
+    """conv2d and conv2d_backward at padding 1 (shifted GEMMs) and stride 2 (im2col)."""
+    for kwargs in (dict(padding=1), dict(stride=2)):
+        y = cyconv.conv2d(x, w, **kwargs)
+        cyconv.conv2d_backward(y, x, w, **kwargs)
+
+
 @needs_blas_control
 def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
     # Structural check: every GEMM-path kernel is called with the kernels'
@@ -137,11 +147,8 @@ def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
     x = rng.standard_normal((2, 4, 24, 24))
     w = rng.standard_normal((8, 4, 3, 3))
     before = _threads.blas_threads.get()
-    for kwargs in (dict(padding=1), dict(stride=2)):
-        y = cyconv.conv2d(x, w, **kwargs)
-        cyconv.conv2d_backward(y, x, w, **kwargs)
-    assert {name for name, _, _ in seen} == {"conv2d_forward", "conv2d_grad_input",
-                                             "conv2d_grad_weight"}
+    _run_both_directions(x, w)
+    assert {name for name, _, _ in seen} == GEMM_KERNELS
     assert all(threads == _openmp.max_threads() and blas == 1 for _, threads, blas in seen)
     assert _threads.blas_threads.get() == before
 
@@ -156,11 +163,8 @@ def test_gemm_calls_below_the_parallel_work_run_on_the_calling_thread(monkeypatc
     w = rng.standard_normal((8, 8, 3, 3))
     # padding 1: 8*8*8 outputs of 72 multiply-adds, 36864 in all, in each direction.
     small = rng.standard_normal((1, 8, 8, 8))
-    for kwargs in (dict(padding=1), dict(stride=2)):
-        y = cyconv.conv2d(small, w, **kwargs)
-        cyconv.conv2d_backward(y, small, w, **kwargs)
-    assert {name for name, _, _ in seen} == {"conv2d_forward", "conv2d_grad_input",
-                                             "conv2d_grad_weight"}
+    _run_both_directions(small, w)
+    assert {name for name, _, _ in seen} == GEMM_KERNELS
     assert all(threads == 1 and blas == 1 for _, threads, blas in seen)
     assert _openmp.parallel_work() > 8 * 8 * 8 * 72
     seen.clear()

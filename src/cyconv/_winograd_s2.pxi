@@ -19,12 +19,13 @@
 # and the tiles t (two outputs each) as columns,
 #
 #     V[s, (c, p), t]  the pixels or differences above for channel c, kernel row p
-#     C1 = U[:, 0] @ V[0],  C2 = U[:, 1:3] @ V[1:3],  C3 = U[:, 3:5] @ V[3:5]
+#     C1 = U[:, 0] @ V[0],  C2 = U[:, 1:3] @ V[1:3],  C3 = U[:, 2:4] @ V[3:5]
 #     y0 = C1 + C2 + bias,  y1 = C1 + C3 + bias
 #
-# with the five slots s in the order (1, 0, 3, 2, 4) of M above, so that
-# the pairs summed into one output are one GEMM of depth 2q (U's slots are
-# ``u[k, s, (c, p)]``, `cyconv._winograd_s2_gemm` lays them out). Rows
+# with V's five slots in the order (1, 0, 3, 4, 2) of M above and U's four
+# (g0 + g2, g0, g1, g2: M3 and M4 share g1), so that the pairs summed into
+# one output are one GEMM of depth 2q (``u[k, s, (c, p)]``,
+# `s2_kernel_slots`). Rows
 # run at any stride and dilation (a row of taps per kernel row); the width
 # needs stride 2, three taps and dilation 1. 5/6 of the multiplications of
 # im2col's single GEMM, of depth 3q: on N8-C128-28-K256 3x3/2 the three
@@ -39,9 +40,10 @@
 # inf), so the caller recomputes by another method.
 
 
-# The slots of V and U (above).
+# The slots of V and of U (above).
 cdef enum:
     S2_SLOTS = 5
+    S2_KERNEL_SLOTS = 4
 
 
 cdef void _s2_fill_phases(const floating *plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh,
@@ -126,13 +128,15 @@ cdef int _s2_task(const floating *x_p, const floating *u_p, const floating *bias
     """
     cdef Py_ssize_t tiles = (wo + 1) // 2, nt = nr * tiles, q = cg * kh
     cdef Py_ssize_t reach = _s2_reach(kh, sh, dh), seg_most = ho if ho < nr else nr
-    cdef floating *v = <floating *> ((<uintptr_t> scratch + 63) & ~(<uintptr_t> 63))  # (5, q, nt)
-    cdef floating *prod = v + S2_SLOTS * q * nt      # (3, kg, nt)
-    cdef floating *last = prod + 3 * kg * nt      # (sh, seg_most + reach)
+    # V (S2_SLOTS, q, nt), then the products (3, kg, nt), then last (sh, seg_most + reach)
+    cdef floating *v = <floating *> ((<uintptr_t> scratch + 63) & ~(<uintptr_t> 63))
+    cdef floating *prod = v + S2_SLOTS * q * nt
+    cdef floating *last = prod + 3 * kg * nt
     # (sh, seg_most + reach, 4*tiles), and WINDOW_SLACK elements more
     cdef floating *buf = last + sh * (seg_most + reach)
-    cdef const floating *u_g = u_p + g * kg * S2_SLOTS * q
-    cdef Py_ssize_t c, p, rr, img, i0, seg, rows, k, s, off, r, t, t_end
+    cdef const floating *u_g = u_p + g * kg * S2_KERNEL_SLOTS * q
+    cdef int ldu = S2_KERNEL_SLOTS * q
+    cdef Py_ssize_t c, p, rr, img, i0, seg, rows, k, s, off, r, t
     cdef floating b, x4, total = 0
     cdef floating *dst
     rr = 0
@@ -153,13 +157,12 @@ cdef int _s2_task(const floating *x_p, const floating *u_p, const floating *bias
                 for r in range(seg):
                     t = r * tiles + tiles - 1
                     x4 = last[s * rows + off + r] - dst[t]
-                    dst[3 * q * nt + t] = x4
+                    dst[4 * q * nt + t] = x4
                     total += x4 - x4
         rr += seg
-    gemm(False, False, kg, nt, q, 1, u_g, S2_SLOTS * q, v, nt, 0, prod, nt)
-    gemm(False, False, kg, nt, 2 * q, 1, u_g + q, S2_SLOTS * q, v + q * nt, nt, 0,
-         prod + kg * nt, nt)
-    gemm(False, False, kg, nt, 2 * q, 1, u_g + 3 * q, S2_SLOTS * q, v + 3 * q * nt, nt, 0,
+    gemm(False, False, kg, nt, q, 1, u_g, ldu, v, nt, 0, prod, nt)
+    gemm(False, False, kg, nt, 2 * q, 1, u_g + q, ldu, v + q * nt, nt, 0, prod + kg * nt, nt)
+    gemm(False, False, kg, nt, 2 * q, 1, u_g + 2 * q, ldu, v + 3 * q * nt, nt, 0,
          prod + 2 * kg * nt, nt)
     for k in range(kg):
         b = bias[g * kg + k] if has_bias else 0
@@ -175,9 +178,9 @@ cdef int _s2_task(const floating *x_p, const floating *u_p, const floating *bias
 
 
 def s2_kernel_slots(const floating[:, :, :, ::1] w, floating[:, :, ::1] u, int n_threads):
-    """u[k, s, c*kh + p] = slot s of w[k, c, p, :]: g0 + g2, g0, g1, g2, g1 (above).
+    """u[k, s, c*kh + p] = slot s of w[k, c, p, :]: g0 + g2, g0, g1, g2 (above).
 
-    Invariants (checked in Python): w (K, Cg, kh, 3), u (K, 5, Cg*kh), both
+    Invariants (checked in Python): w (K, Cg, kh, 3), u (K, 4, Cg*kh), both
     non-empty and C-contiguous; n_threads >= 1.
     """
     cdef Py_ssize_t n_out = w.shape[0], q = w.shape[1] * w.shape[2], k, r
@@ -193,7 +196,6 @@ def s2_kernel_slots(const floating[:, :, :, ::1] w, floating[:, :, ::1] u, int n
                 dst[q + r] = src[3 * r]
                 dst[2 * q + r] = src[3 * r + 1]
                 dst[3 * q + r] = src[3 * r + 2]
-                dst[4 * q + r] = src[3 * r + 1]
 
 
 def s2_scratch_row(Py_ssize_t rows, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t q, Py_ssize_t kg,
@@ -223,7 +225,7 @@ def s2_conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] 
     read was finite; False when one was NaN or inf (or a difference
     overflowed): the caller recomputes ``out`` by another method.
 
-    Invariants (checked in Python): x (N, C, H, W); u (K, 5, Cg*kh) the
+    Invariants (checked in Python): x (N, C, H, W); u (K, 4, Cg*kh) the
     kernels' slots (above); bias (K,) even when has_bias is
     False; out (N, K, ho, wo); scratch (>= n_threads, >= s2_scratch_row(block,
     wo, Cg*kh, Kg)); all non-empty and C-contiguous; GEMM sizes (Kg, 5*Cg*kh,

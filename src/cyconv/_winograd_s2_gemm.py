@@ -51,12 +51,12 @@ def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_
     per_row = _winograd.s2_scratch_row(2, *shape) - _winograd.s2_scratch_row(1, *shape)
     block = min(max(1, S2_BLOCK_BYTES // (per_row * dtype.itemsize)), out.shape[0] * ho)
     tiles = (wo + 1) // 2
-    check_int_sizes(func, kernels_per_group=kg, transformed_depth=5 * q,
+    check_int_sizes(func, kernels_per_group=kg, kernel_slots_row=4 * q,
                     transformed_columns=block * tiles)
     with gemm_team(out.size * q * 3) as n_threads:
         row = _winograd.s2_scratch_row(block, *shape)
-        check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 5, q), blocks=(n_threads, row))
-        with scratch((n_out, 5, q), dtype, shared=True) as u, \
+        check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 4, q), blocks=(n_threads, row))
+        with scratch((n_out, 4, q), dtype, shared=True) as u, \
                 scratch((n_threads, row), dtype) as blocks:
             _winograd.s2_kernel_slots(w, u, n_threads)
             return _winograd.s2_conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,

@@ -3,7 +3,7 @@
  * Tile t reads x0..x4 = src[4t .. 4t + 4] and stores its five slots, in
  * _winograd_s2's order, to v[s*slot_step + t]:
  *
- *     x2, x0 - x2, x1, x4 - x2, x3
+ *     x2, x0 - x2, x1, x3, x4 - x2
  *
  * and returns the sum over the tiles of (s - s), s the sum of a tile's five
  * values: 0 while they are finite, NaN when one is NaN or inf (or a
@@ -29,8 +29,8 @@
         T *restrict v1 = v;                                                             \
         T *restrict v0 = v + slot_step;                                                 \
         T *restrict v3 = v + 2 * slot_step;                                             \
-        T *restrict v2 = v + 3 * slot_step;                                             \
-        T *restrict v4 = v + 4 * slot_step;                                             \
+        T *restrict v4 = v + 3 * slot_step;                                             \
+        T *restrict v2 = v + 4 * slot_step;                                             \
         T acc = 0;                                                                      \
         CYCONV_WS2_SIMD for (ptrdiff_t t = 0; t < count; t++) {                         \
             const T *s = src + 4 * t;                                                   \

@@ -55,7 +55,8 @@ for level in $levels; do
     CYCONV_SIMD=$level "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
         tests/test_simd.py tests/test_signal.py tests/test_depthwise.py \
         tests/test_depthwise_backward.py tests/test_pool.py tests/test_stem.py \
-        tests/test_winograd.py tests/test_winograd_s2.py tests/test_winograd_wgrad.py
+        tests/test_winograd.py tests/test_winograd_s2.py tests/test_winograd_up2.py \
+        tests/test_winograd_wgrad.py
 done
 
 # Older CPUs, emulated: the dispatch must pick their level and compute right.

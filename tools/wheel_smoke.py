@@ -87,6 +87,21 @@ def check_layers(rng, dtype, rtol):
                       sliding_window_view(np.abs(xp), (3, 3), axis=(2, 3))).max()
     np.testing.assert_allclose(gw, want, rtol=0, atol=64 * np.finfo(dtype).eps * scale)
     print(f"ok  winograd 3x3 weight gradient {name}")
+    # conv_transpose2d's 4x4/2 by F(4x4, 2x2) (16 channels and kernels, enough windows):
+    # against the definition, each input pixel stamping the kernel.
+    x = rng.standard_normal((4, 16, 28, 28)).astype(dtype)
+    w = rng.standard_normal((16, 16, 4, 4)).astype(dtype)
+    want = np.zeros((4, 16, 58, 58))
+    scale = np.zeros((4, 16, 58, 58))
+    for p in range(4):
+        for q in range(4):
+            want[:, :, p:p + 56:2, q:q + 56:2] += np.einsum("nchw,ck->nkhw", x, w[:, :, p, q])
+            scale[:, :, p:p + 56:2, q:q + 56:2] += np.einsum("nchw,ck->nkhw", np.abs(x),
+                                                             np.abs(w[:, :, p, q]))
+    np.testing.assert_allclose(cyconv.conv_transpose2d(x, w, stride=2, padding=1),
+                               want[:, :, 1:57, 1:57], rtol=0,
+                               atol=64 * np.finfo(dtype).eps * scale.max())
+    print(f"ok  winograd 4x4/2 conv_transpose2d {name}")
 
 
 if __name__ == "__main__":

@@ -314,6 +314,21 @@ cdef void _scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0
         t += run
 
 
+cdef inline void _product(const floating *u, const floating *v, floating *prod, Py_ssize_t kg,
+                          Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld) noexcept nogil:
+    """prod (kg, ld) = u (kg, cg, rows cg apart) @ v (cg, ld): one transformed position's product.
+
+    By `_wgemm.h`'s register tiles, or by BLAS (one thread) where more than
+    a fifth of the rows would be padding.
+    """
+    if (ld - nt) * 4 > nt:
+        gemm(False, False, kg, nt, cg, 1, u, cg, v, ld, 0, prod, ld)
+    elif floating is float:
+        cyconv_wg_gemm_float(u, cg, v, prod, kg, cg, nt, ld)
+    else:
+        cyconv_wg_gemm_double(u, cg, v, prod, kg, cg, nt, ld)
+
+
 cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, bint has_bias,
                 floating *out_p, floating *scratch, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t nt,
                 Py_ssize_t n_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t n_out,
@@ -362,15 +377,8 @@ cdef int _task(const floating *x_p, const floating *u_p, const floating *bias, b
         for j in range(n):
             _input_rows(tmp + j * nt, n * nt, v + (j * cg + c) * ld, n * cg * ld, chk, nt, m)
     for a in range(nn):
-        if (ld - nt) * 4 > nt:
-            gemm(False, False, kg, nt, cg, 1, u_p + (a * n_out + g * kg) * cg, cg,
-                 v + a * cg * ld, ld, 0, prod + a * kg * ld, ld)
-        elif floating is float:
-            cyconv_wg_gemm_float(u_p + (a * n_out + g * kg) * cg, cg, v + a * cg * ld,
-                                 prod + a * kg * ld, kg, cg, nt, ld)
-        else:
-            cyconv_wg_gemm_double(u_p + (a * n_out + g * kg) * cg, cg, v + a * cg * ld,
-                                  prod + a * kg * ld, kg, cg, nt, ld)
+        _product(u_p + (a * n_out + g * kg) * cg, v + a * cg * ld, prod + a * kg * ld,
+                 kg, cg, nt, ld)
     for k in range(kg):
         # Columns: tmp[i, b] = sum_a AT[i, a] M[a, b]; rows: Y[i, j] = sum_b AT[j, b] tmp[i, b].
         for j in range(n):
@@ -439,3 +447,4 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u,
 
 
 include "_winograd_s2.pxi"
+include "_winograd_up2.pxi"

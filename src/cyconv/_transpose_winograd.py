@@ -1,0 +1,113 @@
+"""conv_transpose2d's 4x4 stride-2 layers by Winograd's F(4x4, 2x2) (kernels in _winograd_up2.pxi).
+
+A 4x4 transposed convolution at stride 2 (a decoder's or a GAN generator's
+upsampling layer) computes every output from a 2x2 patch of the input, with
+one of four 2x2 phase kernels (``w[c, k, phi + 2 :: -2, psi + 2 :: -2]`` by
+the output's row and column parity). F(4x4, 2x2) computes each phase's 4x4
+outputs of a 5x5 input window with 25 products where the sum needs 64;
+the four phases share the window's transform, so one tile is 8x8 outputs.
+"""
+from fractions import Fraction
+
+import numpy as np
+
+from cyconv._dispatch import _winograd
+from cyconv._openmp import max_threads
+from cyconv._scratch import scratch
+from cyconv._threads import gemm_team
+from cyconv._validate import check_alloc, check_int_sizes
+from cyconv._winograd_gemm import WINOGRAD_BLOCK_BYTES, WINOGRAD_MIN_TILES
+from cyconv._winograd_transforms import transforms
+
+# F(4, 2)'s points (and infinity): integers in BT, powers of two in AT (_wup2trans.h).
+POINTS_UP2 = (Fraction(0), Fraction(-1), Fraction(1), Fraction(1, 2))
+
+# 'auto' takes it for float layers with at least UP2_AUTO_CHANNELS input
+# channels and kernels per group, and UP2_AUTO_WORK tiles times the smaller
+# of the two per kernel thread (measured in benchmarks/transpose_ab.py; see
+# up2_pays).
+UP2_AUTO_CHANNELS = 16
+UP2_AUTO_WORK = 2048
+
+
+def up2_applies(w_shape, stride, output_padding, dilation):
+    """True for what the kernel computes: 4x4 kernels, stride 2, dilation 1, no output_padding."""
+    return (tuple(w_shape[2:]) == (4, 4) and tuple(stride) == (2, 2)
+            and tuple(output_padding) == (0, 0) and tuple(dilation) == (1, 1))
+
+
+def up2_tiles(out_shape, padding):
+    """The 8x8 output tiles of all images (each shifted up and left by padding % 2)."""
+    ho, wo = out_shape[-2:]
+    ph, pw = padding
+    return (out_shape[0] if len(out_shape) == 4 else 1) * -(-(ho + ph % 2) // 8) \
+        * -(-(wo + pw % 2) // 8)
+
+
+def up2_pays(x_shape, w_shape, out_shape, padding, groups):
+    """True when 'auto' should run F(4x4, 2x2) (see UP2_AUTO_CHANNELS)."""
+    cg, kg = x_shape[-3] // groups, w_shape[1]
+    return (min(cg, kg) >= UP2_AUTO_CHANNELS
+            and up2_tiles(out_shape, padding) * min(cg, kg) >= UP2_AUTO_WORK * max_threads())
+
+
+def phase_kernels(w, groups):
+    """The four 2x2 phase kernels of each (C, K/groups, 4, 4) kernel, laid into 3x3 with zeros.
+
+    Row (g*Kg + k)*4 + phi*2 + psi of the (4K, C/groups, 3, 3) result holds,
+    for input channel c of group g, ``w[g*Cg + c, k, [phi + 2, phi]][:, [psi + 2, psi]]``
+    in its top-left 2x2: the taps that meet the window's rows (and columns)
+    q - 1 and q of an output of row phase phi (column phase psi).
+    """
+    channels, kg = w.shape[:2]
+    cg = channels // groups
+    taps = np.array([[2, 0], [3, 1]])               # taps[phi] = (phi + 2, phi)
+    sel = w[:, :, taps[:, :, None, None], taps[None, None, :, :]]  # (C, Kg, phi, u, psi, v)
+    sel = sel.reshape(groups, cg, kg, 2, 2, 2, 2).transpose(0, 2, 3, 5, 1, 4, 6)
+    out = np.zeros((groups * kg * 4, cg, 3, 3), w.dtype)
+    out[:, :, :2, :2] = sel.reshape(groups * kg * 4, cg, 2, 2)
+    return out
+
+
+def _g_matrix():
+    """F(4, 2)'s G as (5, 3) float64, a zero third column: `_winograd.transform_kernels` takes 3 taps."""
+    g = np.zeros((5, 3))
+    g[:, :2] = transforms(4, 2, POINTS_UP2)[1]
+    g.flags.writeable = False
+    return g
+
+
+G_UP2 = _g_matrix()
+
+
+def run_up2(func, x, w, bias, has_bias, out, groups, padding):
+    """out (N, K, Ho, Wo) = conv_transpose2d(x, w, bias, 2, padding) for 4x4 w, by F(4x4, 2x2).
+
+    x (N, C, H, W) and w (C, K/groups, 4, 4) C-contiguous, of out's float
+    dtype; bias (K,) even when has_bias is False. Returns False when an
+    input value read was NaN or inf (or a transform overflowed): ``out``
+    must then be computed another way.
+    """
+    dtype = x.dtype
+    n_k = out.shape[1]
+    kg = n_k // groups
+    cg = x.shape[1] // groups
+    tiles_w = -(-(out.shape[3] + padding[1] % 2) // 8)
+    n_tiles = up2_tiles(out.shape, padding)
+    lanes = _winograd.max_lanes()
+    per_tile = (_winograd.up2_scratch_row(2 * lanes, cg, kg, tiles_w)
+                - _winograd.up2_scratch_row(lanes, cg, kg, tiles_w)) // lanes
+    tiles = WINOGRAD_BLOCK_BYTES // (per_tile * dtype.itemsize)
+    block = min(n_tiles, max(WINOGRAD_MIN_TILES, tiles // lanes * lanes))
+    padded = -(-block // lanes) * lanes
+    check_int_sizes(func, kernels_per_group=4 * kg, channels_per_group=cg,
+                    transformed_block=max(cg, 4 * kg) * padded)
+    with gemm_team() as n_threads:
+        row = _winograd.up2_scratch_row(padded, cg, kg, tiles_w)
+        check_alloc(func, dtype.itemsize, transformed_kernels=(25, 4 * n_k, cg),
+                    blocks=(n_threads, row))
+        with scratch((25, 4 * n_k, cg), dtype, shared=True) as u, \
+                scratch((n_threads, row), dtype) as blocks:
+            _winograd.transform_kernels(phase_kernels(w, groups), G_UP2, u, n_threads)
+            return _winograd.up2_conv_transpose(x, u, bias, has_bias, out, padding[0],
+                                                padding[1], groups, block, blocks, n_threads)

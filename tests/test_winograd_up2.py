@@ -4,7 +4,8 @@ import pytest
 
 import cyconv
 import cyconv._transpose_winograd as up2
-from cyconv import _threads
+import cyconv._winograd_gemm as wg
+from cyconv import _threads, _transpose
 from cyconv._winograd_transforms import transforms
 from test_transpose import _full_params, _transpose_ref
 
@@ -103,8 +104,9 @@ def test_rounding_within_the_documented_bound(channels, scale, heavy, dtype):
 @pytest.mark.parametrize("block_bytes", [1, 20000, 100000])
 def test_blocks_that_cut_images(monkeypatch, block_bytes):
     # Blocks of the fewest tiles, of part of a row of tiles, of tiles of two images.
-    monkeypatch.setattr(up2, "WINOGRAD_BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(up2, "WINOGRAD_MIN_TILES", 1)
+    for name, value in (("WINOGRAD_BLOCK_BYTES", block_bytes),
+                        ("WINOGRAD_MAX_BLOCK_BYTES", block_bytes), ("WINOGRAD_MIN_TILES", 1)):
+        monkeypatch.setattr(wg, name, value)
     x, w, b = _data((3, 4, 13, 21), 5, 1, np.float64)
     finite, got = _run(x, w, b, 1)
     exact, bound = _exact_and_bound(x, w, b, np.float64, 1)
@@ -128,9 +130,9 @@ def test_conv_transpose2d_takes_it_where_it_pays(monkeypatch, dtype):
     calls = _spy(monkeypatch)
     monkeypatch.setattr(up2, "max_threads", lambda: 2)
     monkeypatch.setattr(up2, "UP2_AUTO_CHANNELS", 16)
-    monkeypatch.setattr(up2, "UP2_AUTO_WORK", 512)
-    # 16 channels and kernels and at least 1024 tiles * 16 (512 per thread):
-    # 56 x 56 outputs are 8 x 8 tiles (padding 1: 8 x 8 from -1), 58 x 54 8 x 7.
+    monkeypatch.setattr(up2, "UP2_AUTO_TILES", 32)
+    # 16 channels and kernels, at least 32 tiles per thread: 56 x 56 outputs
+    # are 8 x 8 tiles (padding 1: from -1), 58 x 54 8 x 7, per image.
     x, w, b = _data((4, 16, 28, 28), 16, 1, dtype)
     for padding in (1, (0, 2)):
         got = cyconv.conv_transpose2d(x, w, b, stride=2, padding=padding)
@@ -147,11 +149,14 @@ def test_conv_transpose2d_takes_it_where_it_pays(monkeypatch, dtype):
     exact, bound = _exact_and_bound(xg, wg, bg, dtype, 1, groups=2)
     assert np.abs(got - exact).max() <= bound
     assert len(calls) == 4, calls
-    # Fewer channels or kernels, fewer tiles, another stride, kernel,
-    # output_padding or dilation, or integer data: not.
+    # Fewer channels or kernels, fewer tiles, fewer tiles than channels per
+    # thread, another stride, kernel, output_padding or dilation, or integer
+    # data: not.
+    x40 = np.concatenate([x[:2]] * 20, axis=1)
     for xi, wi, kwargs in ((x[:, :8], w[:8], dict(stride=2)),
                            (x, w[:, :8], dict(stride=2)),
                            (x[:1, :, :14, :14], w, dict(stride=2)),
+                           (x40, np.concatenate([w] * 20), dict(stride=2)),
                            (x, w, dict(stride=1)),
                            (x, w[:, :, :3, :3], dict(stride=2)),
                            (x, w, dict(stride=2, output_padding=1)),
@@ -178,7 +183,7 @@ def test_nonfinite_gives_the_exact_result(monkeypatch, where):
     # inf - inf into NaN where the sum has inf): conv_transpose2d then takes
     # the sums of the other paths, as conv2d's Winograd does.
     calls = _spy(monkeypatch)
-    monkeypatch.setattr(up2, "UP2_AUTO_WORK", 0)
+    monkeypatch.setattr(_transpose, "up2_pays", lambda *args: True)  # a small case
     x, w, b = _data((2, 16, 11, 10), 16, 1, np.float32)
     if where == "input":
         x[1, 2, 5, 4], x[0, 0, 0, 8], x[0, 3, 6, 6] = np.nan, np.inf, -np.inf

@@ -118,21 +118,22 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
 
     Notes
     -----
-    Float 4x4 layers at stride 2 (dilation 1, no output_padding) with at
-    least 16 input channels and kernels per group, a decoder's upsampling
-    layer, run by Winograd's F(4x4, 2x2): each output takes two taps per
-    axis, of one of four 2x2 phase kernels by its row and column parity,
-    so the four phases' 4x4 outputs of one 5x5 input window are 25
-    products each (channel by channel, as GEMMs over blocks of windows of
-    all images) where the sum needs 64. The result then differs from the
-    exact sum by rounding of a larger size than the GEMM's: at most
-    ``64 * eps * max|input| (*) |weight|`` plus ``eps * max|bias|`` (as
-    `conv2d`'s ``method='winograd'``; ``max|input| (*) |weight|`` is the
-    largest output of the transposed convolution of the absolute values);
-    measured at most 14 eps for 3 to 1024 channels and values of scale
-    1e-3 to 1e3. Inputs or weights holding NaN or inf, which the
-    transforms would spread over a window's outputs, and transforms that
-    overflow, take the exact sums below.
+    Float 4x4 layers at stride 2 (dilation 1, no output_padding), a
+    decoder's upsampling layer, run by Winograd's F(4x4, 2x2) where it
+    measured faster: at least 4 input channels and kernels per group, and
+    per thread at least 64 of the output's 8x8 tiles and as many as the
+    larger of the two. Each output takes two taps per axis, of one of four
+    2x2 phase kernels by its row and column parity, so each phase's 4x4
+    outputs of a 5x5 input window are 25 products (channel by channel, as
+    GEMMs over blocks of windows of all images) where the sum needs 64.
+    The result then differs from the exact sum by rounding of a larger
+    size than the GEMM's: at most ``64 * eps * max|input| (*) |weight|``
+    plus ``eps * max|bias|``, as `conv2d`'s ``method='winograd'``
+    (``max|input| (*) |weight|`` the largest output of the transposed
+    convolution of the absolute values); measured at most 14 eps for 3 to
+    1024 channels and values of scale 1e-3 to 1e3. Inputs or weights
+    holding NaN or inf, which the transforms would spread over a window's
+    outputs, and transforms that overflow, take the exact sums below.
 
     With ``g = c // (C/groups)``, ``Kg = K/groups``, ``y = i*sh - ph + p*dh`` and
     ``x = j*sw - pw + q*dw``:
@@ -179,7 +180,7 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     check_alloc(func, dtype.itemsize, output=out_shape)
     # 4x4 at stride 2: Winograd's F(4x4, 2x2) for float data ('auto' keeps
     # integer data exact), where it measured faster (_transpose_winograd).
-    if ("f" in (x.dtype.kind, w.dtype.kind)
+    if ("f" in (x.dtype.kind, w.dtype.kind) and x.size
             and up2_applies(w.shape, params["stride"], pair(func, "output_padding", output_padding, 0),
                             params["dilation"])
             and up2_pays(x.shape, w.shape, out_shape, params["padding"], groups)

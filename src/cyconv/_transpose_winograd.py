@@ -16,18 +16,25 @@ from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
 from cyconv._threads import gemm_team
 from cyconv._validate import check_alloc, check_int_sizes
-from cyconv._winograd_gemm import WINOGRAD_BLOCK_BYTES, WINOGRAD_MIN_TILES
+from cyconv._winograd_gemm import block_tiles
 from cyconv._winograd_transforms import transforms
 
 # F(4, 2)'s points (and infinity): integers in BT, powers of two in AT (_wup2trans.h).
 POINTS_UP2 = (Fraction(0), Fraction(-1), Fraction(1), Fraction(1, 2))
 
 # 'auto' takes it for float layers with at least UP2_AUTO_CHANNELS input
-# channels and kernels per group, and UP2_AUTO_WORK tiles times the smaller
-# of the two per kernel thread (measured in benchmarks/transpose_ab.py; see
-# up2_pays).
-UP2_AUTO_CHANNELS = 16
-UP2_AUTO_WORK = 2048
+# channels and kernels per group and at least UP2_AUTO_TILES tiles per kernel
+# thread, and as many tiles as the larger of the two per thread (U's 4 Kg x Cg
+# per position is read once per block). Measured against the GEMM and
+# gathering fold it replaces (benchmarks/up2_rule.py, float32, padding 1,
+# N 1 and 8, C 8..256, K = C and C/2, 7..56 pixels, medians of 9
+# interleaved rounds, idle): on two threads, inside the rule 0.50-0.96x the
+# time (0.71 on the runner's N8-C64-28 -> K32), outside it up to 8x with few
+# tiles (0.86-0.99 missed at 225 tiles and 128-256 channels); on one
+# thread 0.52-0.97 inside, and some wins missed outside (0.76-0.96 at 32
+# tiles and up to 64 channels).
+UP2_AUTO_CHANNELS = 4
+UP2_AUTO_TILES = 64
 
 
 def up2_applies(w_shape, stride, output_padding, dilation):
@@ -47,8 +54,10 @@ def up2_tiles(out_shape, padding):
 def up2_pays(x_shape, w_shape, out_shape, padding, groups):
     """True when 'auto' should run F(4x4, 2x2) (see UP2_AUTO_CHANNELS)."""
     cg, kg = x_shape[-3] // groups, w_shape[1]
-    return (min(cg, kg) >= UP2_AUTO_CHANNELS
-            and up2_tiles(out_shape, padding) * min(cg, kg) >= UP2_AUTO_WORK * max_threads())
+    tiles = up2_tiles(out_shape, padding)
+    threads = max_threads()
+    return (min(cg, kg) >= UP2_AUTO_CHANNELS and tiles >= UP2_AUTO_TILES * threads
+            and tiles >= max(cg, kg) * threads)
 
 
 def phase_kernels(w, groups):
@@ -97,8 +106,9 @@ def run_up2(func, x, w, bias, has_bias, out, groups, padding):
     lanes = _winograd.max_lanes()
     per_tile = (_winograd.up2_scratch_row(2 * lanes, cg, kg, tiles_w)
                 - _winograd.up2_scratch_row(lanes, cg, kg, tiles_w)) // lanes
-    tiles = WINOGRAD_BLOCK_BYTES // (per_tile * dtype.itemsize)
-    block = min(n_tiles, max(WINOGRAD_MIN_TILES, tiles // lanes * lanes))
+    # As the stride-1 kernel's blocks: near L2, but with U's 4 Kg x Cg read
+    # per block, enough tiles to make up for it.
+    block = block_tiles(per_tile * dtype.itemsize, 4 * kg, cg, n_tiles, lanes)
     padded = -(-block // lanes) * lanes
     check_int_sizes(func, kernels_per_group=4 * kg, channels_per_group=cg,
                     transformed_block=max(cg, 4 * kg) * padded)

@@ -106,6 +106,16 @@ def _matrices(m):
     return transforms(m, 3, POINTS[m])[1]
 
 
+def block_tiles(tile_bytes, kg, cg, n_tiles, lanes):
+    """Tiles per block (see WINOGRAD_BLOCK_BYTES) for U of (Kg, Cg) per position and group."""
+    def fitting(limit):
+        tiles = limit // tile_bytes
+        return tiles // lanes * lanes if tiles >= lanes else tiles
+
+    balanced = min(kg * cg // (kg + cg), fitting(WINOGRAD_MAX_BLOCK_BYTES))
+    return min(n_tiles, max(WINOGRAD_MIN_TILES, balanced, fitting(WINOGRAD_BLOCK_BYTES)))
+
+
 def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_left):
     """out = conv of x (N, C, H, W) by 3x3 w (K, C/groups, 3, 3), stride 1, by F(m x m, 3x3).
 
@@ -129,13 +139,7 @@ def run_winograd_forward(func, x, w, bias, has_bias, out, groups, pad_top, pad_l
     # The products' rows are padded to whole vectors (`_winograd.max_lanes`):
     # the byte limits count in whole vectors of tiles.
     lanes = _winograd.max_lanes()
-
-    def fitting(limit):
-        tiles = limit // tile_bytes
-        return tiles // lanes * lanes if tiles >= lanes else tiles
-
-    balanced = min(kg * cg // (kg + cg), fitting(WINOGRAD_MAX_BLOCK_BYTES))
-    block = min(n_tiles, max(WINOGRAD_MIN_TILES, balanced, fitting(WINOGRAD_BLOCK_BYTES)))
+    block = block_tiles(tile_bytes, kg, cg, n_tiles, lanes)
     padded = -(-block // lanes) * lanes
     # Each thread's row also holds the zero-padded input rows of a row of tiles
     # (and the elements their copy may write past them), and room to start V

@@ -74,6 +74,28 @@ def _pad_to(a, hw):
     return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, extra[0]), (0, extra[1])])
 
 
+def _by_winograd(func, x, w, b, dtype, out_shape, params, output_padding):
+    """conv_transpose2d by F(4x4, 2x2) where 'auto' takes it, else None.
+
+    4x4 kernels at stride 2 for float data (integer data stays exact), where
+    it measured faster (`cyconv._transpose_winograd`). None too where a NaN
+    or inf was read (or a transform overflowed): it would spread over a tile.
+    """
+    if not ("f" in (x.dtype.kind, w.dtype.kind) and x.size
+            and up2_applies(w.shape, params["stride"], output_padding, params["dilation"])
+            and up2_pays(x.shape, w.shape, out_shape, params["padding"], params["groups"])
+            and _fft.all_finite(w)):
+        return None
+    x4 = np.ascontiguousarray(x.reshape((-1,) + x.shape[-3:]), dtype=dtype)
+    out = np.empty(x4.shape[:1] + out_shape[-3:], dtype)
+    has_bias = b is not None
+    bias = np.ascontiguousarray(b, dtype=dtype) if has_bias else np.zeros(out_shape[-3], dtype)
+    if run_up2(func, x4, np.ascontiguousarray(w, dtype=dtype), bias, has_bias, out,
+               params["groups"], params["padding"]):
+        return out.reshape(out_shape)
+    return None
+
+
 def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
                      bias: npt.ArrayLike | None = None, stride: IntPair = 1,
                      padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1,
@@ -178,22 +200,10 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     if b is not None and b.shape != (out_shape[-3],):
         raise ValueError(f"{func}: bias must have shape ({out_shape[-3]},), got {b.shape}")
     check_alloc(func, dtype.itemsize, output=out_shape)
-    # 4x4 at stride 2: Winograd's F(4x4, 2x2) for float data ('auto' keeps
-    # integer data exact), where it measured faster (_transpose_winograd).
-    if ("f" in (x.dtype.kind, w.dtype.kind) and x.size
-            and up2_applies(w.shape, params["stride"], pair(func, "output_padding", output_padding, 0),
-                            params["dilation"])
-            and up2_pays(x.shape, w.shape, out_shape, params["padding"], groups)
-            and _fft.all_finite(w)):
-        x4 = np.ascontiguousarray(x.reshape((-1,) + x.shape[-3:]), dtype=dtype)
-        out = np.empty(x4.shape[:1] + out_shape[-3:], dtype)
-        has_bias = b is not None
-        bias_k = (np.ascontiguousarray(b, dtype=dtype) if has_bias
-                  else np.zeros(out_shape[-3], dtype))
-        if run_up2(func, x4, np.ascontiguousarray(w, dtype=dtype), bias_k, has_bias, out,
-                   params["groups"], params["padding"]):
-            return out.reshape(out_shape)
-        # A NaN or inf read (or an overflow) would spread over a tile: the sums below.
+    out = _by_winograd(func, x, w, b, dtype, out_shape, params,
+                       pair(func, "output_padding", output_padding, 0))
+    if out is not None:
+        return out
     # Only the shape of conv2d_backward's input is read for the input gradient.
     shape_only = np.broadcast_to(np.zeros((), dtype), out_shape)
     gy = _pad_to(x.astype(dtype, copy=False), conv_size)

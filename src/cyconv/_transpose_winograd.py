@@ -9,8 +9,6 @@ the four phases share the window's transform, so one tile is 8x8 outputs.
 """
 from fractions import Fraction
 
-import numpy as np
-
 from cyconv._dispatch import _winograd
 from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
@@ -60,33 +58,8 @@ def up2_pays(x_shape, w_shape, out_shape, padding, groups):
             and tiles >= max(cg, kg) * threads)
 
 
-def phase_kernels(w, groups):
-    """The four 2x2 phase kernels of each (C, K/groups, 4, 4) kernel, laid into 3x3 with zeros.
-
-    Row (g*Kg + k)*4 + phi*2 + psi of the (4K, C/groups, 3, 3) result holds,
-    for input channel c of group g, ``w[g*Cg + c, k, [phi + 2, phi]][:, [psi + 2, psi]]``
-    in its top-left 2x2: the taps that meet the window's rows (and columns)
-    q - 1 and q of an output of row phase phi (column phase psi).
-    """
-    channels, kg = w.shape[:2]
-    cg = channels // groups
-    taps = np.array([[2, 0], [3, 1]])               # taps[phi] = (phi + 2, phi)
-    sel = w[:, :, taps[:, :, None, None], taps[None, None, :, :]]  # (C, Kg, phi, u, psi, v)
-    sel = sel.reshape(groups, cg, kg, 2, 2, 2, 2).transpose(0, 2, 3, 5, 1, 4, 6)
-    out = np.zeros((groups * kg * 4, cg, 3, 3), w.dtype)
-    out[:, :, :2, :2] = sel.reshape(groups * kg * 4, cg, 2, 2)
-    return out
-
-
-def _g_matrix():
-    """F(4, 2)'s G as (5, 3) float64, a zero third column: `_winograd.transform_kernels` takes 3 taps."""
-    g = np.zeros((5, 3))
-    g[:, :2] = transforms(4, 2, POINTS_UP2)[1]
-    g.flags.writeable = False
-    return g
-
-
-G_UP2 = _g_matrix()
+# F(4, 2)'s G (5 x 2, float64, read-only) for `_winograd.up2_transform_kernels`.
+G_UP2 = transforms(4, 2, POINTS_UP2)[1]
 
 
 def run_up2(func, x, w, bias, has_bias, out, groups, padding):
@@ -118,6 +91,6 @@ def run_up2(func, x, w, bias, has_bias, out, groups, padding):
                     blocks=(n_threads, row))
         with scratch((25, 4 * n_k, cg), dtype, shared=True) as u, \
                 scratch((n_threads, row), dtype) as blocks:
-            _winograd.transform_kernels(phase_kernels(w, groups), G_UP2, u, n_threads)
+            _winograd.up2_transform_kernels(w, G_UP2, u, groups, n_threads)
             return _winograd.up2_conv_transpose(x, u, bias, has_bias, out, padding[0],
                                                 padding[1], groups, block, blocks, n_threads)

@@ -15,7 +15,7 @@
 #     M[a] = U[a] @ V[a]      (4 Kg x Cg) @ (Cg x tiles), a < 25
 #
 # whose 4 Kg rows are (kernel k, row phase phi, column phase psi), the
-# phase kernels' transforms (`_transpose_winograd.phase_kernels`). The
+# phase kernels' transforms (`up2_transform_kernels`). The
 # multiplications are 25/64 of the direct sum's (4 taps per output and
 # channel); on N8-C64-28 -> K32 that is 0.69x those of F(4x4, 3x3) on the
 # phase kernels laid into 3 x 3 (36 products, 4 Kg rows).
@@ -181,6 +181,68 @@ cdef int _up2_task(const floating *x_p, const floating *u_p, const floating *bia
     for t in range(nt):
         total += chk[t]
     return total != 0
+
+
+cdef void _up2_kernel_chunk(const floating *w, Py_ssize_t c_step, const floating *gm,
+                            floating *u, Py_ssize_t count, Py_ssize_t stride, Py_ssize_t phi,
+                            Py_ssize_t psi) noexcept nogil:
+    """u[(a*5 + b)*stride + c] = (G @ p_c @ G.T)[a, b] for count <= KERNEL_CHUNK channels.
+
+    p_c is the phase (phi, psi) kernel of the 4x4 taps at w + c*c_step.
+    Over the channels in the innermost loop (vectorized), as `_kernel_chunk`.
+    """
+    cdef floating taps[4 * KERNEL_CHUNK]
+    cdef floating half[2 * UP2_N * KERNEL_CHUNK]
+    cdef floating *h
+    cdef floating *dst
+    cdef Py_ssize_t a, b, j, c
+    for j in range(4):  # p[i, j] = w[phi + 2 - 2i, psi + 2 - 2j], j fastest
+        for c in range(count):
+            taps[j * KERNEL_CHUNK + c] = w[c * c_step + (phi + 2 - 2 * (j // 2)) * 4
+                                           + psi + 2 - 2 * (j % 2)]
+    for a in range(UP2_N):
+        for j in range(2):
+            h = half + (2 * a + j) * KERNEL_CHUNK
+            for c in range(count):
+                h[c] = (gm[2 * a] * taps[j * KERNEL_CHUNK + c]
+                        + gm[2 * a + 1] * taps[(2 + j) * KERNEL_CHUNK + c])
+    for a in range(UP2_N):
+        h = half + 2 * a * KERNEL_CHUNK
+        for b in range(UP2_N):
+            dst = u + (a * UP2_N + b) * stride
+            for c in range(count):
+                dst[c] = h[c] * gm[2 * b] + h[KERNEL_CHUNK + c] * gm[2 * b + 1]
+
+
+def up2_transform_kernels(const floating[:, :, :, ::1] w, const double[:, ::1] g_mat,
+                          floating[:, :, ::1] u, Py_ssize_t groups, int n_threads):
+    """u[a*5 + b, r, c] = (G @ p @ G.T)[a, b] for the phase kernel p of row r and channel c.
+
+    Row r = (g*Kg + k)*4 + phi*2 + psi holds, for input channel c of group
+    g, the taps of w[g*Cg + c, k] that meet an output of row phase phi and
+    column phase psi: p[i, j] = w[..., phi + 2 - 2i, psi + 2 - 2j] (window
+    rows q - 1 and q, columns likewise). In the data's type, as
+    `transform_kernels`.
+
+    Invariants (checked in Python): w (C, Kg, 4, 4), g_mat (5, 2) F(4, 2)'s
+    G, u (25, 4*groups*Kg, C/groups); all C-contiguous; n_threads >= 1.
+    """
+    cdef Py_ssize_t cg = w.shape[0] // groups, kg = w.shape[1]
+    cdef Py_ssize_t rows = groups * kg * 4, stride = rows * cg
+    cdef Py_ssize_t chunks = (cg + KERNEL_CHUNK - 1) // KERNEL_CHUNK
+    cdef Py_ssize_t task, r, c0
+    cdef floating gm[2 * UP2_N]
+    cdef Py_ssize_t a
+    for a in range(2 * UP2_N):
+        gm[a] = <floating> g_mat[a // 2, a % 2]
+    with nogil:
+        for task in prange(rows * chunks, schedule='static', num_threads=n_threads,
+                           use_threads_if=n_threads > 1 and stride * UP2_NN >= PARALLEL_WORK):
+            r = task // chunks
+            c0 = (task % chunks) * KERNEL_CHUNK
+            _up2_kernel_chunk(&w[(r // (4 * kg)) * cg + c0, r // 4 % kg, 0, 0], kg * 16, gm,
+                              &u[0, r, c0], KERNEL_CHUNK if KERNEL_CHUNK < cg - c0 else cg - c0,
+                              stride, r // 2 % 2, r % 2)
 
 
 def up2_scratch_row(Py_ssize_t block, Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t tiles_w):

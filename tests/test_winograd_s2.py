@@ -97,16 +97,21 @@ def test_the_kernel_takes_any_rows(kh, stride, dilation, pads):
     np.testing.assert_allclose(out, exact, rtol=0, atol=1e-12 * np.abs(exact).max())
 
 
-def _spy(monkeypatch):
+def spy_kernel(monkeypatch, name):
+    """Calls of _winograd's kernel ``name`` from now on: (its n_threads, BLAS's threads then)."""
     calls = []
-    real = s2._winograd.s2_conv2d_forward
+    real = getattr(s2._winograd, name)
 
     def spy(*args):
         calls.append((args[-1], _threads.blas_threads.get()))
         return real(*args)
 
-    monkeypatch.setattr(s2._winograd, "s2_conv2d_forward", spy)
+    monkeypatch.setattr(s2._winograd, name, spy)
     return calls
+
+
+def _spy(monkeypatch):
+    return spy_kernel(monkeypatch, "s2_conv2d_forward")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

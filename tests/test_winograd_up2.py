@@ -8,6 +8,7 @@ import cyconv._winograd_gemm as wg
 from cyconv import _threads, _transpose
 from cyconv._winograd_transforms import transforms
 from test_transpose import _full_params, _transpose_ref
+from test_winograd_s2 import spy_kernel
 
 # conv_transpose2d's docstring: within 64 * eps * max(|input| (*) |weight|)
 # (plus eps * max|bias|); measured at most 14 eps (3..1024 channels, scales
@@ -113,15 +114,7 @@ def test_blocks_that_cut_images(monkeypatch, block_bytes):
 
 
 def _spy(monkeypatch):
-    calls = []
-    real = up2._winograd.up2_conv_transpose
-
-    def spy(*args):
-        calls.append((args[-1], _threads.blas_threads.get()))
-        return real(*args)
-
-    monkeypatch.setattr(up2._winograd, "up2_conv_transpose", spy)
-    return calls
+    return spy_kernel(monkeypatch, "up2_conv_transpose")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -238,3 +238,17 @@ def test_strided_against_definition(xs, ws, params, dtype):
     for mine, expected in ((gx, ref_gx), (gw, ref_gw), (gb, gy.sum(axis=(0, 2, 3)))):
         assert mine.dtype == dtype
         np.testing.assert_allclose(mine, expected, **tol)
+
+
+@pytest.mark.parametrize("kernel, stride", [(3, 1), (4, 2)])
+def test_integer_data_stays_exact(kernel, stride):
+    # As conv2d's 'auto': integer data takes no Winograd path (its transforms
+    # round), even on layers where float data would (stride 1, and the
+    # transposed 4x4/2): the result is the exact sum.
+    rng = np.random.default_rng(5)
+    x = rng.integers(-1000, 1000, size=(8, 32, 28, 28))
+    w = rng.integers(-1000, 1000, size=(32, 32, kernel, kernel))
+    params = dict(stride=stride, padding=1)
+    got = cyconv.conv_transpose2d(x, w, **params)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, _transpose_ref(x, w, None, **_full_params(params)))

@@ -5,7 +5,7 @@ import pytest
 import cyconv
 import cyconv._transpose_winograd as up2
 import cyconv._winograd_gemm as wg
-from cyconv import _threads, _transpose
+from cyconv import _threads
 from cyconv._winograd_transforms import transforms
 from test_transpose import _full_params, _transpose_ref
 from test_winograd_s2 import spy_kernel
@@ -25,8 +25,9 @@ def _data(shape, kernels, groups, dtype, seed=0, scale=1.0, heavy=False):
     return x, w, b
 
 
-def _exact_and_bound(x, w, b, dtype, padding, groups=1):
-    full = _full_params(dict(stride=2, padding=padding, groups=groups))
+def _exact_and_bound(x, w, b, dtype, padding, groups=1, output_padding=0):
+    full = _full_params(dict(stride=2, padding=padding, groups=groups,
+                             output_padding=output_padding))
     exact = _transpose_ref(x, w, b, **full)
     sums = _transpose_ref(np.abs(x), np.abs(w), None, **full)
     extra = 0 if b is None else np.abs(b).max()
@@ -140,10 +141,13 @@ def test_conv_transpose2d_takes_it_where_it_pays(monkeypatch, dtype):
     got = cyconv.conv_transpose2d(xg, wg, bg, stride=2, padding=1, groups=2)
     exact, bound = _exact_and_bound(xg, wg, bg, dtype, 1, groups=2)
     assert np.abs(got - exact).max() <= bound
-    assert len(calls) == 4, calls
+    # output_padding: conv2d_backward's input gradient, the output one row and column larger.
+    got = cyconv.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+    exact, bound = _exact_and_bound(x, w, b, dtype, 1, output_padding=1)
+    assert got.shape == exact.shape and np.abs(got - exact).max() <= bound
+    assert len(calls) == 5, calls
     # Fewer channels or kernels, fewer tiles, fewer tiles than channels per
-    # thread, another stride, kernel, output_padding or dilation, or integer
-    # data: not.
+    # thread, another stride, kernel or dilation, or integer data: not.
     x40 = np.concatenate([x[:2]] * 20, axis=1)
     for xi, wi, kwargs in ((x[:, :8], w[:8], dict(stride=2)),
                            (x, w[:, :8], dict(stride=2)),
@@ -151,11 +155,10 @@ def test_conv_transpose2d_takes_it_where_it_pays(monkeypatch, dtype):
                            (x40, np.concatenate([w] * 20), dict(stride=2)),
                            (x, w, dict(stride=1)),
                            (x, w[:, :, :3, :3], dict(stride=2)),
-                           (x, w, dict(stride=2, output_padding=1)),
                            (x, w, dict(stride=2, dilation=2)),
                            (x.astype(np.int64), w.astype(np.int64), dict(stride=2))):
         cyconv.conv_transpose2d(xi, wi, **kwargs, padding=1)
-    assert len(calls) == 4, calls
+    assert len(calls) == 5, calls
 
 
 @pytest.mark.skipif(_threads.blas_threads.get() is None,
@@ -175,7 +178,7 @@ def test_nonfinite_gives_the_exact_result(monkeypatch, where):
     # inf - inf into NaN where the sum has inf): conv_transpose2d then takes
     # the sums of the other paths, as conv2d's Winograd does.
     calls = _spy(monkeypatch)
-    monkeypatch.setattr(_transpose, "up2_pays", lambda *args: True)  # a small case
+    monkeypatch.setattr(up2, "up2_pays", lambda *args: True)  # a small case
     x, w, b = _data((2, 16, 11, 10), 16, 1, np.float32)
     if where == "input":
         x[1, 2, 5, 4], x[0, 0, 0, 8], x[0, 3, 6, 6] = np.nan, np.inf, -np.inf
@@ -193,3 +196,45 @@ def test_nonfinite_gives_the_exact_result(monkeypatch, where):
     if where == "overflow":
         assert finite.all()
     np.testing.assert_allclose(got[finite], exact[finite], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, padding", [((2, 6, 9, 11), 1), ((3, 6, 8, 8), (0, 2)),
+                                            ((1, 6, 12, 7), (2, 1))])
+def test_conv2d_backward_input_gradient_of_4x4_stride_2(monkeypatch, shape, padding, dtype):
+    # The input gradient of a 4x4 stride-2 conv2d is conv_transpose2d of
+    # grad_output cut to the input's size: F(4x4, 2x2) where 'auto' takes it,
+    # checked against the direct sums in float64.
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(up2, "up2_pays", lambda *args: True)  # small cases
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((8, shape[1] // 2, 4, 4)).astype(dtype)
+    gy = rng.standard_normal(cyconv.output_shape(x.shape, w.shape, stride=2, padding=padding,
+                                                 groups=2)).astype(dtype)
+    gx, gw, gb = cyconv.conv2d_backward(gy, x, w, stride=2, padding=padding, groups=2)
+    assert len(calls) == 1
+    exact = cyconv.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
+                                   w.astype(np.float64), stride=2, padding=padding, groups=2,
+                                   method="direct")
+    assert len(calls) == 1  # not for 'direct'
+    canvas = np.zeros(x.shape[:2] + (x.shape[2] + 8, x.shape[3] + 8))
+    for g in range(2):
+        for p in range(4):
+            for q in range(4):
+                canvas[:, 3 * g:3 * g + 3, p:p + 2 * gy.shape[2]:2, q:q + 2 * gy.shape[3]:2] \
+                    += np.einsum("nkhw,kc->nchw", np.abs(gy[:, 4 * g:4 * g + 4]),
+                                 np.abs(w[4 * g:4 * g + 4, :, p, q]))
+    bound = UP2_EPS_FACTOR * np.finfo(dtype).eps * canvas.max()
+    assert gx.dtype == dtype and np.abs(gx - exact[0]).max() <= bound
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(gw, exact[1], rtol=tol, atol=tol)
+    np.testing.assert_allclose(gb, exact[2], rtol=tol, atol=tol)
+    # A NaN in grad_output: the GEMM path's result, NaN where the sum has it.
+    gy[0, 1, 1, 1] = np.nan
+    gx = cyconv.conv2d_backward(gy, x, w, stride=2, padding=padding, groups=2,
+                                output_mask=(True, False, False))[0]
+    ref = cyconv.conv2d_backward(gy, x, w, stride=2, padding=padding, groups=2,
+                                 method="im2col", output_mask=(True, False, False))[0]
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(ref))
+    assert np.isnan(gx).any()

@@ -28,6 +28,7 @@ from cyconv._conv import (
     weight4,
 )
 from cyconv._shifted_gemm import run_shifted_forward
+from cyconv._transpose_winograd import up2_applies, up2_layer, up2_wanted
 from cyconv._winograd_gemm import check_winograd, run_winograd_forward, winograd_pays
 from cyconv._winograd_wgrad_gemm import run_winograd_grad_weight, winograd_wgrad_pays
 from cyconv._openmp import max_threads
@@ -429,6 +430,10 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # The Winograd weight gradient: asked for, or where 'auto' measured it faster.
     winograd_weight = method == "winograd" or (
         method == "auto" and float_data and winograd_wgrad_pays(geom, dtype))
+    # conv_transpose2d's F(4x4, 2x2) for a 4x4 stride-2 input gradient (zero
+    # padding), where 'auto' takes it (cyconv._transpose_winograd).
+    up2_input = (method == "auto" and float_data and want_input and mode is None
+                 and up2_applies(w4.shape, (geom.sh, geom.sw), (0, 0), (geom.dh, geom.dw)))
     if method == "auto":
         method = choose_method(geom, dtype)
         # The stride-1 input gradient is conv2d's forward of grad_output:
@@ -485,6 +490,11 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                     * (geom.channels // geom.groups) >= SIDE_BY_SIDE_WORK)
     winograd_weight_done = False
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
+    if (up2_input and run and grad_input is None
+            and up2_wanted(gy, w4, xp_shape, (pad_top, pad_left), geom.groups)):
+        # None where a NaN or inf was read: the GEMM path's sums below.
+        grad_input = up2_layer(func, gy, w4, None, dtype, xp_shape, (pad_top, pad_left),
+                               geom.groups)
     if want_input and grad_input is None:
         if run and as_forward:
             grad_input = np.empty(xp_shape, dtype)

@@ -11,9 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from cyconv._backward import _output_mask, conv2d_backward
-from cyconv import _fft
 from cyconv._conv import conv2d
-from cyconv._transpose_winograd import run_up2, up2_applies, up2_pays
+from cyconv._transpose_winograd import up2_applies, up2_layer, up2_wanted
 from cyconv._typing import FloatArray, IntPair
 from cyconv._validate import as_array, as_int, check_alloc, float_dtype, pair
 
@@ -74,28 +73,6 @@ def _pad_to(a, hw):
     return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, extra[0]), (0, extra[1])])
 
 
-def _by_winograd(func, x, w, b, dtype, out_shape, params, output_padding):
-    """conv_transpose2d by F(4x4, 2x2) where 'auto' takes it, else None.
-
-    4x4 kernels at stride 2 for float data (integer data stays exact), where
-    it measured faster (`cyconv._transpose_winograd`). None too where a NaN
-    or inf was read (or a transform overflowed): it would spread over a tile.
-    """
-    if not ("f" in (x.dtype.kind, w.dtype.kind) and x.size
-            and up2_applies(w.shape, params["stride"], output_padding, params["dilation"])
-            and up2_pays(x.shape, w.shape, out_shape, params["padding"], params["groups"])
-            and _fft.all_finite(w)):
-        return None
-    x4 = np.ascontiguousarray(x.reshape((-1,) + x.shape[-3:]), dtype=dtype)
-    out = np.empty(x4.shape[:1] + out_shape[-3:], dtype)
-    has_bias = b is not None
-    bias = np.ascontiguousarray(b, dtype=dtype) if has_bias else np.zeros(out_shape[-3], dtype)
-    if run_up2(func, x4, np.ascontiguousarray(w, dtype=dtype), bias, has_bias, out,
-               params["groups"], params["padding"]):
-        return out.reshape(out_shape)
-    return None
-
-
 def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
                      bias: npt.ArrayLike | None = None, stride: IntPair = 1,
                      padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1,
@@ -143,7 +120,7 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     Float 4x4 layers at stride 2 (dilation 1, no output_padding), a
     decoder's upsampling layer, run by Winograd's F(4x4, 2x2) where it
     measured faster: at least 4 input channels and kernels per group, and
-    per thread at least 64 of the output's 8x8 tiles and as many as the
+    per thread at least 16 of the output's 8x8 tiles and as many as the
     larger of the two. Each output takes two taps per axis, of one of four
     2x2 phase kernels by its row and column parity, so each phase's 4x4
     outputs of a 5x5 input window are 25 products (channel by channel, as
@@ -200,14 +177,21 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     if b is not None and b.shape != (out_shape[-3],):
         raise ValueError(f"{func}: bias must have shape ({out_shape[-3]},), got {b.shape}")
     check_alloc(func, dtype.itemsize, output=out_shape)
-    out = _by_winograd(func, x, w, b, dtype, out_shape, params,
-                       pair(func, "output_padding", output_padding, 0))
-    if out is not None:
-        return out
-    # Only the shape of conv2d_backward's input is read for the input gradient.
-    shape_only = np.broadcast_to(np.zeros((), dtype), out_shape)
-    gy = _pad_to(x.astype(dtype, copy=False), conv_size)
-    out = conv2d_backward(gy, shape_only, w.astype(dtype, copy=False), **params,
+    # 4x4 at stride 2: F(4x4, 2x2) where 'auto' takes it; where it read a
+    # NaN or inf, the sums (im2col's, not Winograd's input gradient again).
+    method = "auto"
+    if (up2_applies(w.shape, params["stride"], pair(func, "output_padding", output_padding, 0),
+                    params["dilation"])
+            and up2_wanted(x, w, out_shape, params["padding"], params["groups"])):
+        out = up2_layer(func, x, w, b, dtype, out_shape, params["padding"], params["groups"])
+        if out is not None:
+            return out
+        method = "im2col"
+    # Only the shape of conv2d_backward's input is read for the input gradient;
+    # its dtype and the others' are the caller's, so that conv2d_backward keeps
+    # integer data exact as conv2d does (no Winograd).
+    shape_only = np.broadcast_to(np.zeros((), np.result_type(x.dtype, w.dtype)), out_shape)
+    out = conv2d_backward(_pad_to(x, conv_size), shape_only, w, **params, method=method,
                           output_mask=(True, False, False))[0]
     if b is not None:
         out += b.astype(dtype, copy=False)[:, None, None]

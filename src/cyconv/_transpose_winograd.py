@@ -9,6 +9,9 @@ the four phases share the window's transform, so one tile is 8x8 outputs.
 """
 from fractions import Fraction
 
+import numpy as np
+
+from cyconv import _fft
 from cyconv._dispatch import _winograd
 from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
@@ -22,17 +25,16 @@ POINTS_UP2 = (Fraction(0), Fraction(-1), Fraction(1), Fraction(1, 2))
 
 # 'auto' takes it for float layers with at least UP2_AUTO_CHANNELS input
 # channels and kernels per group and at least UP2_AUTO_TILES tiles per kernel
-# thread, and as many tiles as the larger of the two per thread (U's 4 Kg x Cg
-# per position is read once per block). Measured against the GEMM and
+# thread, and as many tiles per thread as the larger of the two (U's 4 Kg x
+# Cg per position is read once per block). Measured against the GEMM and
 # gathering fold it replaces (benchmarks/up2_rule.py, float32, padding 1,
 # N 1 and 8, C 8..256, K = C and C/2, 7..56 pixels, medians of 9
-# interleaved rounds, idle): on two threads, inside the rule 0.50-0.96x the
-# time (0.71 on the runner's N8-C64-28 -> K32), outside it up to 8x with few
-# tiles (0.86-0.99 missed at 225 tiles and 128-256 channels); on one
-# thread 0.52-0.97 inside, and some wins missed outside (0.76-0.96 at 32
-# tiles and up to 64 channels).
+# interleaved rounds, idle): inside the rule 0.48-0.99x the time on two
+# threads (0.70 on the runner's N8-C64-28 -> K32), 0.51-0.88x on one;
+# outside it up to 4.9x with few tiles, and wins missed where the tiles per
+# thread are fewer than the channels (0.67-0.94, 16-225 tiles per thread).
 UP2_AUTO_CHANNELS = 4
-UP2_AUTO_TILES = 64
+UP2_AUTO_TILES = 16
 
 
 def up2_applies(w_shape, stride, output_padding, dilation):
@@ -94,3 +96,32 @@ def run_up2(func, x, w, bias, has_bias, out, groups, padding):
             _winograd.up2_transform_kernels(w, G_UP2, u, groups, n_threads)
             return _winograd.up2_conv_transpose(x, u, bias, has_bias, out, padding[0],
                                                 padding[1], groups, block, blocks, n_threads)
+
+
+def up2_wanted(x, w, out_shape, padding, groups):
+    """True where 'auto' runs F(4x4, 2x2) on a layer that `up2_applies` to.
+
+    Float data (integer data stays exact), where it measured faster
+    (`up2_pays`), a finite weight (NaN or inf would spread over a tile).
+    """
+    return ("f" in (x.dtype.kind, w.dtype.kind) and x.size > 0
+            and up2_pays(x.shape, w.shape, out_shape, padding, groups) and _fft.all_finite(w))
+
+
+def up2_layer(func, x, w, bias, dtype, out_shape, padding, groups):
+    """conv_transpose2d(x, w, bias, 2, padding) by F(4x4, 2x2), or None where a value read
+    was NaN or inf (or a transform overflowed): the caller computes the sums.
+
+    ``out_shape`` (N, K, Ho, Wo) or (K, Ho, Wo) may be any size (the output
+    is the canvas from row and column ``padding``): `conv2d_backward`'s input
+    gradient gives the input's.
+    """
+    x4 = np.ascontiguousarray(x.reshape((-1,) + x.shape[-3:]), dtype=dtype)
+    out = np.empty(x4.shape[:1] + tuple(out_shape[-3:]), dtype)
+    has_bias = bias is not None
+    bias = (np.ascontiguousarray(bias, dtype=dtype) if has_bias
+            else np.zeros(out_shape[-3], dtype))
+    if run_up2(func, x4, np.ascontiguousarray(w, dtype=dtype), bias, has_bias, out, groups,
+               padding):
+        return out.reshape(out_shape)
+    return None

@@ -238,3 +238,38 @@ def test_conv2d_backward_input_gradient_of_4x4_stride_2(monkeypatch, shape, padd
                                  method="im2col", output_mask=(True, False, False))[0]
     np.testing.assert_array_equal(np.isnan(gx), np.isnan(ref))
     assert np.isnan(gx).any()
+
+
+@pytest.mark.parametrize("where", ["weight", "products"])
+def test_overflow_past_the_input_check_gives_the_exact_result(monkeypatch, where):
+    # The transformed kernels (G has 8/3) or the products can overflow while
+    # every input value and transformed input value is finite: the output
+    # transform's check sends such a call to the sums too.
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(up2, "up2_pays", lambda *args: True)
+    rng = np.random.default_rng(0)
+    if where == "weight":
+        x = (1e-3 * rng.standard_normal((2, 16, 12, 12))).astype(np.float32)
+        w = (3e37 * rng.choice([-1, 1], (16, 16, 4, 4))).astype(np.float32)
+    else:  # 64 channels of +-1e35: V finite, their sums in M not
+        x = np.tile(1e35 * rng.choice([-1, 1], (2, 1, 12, 12)), (1, 64, 1, 1)).astype(np.float32)
+        w = np.tile(rng.choice([-1, 1], (1, 16, 4, 4)), (64, 1, 1, 1)).astype(np.float32)
+    got = cyconv.conv_transpose2d(x, w, stride=2, padding=1)
+    assert len(calls) == 1
+    exact = _transpose_ref(x, w, None, **_full_params(dict(stride=2, padding=1)))
+    finite = np.isfinite(exact)
+    np.testing.assert_array_equal(np.isfinite(got), finite)
+    np.testing.assert_allclose(got[finite], exact[finite], rtol=1e-5,
+                               atol=1e-5 * np.abs(exact[finite]).max())
+
+
+def test_float_bias_sets_the_dtype_on_every_path():
+    # float32 data with a float64 bias: float64, whichever path runs.
+    x, w, _ = _data((2, 16, 32, 32), 16, 1, np.float32)
+    b = np.ones(16)
+    for xi in (x, x[:1, :, :4, :4]):
+        got = cyconv.conv_transpose2d(xi, w, b, stride=2, padding=1)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, _transpose_ref(xi, w, b, **_full_params(
+            dict(stride=2, padding=1))), rtol=1e-4, atol=1e-4)
+    assert cyconv.conv_transpose2d(x[:1], w, b, stride=1, padding=1).dtype == np.float64

@@ -117,11 +117,10 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
 
     Notes
     -----
-    Float 4x4 layers at stride 2 (dilation 1, no output_padding), a
-    decoder's upsampling layer, run by Winograd's F(4x4, 2x2) where it
-    measured faster: at least 4 input channels and kernels per group, and
-    per thread at least 16 of the output's 8x8 tiles and as many as the
-    larger of the two. Each output takes two taps per axis, of one of four
+    Float 4x4 layers at stride 2 (dilation 1), a decoder's upsampling
+    layer, run by Winograd's F(4x4, 2x2) where it measured faster: at least
+    4 input channels and kernels per group, and per thread at least 16 of
+    the output's 8x8 tiles and as many as the larger of the two. Each output takes two taps per axis, of one of four
     2x2 phase kernels by its row and column parity, so each phase's 4x4
     outputs of a 5x5 input window are 25 products (channel by channel, as
     GEMMs over blocks of windows of all images) where the sum needs 64.
@@ -132,7 +131,8 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     convolution of the absolute values); measured at most 14 eps for 3 to
     1024 channels and values of scale 1e-3 to 1e3. Inputs or weights
     holding NaN or inf, which the transforms would spread over a window's
-    outputs, and transforms that overflow, take the exact sums below.
+    outputs, and transforms or products that overflow, take the exact sums
+    below.
 
     With ``g = c // (C/groups)``, ``Kg = K/groups``, ``y = i*sh - ph + p*dh`` and
     ``x = j*sw - pw + q*dw``:
@@ -187,9 +187,11 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
         if out is not None:
             return out
         method = "im2col"
-    # Only the shape of conv2d_backward's input is read for the input gradient;
-    # its dtype and the others' are the caller's, so that conv2d_backward keeps
-    # integer data exact as conv2d does (no Winograd).
+    # Only the shape of conv2d_backward's input is read for the input gradient.
+    # Float data in the result's dtype; integer data as it is, so that
+    # conv2d_backward keeps it exact as conv2d does (no Winograd), in float64.
+    if "f" in (x.dtype.kind, w.dtype.kind):
+        x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     shape_only = np.broadcast_to(np.zeros((), np.result_type(x.dtype, w.dtype)), out_shape)
     out = conv2d_backward(_pad_to(x, conv_size), shape_only, w, **params, method=method,
                           output_mask=(True, False, False))[0]

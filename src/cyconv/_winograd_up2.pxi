@@ -35,10 +35,10 @@ cdef extern from "_wup2trans.h" nogil:
                                      Py_ssize_t count)
     void cyconv_wu_input_tiles_double(const double *src, double *dst, Py_ssize_t dst_step,
                                       Py_ssize_t count)
-    void cyconv_wu_output_float(const float *src, Py_ssize_t src_step, float *dst,
-                                Py_ssize_t dst_step, Py_ssize_t nt)
-    void cyconv_wu_output_double(const double *src, Py_ssize_t src_step, double *dst,
+    float cyconv_wu_output_float(const float *src, Py_ssize_t src_step, float *dst,
                                  Py_ssize_t dst_step, Py_ssize_t nt)
+    double cyconv_wu_output_double(const double *src, Py_ssize_t src_step, double *dst,
+                                   Py_ssize_t dst_step, Py_ssize_t nt)
     void cyconv_wu_store_float(const float *s0, const float *s1, const float *s2,
                                const float *s3, const float *s4, const float *s5,
                                const float *s6, const float *s7, float b, float *dst,
@@ -72,12 +72,13 @@ cdef inline void _up2_input_tiles(const floating *src, floating *dst, Py_ssize_t
         cyconv_wu_input_tiles_double(src, dst, dst_step, count)
 
 
-cdef inline void _up2_output(const floating *src, Py_ssize_t src_step, floating *dst,
-                             Py_ssize_t dst_step, Py_ssize_t nt) noexcept nogil:
+cdef inline floating _up2_output(const floating *src, Py_ssize_t src_step, floating *dst,
+                                 Py_ssize_t dst_step, Py_ssize_t nt) noexcept nogil:
+    """AT's rows over nt tiles; 0 while the outputs are finite, else NaN (`_wup2trans.h`)."""
     if floating is float:
-        cyconv_wu_output_float(src, src_step, dst, dst_step, nt)
+        return cyconv_wu_output_float(src, src_step, dst, dst_step, nt)
     else:
-        cyconv_wu_output_double(src, src_step, dst, dst_step, nt)
+        return cyconv_wu_output_double(src, src_step, dst, dst_step, nt)
 
 
 cdef void _up2_scatter(const floating *y, floating b, floating *out_k, Py_ssize_t t0,
@@ -108,22 +109,25 @@ cdef void _up2_scatter(const floating *y, floating b, floating *out_k, Py_ssize_
                 row = 8 * (r // tiles_w) + eh + 2 * i + phi
                 if row < 0 or row >= ho:
                     continue
-                s = y + (phi * 32 + i * 4) * nt + t
-                dst = out_k + (tile // tiles_img) * img_step + row * wo + 8 * tj + ew
+                s = y + (phi * 32 + i * 4) * nt + t + lo
+                dst = out_k + (tile // tiles_img) * img_step + row * wo  # the row
+                # Tile u's columns start at 8*(tj + u) + ew (>= 0 from lo on).
                 if floating is float:
                     cyconv_wu_store_float(s, s + 16 * nt, s + nt, s + 17 * nt, s + 2 * nt,
-                                          s + 18 * nt, s + 3 * nt, s + 19 * nt, b, dst, lo, hi)
+                                          s + 18 * nt, s + 3 * nt, s + 19 * nt, b,
+                                          dst + 8 * (tj + lo) + ew, 0, hi - lo)
                 else:
                     cyconv_wu_store_double(s, s + 16 * nt, s + nt, s + 17 * nt, s + 2 * nt,
-                                           s + 18 * nt, s + 3 * nt, s + 19 * nt, b, dst, lo,
-                                           hi)
+                                           s + 18 * nt, s + 3 * nt, s + 19 * nt, b,
+                                           dst + 8 * (tj + lo) + ew, 0, hi - lo)
+                s -= lo
                 for u in range(run):
                     if lo <= u < hi:
                         continue
                     for q in range(8):
                         col = 8 * (tj + u) + ew + q
                         if 0 <= col < wo:
-                            dst[8 * u + q] = s[((q % 2) * 16 + q // 2) * nt + u] + b
+                            dst[col] = s[((q % 2) * 16 + q // 2) * nt + u] + b
         t += run
 
 
@@ -173,8 +177,9 @@ cdef int _up2_task(const floating *x_p, const floating *u_p, const floating *bia
             for i in range(UP2_N):
                 _up2_output(prod + (i * rows4 + 4 * k + ph) * ld, UP2_N * rows4 * ld,
                             tmp + i * nt, UP2_N * nt, nt)
-            for i in range(UP2_M):
-                _up2_output(tmp + i * UP2_N * nt, nt, y + (ph * 16 + i * UP2_M) * nt, nt, nt)
+            for i in range(UP2_M):  # (overflows of U or M show here, not in V's check)
+                total += _up2_output(tmp + i * UP2_N * nt, nt, y + (ph * 16 + i * UP2_M) * nt,
+                                     nt, nt)
         b = bias[g * kg + k] if has_bias else 0
         _up2_scatter(y, b, out_p + (g * kg + k) * ho * wo, t0, nt, tiles_w, tiles_img,
                      n_k * ho * wo, ho, wo, eh, ew)
@@ -264,13 +269,17 @@ def up2_conv_transpose(const floating[:, :, :, ::1] x, const floating[:, :, ::1]
 
     Tasks of (group, block of at most ``block`` tiles over all images) that
     the ``n_threads`` threads take in turn. Returns True when every
-    transformed input value was finite; False when an input value read was
-    NaN or inf (or a transform overflowed): the caller recomputes ``out``
-    by another method.
+    transformed input value and every output was finite; False when an
+    input value read was NaN or inf, or a transform or product overflowed:
+    the caller recomputes ``out`` by another method.
+
+    ``out`` may be of any size: it is the output canvas from row ph and
+    column pw (conv_transpose2d's output is 2H + 2 - 2ph rows, output_padding
+    and conv2d_backward's input gradient make it another).
 
     Invariants (checked in Python): x (N, C, H, W); u (25, 4K, C/groups) the
     transformed phase kernels; bias (K,) even when has_bias is False; out
-    (N, K, 2H + 2 - 2ph, 2W + 2 - 2pw), both sizes positive; scratch (>=
+    (N, K, ho, wo) non-empty; scratch (>=
     n_threads, >= up2_scratch_row(block rounded up to a multiple of
     max_lanes, Cg, Kg, tiles_w)); all non-empty and C-contiguous; GEMM
     sizes fit a C int; n_threads >= 1.

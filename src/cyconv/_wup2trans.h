@@ -17,6 +17,8 @@
  *     tiles:  dst[a*dst_step + u] = sum_j BT[a, j] * src[4*u + j]         u < count
  *     output: dst[i*dst_step + t] = sum_a AT[i, a] * src[a*src_step + t]   i < 4
  *
+ * The output transform returns 0 while its outputs are finite, else NaN.
+ *
  * With chk non-NULL the input transform adds (s - s) to chk[t], s the sum of
  * the tile's five outputs: 0 while they are finite, NaN when one is NaN or
  * inf (or s overflows); BT is invertible, so every input value reaches s.
@@ -28,8 +30,10 @@
 
 #if defined(_OPENMP)
 #define CYCONV_WU_SIMD _Pragma("omp simd")
+#define CYCONV_WU_SIMD_SUM _Pragma("omp simd reduction(+:acc)")
 #else
 #define CYCONV_WU_SIMD
+#define CYCONV_WU_SIMD_SUM
 #endif
 
 /* BT's rows on d0..d4, stored to o0..o4 at [i]. */
@@ -73,21 +77,27 @@
         }                                                                               \
     }                                                                                   \
                                                                                         \
-    static void cyconv_wu_output_##T(const T *restrict src, ptrdiff_t src_step,         \
-                                     T *restrict dst, ptrdiff_t dst_step, ptrdiff_t nt) \
+    /* Returns the sum of (s - s), s each tile's sum of its four outputs: 0      \
+     * while they are finite, NaN where one is not (a product or transform that \
+     * overflowed: the input check cannot see those). */                        \
+    static T cyconv_wu_output_##T(const T *restrict src, ptrdiff_t src_step,            \
+                                  T *restrict dst, ptrdiff_t dst_step, ptrdiff_t nt)    \
     {                                                                                   \
         const T *s0 = src, *s1 = src + src_step, *s2 = src + 2 * src_step;              \
         const T *s3 = src + 3 * src_step, *s4 = src + 4 * src_step;                     \
         T *o0 = dst, *o1 = dst + dst_step, *o2 = dst + 2 * dst_step;                    \
         T *o3 = dst + 3 * dst_step;                                                     \
-        CYCONV_WU_SIMD for (ptrdiff_t t = 0; t < nt; t++) {                             \
+        T acc = 0;                                                                      \
+        CYCONV_WU_SIMD_SUM for (ptrdiff_t t = 0; t < nt; t++) {                         \
             const T d0 = s0[t], d1 = s1[t], d2 = s2[t], d3 = s3[t], d4 = s4[t];         \
             const T p12 = d2 + d1, m12 = d2 - d1;                                       \
-            o0[t] = d0 + p12 + d3;                                                      \
-            o1[t] = m12 + (T)0.5 * d3;                                                  \
-            o2[t] = p12 + (T)0.25 * d3;                                                 \
-            o3[t] = m12 + (T)0.125 * d3 + d4;                                           \
+            const T y0 = d0 + p12 + d3, y1 = m12 + (T)0.5 * d3;                         \
+            const T y2 = p12 + (T)0.25 * d3, y3 = m12 + (T)0.125 * d3 + d4;             \
+            const T sum = (y0 + y1) + (y2 + y3);                                        \
+            o0[t] = y0, o1[t] = y1, o2[t] = y2, o3[t] = y3;                             \
+            acc += sum - sum;                                                           \
         }                                                                               \
+        return acc;                                                                     \
     }                                                                                   \
                                                                                         \
     /* dst[8*u + q] = s[q][u] + b for lo <= u < hi: one output row of whole   \

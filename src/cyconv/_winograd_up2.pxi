@@ -137,7 +137,10 @@ cdef int _up2_task(const floating *x_p, const floating *u_p, const floating *bia
                    Py_ssize_t n_k, Py_ssize_t cg, Py_ssize_t kg, Py_ssize_t ho, Py_ssize_t wo,
                    Py_ssize_t top, Py_ssize_t left, Py_ssize_t eh, Py_ssize_t ew,
                    Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
-    """Tiles t0..t0+nt-1 (over all images) of group g; 1 if a transformed value was not finite."""
+    """Tiles t0..t0+nt-1 (over all images) of group g.
+
+    Returns 1 if a transformed input value or an output was not finite, else 0.
+    """
     cdef Py_ssize_t rows4 = 4 * kg, c, k, a, i, t, run, ld_src, ph
     # V's and M's rows, ld apart, in whole vectors from a 64-byte line (as _task's).
     cdef Py_ssize_t ld = (nt + CYCONV_WG_MAX_LANES - 1) // CYCONV_WG_MAX_LANES * CYCONV_WG_MAX_LANES

@@ -120,10 +120,11 @@ def conv_transpose2d(input: npt.ArrayLike, weight: npt.ArrayLike,
     Float 4x4 layers at stride 2 (dilation 1), a decoder's upsampling
     layer, run by Winograd's F(4x4, 2x2) where it measured faster: at least
     4 input channels and kernels per group, and per thread at least 16 of
-    the output's 8x8 tiles and as many as the larger of the two. Each output takes two taps per axis, of one of four
-    2x2 phase kernels by its row and column parity, so each phase's 4x4
-    outputs of a 5x5 input window are 25 products (channel by channel, as
-    GEMMs over blocks of windows of all images) where the sum needs 64.
+    the output's 8x8 tiles and as many as the larger of the two. Each
+    output takes two taps per axis, of one of four 2x2 phase kernels by its
+    row and column parity, so each phase's 4x4 outputs of a 5x5 input
+    window are 25 products (channel by channel, as GEMMs over blocks of
+    windows of all images) where the sum needs 64.
     The result then differs from the exact sum by rounding of a larger
     size than the GEMM's: at most ``64 * eps * max|input| (*) |weight|``
     plus ``eps * max|bias|``, as `conv2d`'s ``method='winograd'``

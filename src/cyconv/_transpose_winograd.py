@@ -69,8 +69,8 @@ def run_up2(func, x, w, bias, has_bias, out, groups, padding):
 
     x (N, C, H, W) and w (C, K/groups, 4, 4) C-contiguous, of out's float
     dtype; bias (K,) even when has_bias is False. Returns False when an
-    input value read was NaN or inf (or a transform overflowed): ``out``
-    must then be computed another way.
+    input value read was NaN or inf, or a transform or product overflowed:
+    ``out`` must then be computed another way.
     """
     dtype = x.dtype
     n_k = out.shape[1]
@@ -110,7 +110,7 @@ def up2_wanted(x, w, out_shape, padding, groups):
 
 def up2_layer(func, x, w, bias, dtype, out_shape, padding, groups):
     """conv_transpose2d(x, w, bias, 2, padding) by F(4x4, 2x2), or None where a value read
-    was NaN or inf (or a transform overflowed): the caller computes the sums.
+    was NaN or inf, or a transform or product overflowed: the caller computes the sums.
 
     ``out_shape`` (N, K, Ho, Wo) or (K, Ho, Wo) may be any size (the output
     is the canvas from row and column ``padding``): `conv2d_backward`'s input

@@ -44,6 +44,27 @@ def test_2d_tile():
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("t", [1, 6, 13, 40])
+def test_written_out_tile_transforms_are_the_derived_ones(dtype, t):
+    # _wtrans.h writes BT and G out: on the identity (padded to t columns,
+    # random beyond) they give the derived matrices exactly (small integers),
+    # at every column count (vector bodies and remainders).
+    from cyconv._dispatch import _winograd_wgrad
+    _, g_mat, bt = wwg.wgrad_transforms()
+    rng = np.random.default_rng(t)
+    d = rng.standard_normal((6, t)).astype(dtype)
+    d[:, :min(6, t)] = np.eye(6, dtype=dtype)[:, :min(6, t)]
+    v, u = np.full((6, t), np.nan, dtype), np.full((6, t), np.nan, dtype)
+    _winograd_wgrad._tile_transforms(d, v, u)
+    np.testing.assert_array_equal(v[:, :min(6, t)], bt[:, :min(6, t)])
+    np.testing.assert_array_equal(u[:, :min(4, t)], g_mat[:, :min(4, t)])
+    d64 = d.astype(np.float64)
+    atol = 32 * np.finfo(dtype).eps * np.abs(d64).max()
+    np.testing.assert_allclose(v, bt @ d64, rtol=0, atol=atol)
+    np.testing.assert_allclose(u, g_mat @ d64[:4], rtol=0, atol=atol)
+
+
 def _wgrad_ref(gy, x, pads, groups):
     """grad_weight of a stride-1 3x3 conv2d by the definition, in float64."""
     gy, x = gy.astype(np.float64), x.astype(np.float64)

@@ -14,19 +14,21 @@ tiles (over all images), with ``a`` one of the 36 transformed positions:
     S[a] += U[a] @ V[a].T                       (Kg x tiles) @ (tiles x Cg): 36 GEMMs
 
 and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
-(`weights_from_sums`). Each task (group, block of tiles) is one thread's:
-it gathers its tiles from the input and grad_output in place (zeros
-beyond their edges: `cyconv._tiles`) and transforms them into its scratch
-row (the transforms run over the block's tiles in the innermost loop,
-vectorized), runs its GEMMs with BLAS on one thread (see cyconv._threads)
-and writes (its first task of the group) or adds into its own partial
-sums S, which are added up at the end. With few tiles for many
-weights the tasks are (group, range of its kernels) instead, each over all
-tiles block by block, into its own rows of one S (each transforms the
-input tiles again). Either way the tasks never wait for each other (one
-parallel loop): a two-phase form (all transforms of a chunk, then its
-GEMMs split by position, shared sums) waited twice per chunk and ran 5-8x
-slower at 2 threads on a loaded machine.
+(`weights_from_sums`). Each task (group, block of tiles) is one
+thread's: it gathers its tiles from the input and grad_output in place
+(zeros beyond their edges: `cyconv._tiles`) and transforms them into its
+scratch row (BT and G written out in `_wtrans.h`, over the block's tiles
+in the innermost loop, vectorized: 0.93-0.95x the weight gradient's time
+of a row of the matrix per call on N8-C64-56 and C256-14), runs its
+GEMMs with BLAS on one thread (see cyconv._threads) and writes (its
+first task of the group) or adds into its own partial sums S, which are
+added up at the end. With few tiles for many weights the tasks are
+(group, range of its kernels) instead, each over all tiles block by
+block, into its own rows of one S (each transforms the input tiles
+again). Either way the tasks never wait for each other (one parallel
+loop): a two-phase form (all transforms of a chunk, then its GEMMs split
+by position, shared sums) waited twice per chunk and ran 5-8x slower at
+2 threads on a loaded machine.
 """
 from cython.parallel cimport prange, threadid
 
@@ -44,50 +46,68 @@ cdef enum:
     POSITIONS = 36
 
 
-cdef void _row_sum(const floating *src, Py_ssize_t src_step, const floating *coef,
-                   Py_ssize_t terms, floating *dst, Py_ssize_t nt) noexcept nogil:
-    """dst[t] = sum_{j < terms} coef[j] * src[j*src_step + t] for t < nt; terms is 4 or 6.
+cdef extern from "_wtrans.h" nogil:
+    void cyconv_wt_input_float(const float *src, Py_ssize_t src_step, float *dst,
+                               Py_ssize_t dst_step, float *chk, Py_ssize_t nt, int m)
+    void cyconv_wt_input_double(const double *src, Py_ssize_t src_step, double *dst,
+                                Py_ssize_t dst_step, double *chk, Py_ssize_t nt, int m)
+    void cyconv_wt_grad_float(const float *src, Py_ssize_t src_step, float *dst,
+                              Py_ssize_t dst_step, Py_ssize_t nt)
+    void cyconv_wt_grad_double(const double *src, Py_ssize_t src_step, double *dst,
+                               Py_ssize_t dst_step, Py_ssize_t nt)
 
-    All terms in one pass (one store per element); each count has its own
-    loop so that the compiler unrolls and vectorizes it.
+
+cdef inline void _rows(const floating *src, Py_ssize_t src_step, floating *dst,
+                       Py_ssize_t dst_step, Py_ssize_t nt, bint input) noexcept nogil:
+    """dst[a*dst_step + t] = sum_j M[a, j] src[j*src_step + t], a < 6, t < nt.
+
+    M is BT (6 x 6, the forward's: F(3, 4) at its points has the same) for
+    an input tile, G (6 x 4) for a grad_output tile; both written out in
+    `_wtrans.h`.
     """
-    cdef Py_ssize_t t
-    cdef floating c0 = coef[0], c1 = coef[1], c2 = coef[2], c3 = coef[3], c4, c5
-    if terms == 4:
-        for t in range(nt):
-            dst[t] = ((c0 * src[t] + c1 * src[src_step + t])
-                      + (c2 * src[2 * src_step + t] + c3 * src[3 * src_step + t]))
-        return
-    c4, c5 = coef[4], coef[5]
-    for t in range(nt):
-        dst[t] = ((c0 * src[t] + c1 * src[src_step + t])
-                  + (c2 * src[2 * src_step + t] + c3 * src[3 * src_step + t])
-                  + (c4 * src[4 * src_step + t] + c5 * src[5 * src_step + t]))
+    if floating is float:
+        if input:
+            cyconv_wt_input_float(src, src_step, dst, dst_step, NULL, nt, 4)
+        else:
+            cyconv_wt_grad_float(src, src_step, dst, dst_step, nt)
+    else:
+        if input:
+            cyconv_wt_input_double(src, src_step, dst, dst_step, NULL, nt, 4)
+        else:
+            cyconv_wt_grad_double(src, src_step, dst, dst_step, nt)
 
 
-cdef void _sandwich(const floating *src, Py_ssize_t size, const floating *mat,
-                    floating *tmp, floating *dst, Py_ssize_t dst_step,
-                    Py_ssize_t nt) noexcept nogil:
-    """dst[(a*6 + b)*dst_step + t] = (mat @ tile_t @ mat.T)[a, b] for nt tiles.
+cdef void _sandwich(const floating *src, Py_ssize_t size, floating *tmp, floating *dst,
+                    Py_ssize_t dst_step, Py_ssize_t nt) noexcept nogil:
+    """dst[(a*6 + b)*dst_step + t] = (M @ tile_t @ M.T)[a, b] for nt tiles (M: `_rows`).
 
-    ``src[(i*size + j)*nt + t]`` is pixel (i, j) of the size x size tile t;
-    ``mat`` is 6 x size (row-major); ``tmp`` holds size*6*nt elements.
+    ``src[(i*size + j)*nt + t]`` is pixel (i, j) of the size x size tile t,
+    size 6 (an input tile, BT) or 4 (grad_output, G); ``tmp`` holds
+    size*6*nt elements.
     """
-    cdef Py_ssize_t i, a, b
-    # Along rows: tmp[i, b] = sum_j mat[b, j] tile[i, j].
+    cdef Py_ssize_t i, b
+    cdef bint input = size == SPAN
+    # Along rows: tmp[i, b] = sum_j M[b, j] tile[i, j].
     for i in range(size):
-        for b in range(SPAN):
-            _row_sum(src + i * size * nt, nt, mat + b * size, size, tmp + (i * SPAN + b) * nt, nt)
-    # Along columns: dst[a, b] = sum_i mat[a, i] tmp[i, b].
-    for a in range(SPAN):
-        for b in range(SPAN):
-            _row_sum(tmp + b * nt, SPAN * nt, mat + a * size, size,
-                     dst + (a * SPAN + b) * dst_step, nt)
+        _rows(src + i * size * nt, nt, tmp + i * SPAN * nt, nt, nt, input)
+    # Along columns: dst[a, b] = sum_i M[a, i] tmp[i, b].
+    for b in range(SPAN):
+        _rows(tmp + b * nt, SPAN * nt, dst + b * dst_step, SPAN * dst_step, nt, input)
+
+
+def _tile_transforms(const floating[:, ::1] d, floating[:, ::1] v, floating[:, ::1] u):
+    """Test hook: v = BT @ d[:6] and u = G @ d[:4] (columns t) by `_wtrans.h`'s loops.
+
+    Invariants (the caller's): d, v and u (6, t), t >= 1.
+    """
+    cdef Py_ssize_t t = d.shape[1]
+    with nogil:
+        _rows(&d[0, 0], t, &v[0, 0], t, t, True)
+        _rows(&d[0, 0], t, &u[0, 0], t, t, False)
 
 
 cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
-                floating *scratch, floating *line, const floating *bt, const floating *g_mat,
-                floating beta, Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0,
+                floating *scratch, floating *line, floating beta, Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0,
                 Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t cg, Py_ssize_t kg,
                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t h_lim, Py_ssize_t w_lim,
                 Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t ho, Py_ssize_t wo,
@@ -104,11 +124,11 @@ cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
     for c in range(cg):
         gather_tiles(x_p + (g * cg + c) * h * w, n_in * h * w, w, h_lim, w_lim,
                      pad_top, pad_left, STEP, SPAN, d, line, t0, nt, tiles_w, tiles_img)
-        _sandwich(d, SPAN, bt, tmp, v + c * nt, cg * nt, nt)
+        _sandwich(d, SPAN, tmp, v + c * nt, cg * nt, nt)
     for k in range(nk):
         gather_tiles(gy_p + (g * kg + k0 + k) * ho * wo, n_out * ho * wo, wo, ho, wo, 0, 0,
                      STEP, STEP, d, line, t0, nt, tiles_w, tiles_img)
-        _sandwich(d, STEP, g_mat, tmp, u + k * nt, nk * nt, nt)
+        _sandwich(d, STEP, tmp, u + k * nt, nk * nt, nt)
     for a in range(POSITIONS):
         gemm(False, True, nk, cg, nt, 1, u + a * nk * nt, nt, v + a * cg * nt, nt,
              beta, sums + (a * n_out + g * kg + k0) * cg, cg)
@@ -116,7 +136,6 @@ cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
 
 def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] gy,
                      floating[:, :, :, ::1] sums, unsigned char[:, ::1] written,
-                     const floating[:, ::1] bt, const floating[:, ::1] g_mat,
                      Py_ssize_t groups, Py_ssize_t block, Py_ssize_t kernel_parts,
                      Py_ssize_t pad_top, Py_ssize_t pad_left,
                      floating[:, ::1] scratch, int n_threads):
@@ -137,8 +156,7 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
     ``>= ho + 2 - pad_top`` (``wo + 2 - pad_left``), which no output reads;
     gy (N, K, ho, wo) is grad_output, zero beyond. Invariants (checked in
     Python): sums (>= n_threads, or 1 with kernel_parts > 1; 36, K,
-    C/groups); written (sums.shape[0], groups) zeroed; bt (6, 6) and g_mat
-    (6, 4) the transforms; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2)
+    C/groups); written (sums.shape[0], groups) zeroed; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2)
     + 6*(4*ceil(wo/4) + 2) + 8); 1 <= kernel_parts <= K/groups; 0 <= pad_top,
     pad_left <= 2; all non-empty and C-contiguous; GEMM sizes fit a C int;
     n_threads >= 1.
@@ -183,7 +201,7 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
                 t0 = (task % n_parts) * part
                 nt = part if part < n_tiles - t0 else n_tiles - t0
                 _task(x_p, gy_p, sums_p + tid * sums_row, scratch_p + tid * scratch_row,
-                      scratch_p + tid * scratch_row + line_at, &bt[0, 0], &g_mat[0, 0],
+                      scratch_p + tid * scratch_row + line_at,
                       written_p[tid * groups + g], g, 0, kg, t0, nt, n_in, n_out, cg, kg,
                       h, w, h_lim, w_lim, pad_top, pad_left, ho, wo, tiles_w, tiles_img)
                 written_p[tid * groups + g] = 1
@@ -195,7 +213,7 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
                 while nk > 0 and t0 < n_tiles:
                     nt = block if block < n_tiles - t0 else n_tiles - t0
                     _task(x_p, gy_p, sums_p, scratch_p + tid * scratch_row,
-                          scratch_p + tid * scratch_row + line_at, &bt[0, 0], &g_mat[0, 0],
+                          scratch_p + tid * scratch_row + line_at,
                           t0 > 0, g, k0, nk, t0, nt, n_in, n_out, cg, kg, h, w, h_lim, w_lim,
                           pad_top, pad_left, ho, wo, tiles_w, tiles_img)
                     t0 = t0 + nt

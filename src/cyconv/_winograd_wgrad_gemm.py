@@ -85,15 +85,6 @@ def wgrad_transforms():
     return tuple(out)
 
 
-@functools.cache
-def _tile_matrices(dtype):
-    """(G, BT) of `wgrad_transforms` as ``dtype`` (small integers: exact), read-only."""
-    _, g_mat, bt = wgrad_transforms()
-    g_mat, bt = g_mat.astype(dtype), bt.astype(dtype)
-    g_mat.flags.writeable = bt.flags.writeable = False
-    return g_mat, bt
-
-
 def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_left):
     """grad_weight (K, C/groups, 3, 3) of a 3x3, stride-1 convolution by F(3x3, 4x4); None if not finite.
 
@@ -110,7 +101,6 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
     n_batch, n_out, ho, wo = gy.shape
     kg, cg = n_out // groups, weight_shape[1]
     th, tw = -(-ho // STEP), -(-wo // STEP)
-    g_mat, bt = _tile_matrices(dtype)
     n_tiles = n_batch * th * tw
     row = SPAN * SPAN * (cg + kg + 2)
     tile_bytes = row * dtype.itemsize
@@ -144,7 +134,7 @@ def run_winograd_grad_weight(func, x, gy, weight_shape, groups, pad_top, pad_lef
         with scratch((n_sums, SPAN * SPAN, n_out, cg), dtype) as sums, \
                 scratch((n_threads, row * block + line), dtype) as blocks:
             written = np.zeros((n_sums, groups), np.uint8)
-            _winograd_wgrad.transformed_sums(x, gy, sums, written, bt, g_mat, groups, block,
+            _winograd_wgrad.transformed_sums(x, gy, sums, written, groups, block,
                                              kernel_parts, pad_top, pad_left, blocks,
                                              n_threads)
             for part, g in zip(*np.nonzero(written == 0)):  # a thread with no task of g

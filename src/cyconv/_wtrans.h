@@ -1,4 +1,5 @@
-/* The tile transforms of Winograd's forward (cyconv._winograd), written out.
+/* The tile transforms of Winograd's forward (cyconv._winograd), written out;
+ * the weight gradient (cyconv._winograd_wgrad) uses the input one and G below.
  *
  *     input:  dst[a*dst_step + t] = sum_j BT[a, j] * src[j*src_step + t]   a < m + 2
  *     output: dst[i*dst_step + t] = sum_a AT[i, a] * src[a*src_step + t]   i < m
@@ -134,7 +135,37 @@
         }                                                                               \
     }
 
+/* The weight gradient's grad_output transform (cyconv._winograd_wgrad): G of
+ * F(3, 4) at the same points, its rows scaled to small integers
+ * (cyconv._winograd_wgrad_gemm.wgrad_transforms), on 4 values per tile:
+ *
+ *     dst[a*dst_step + t] = sum_j G[a, j] * src[j*src_step + t]   a < 6
+ *
+ * Written out for the reason above: a row of G per call spent half its
+ * multiply-adds on zeros and ones. */
+#define CYCONV_DEFINE_WT_GRAD(T)                                                        \
+    static void cyconv_wt_grad_##T(const T *restrict src, ptrdiff_t src_step,           \
+                                   T *restrict dst, ptrdiff_t dst_step, ptrdiff_t nt)   \
+    {                                                                                   \
+        const T *s0 = src, *s1 = src + src_step, *s2 = src + 2 * src_step;              \
+        const T *s3 = src + 3 * src_step;                                               \
+        T *o0 = dst, *o1 = dst + dst_step, *o2 = dst + 2 * dst_step;                    \
+        T *o3 = dst + 3 * dst_step, *o4 = dst + 4 * dst_step, *o5 = dst + 5 * dst_step; \
+        CYCONV_WT_SIMD for (ptrdiff_t t = 0; t < nt; t++) {                             \
+            const T d0 = s0[t], d1 = s1[t], d2 = s2[t], d3 = s3[t];                     \
+            const T even = d0 + d2, odd = d1 + d3;                                      \
+            o0[t] = d0;                                                                 \
+            o1[t] = odd - even;                                                         \
+            o2[t] = -(even + odd);                                                      \
+            o3[t] = ((T)8 * d0 + (T)2 * d2) + ((T)4 * d1 + d3);                         \
+            o4[t] = (d0 + (T)4 * d2) - ((T)2 * d1 + (T)8 * d3);                         \
+            o5[t] = d3;                                                                 \
+        }                                                                               \
+    }
+
 CYCONV_DEFINE_WT(float)
 CYCONV_DEFINE_WT(double)
+CYCONV_DEFINE_WT_GRAD(float)
+CYCONV_DEFINE_WT_GRAD(double)
 
 #endif /* CYCONV_WTRANS_H */

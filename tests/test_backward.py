@@ -515,8 +515,12 @@ def _gradients_ref(gy, x, w):
     return gxp[:, :, 1:-1, 1:-1], gw
 
 
-def _spy_threads(monkeypatch):
-    """Records (kernel, thread, team size) of the Winograd kernels' calls."""
+def _spy_threads(monkeypatch, sums=0):
+    """Records (kernel, thread, team size) of the Winograd kernels' calls.
+
+    Side by side from ``sums`` transformed sums (0: the small layers below too).
+    """
+    monkeypatch.setattr(cyconv._backward, "SIDE_BY_SIDE_SUMS", sums)
     import cyconv._winograd_gemm as wg
     import cyconv._winograd_wgrad_gemm as wwg
     from cyconv._dispatch import _winograd, _winograd_wgrad
@@ -559,6 +563,29 @@ def test_winograd_gradients_side_by_side(monkeypatch, mask):
 
 
 @needs_two_cpus
+@pytest.mark.parametrize("channels, side_by_side", [(192, True), (128, False)])
+def test_side_by_side_where_the_sums_are_large(monkeypatch, channels, side_by_side):
+    # 'auto' runs the two side by side from SIDE_BY_SIDE_SUMS transformed sums
+    # (36 * K * Cg: 1.3M at 192 channels, 0.59M at 128), else one after the
+    # other, each on both threads.
+    calls = _spy_threads(monkeypatch, cyconv._backward.SIDE_BY_SIDE_SUMS)
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1, channels, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((1, channels, 8, 8)).astype(np.float32)
+    with _threads.thread_limit(2):
+        gx, gw, _ = cyconv.conv2d_backward(gy, x, w, padding=1, method="winograd")
+    expected = ([("conv2d_forward", False, 1), ("transformed_sums", True, 1)] if side_by_side
+                else [("conv2d_forward", True, 2), ("transformed_sums", True, 2)])
+    assert sorted((name, tid == threading.get_ident(), team)
+                  for name, tid, team in calls) == expected
+    want = cyconv.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
+                                  w.astype(np.float64), padding=1, method="im2col")
+    assert_allclose(gx, want[0], rtol=0, atol=1e-4 * np.abs(want[0]).max())
+    assert_allclose(gw, want[1], rtol=0, atol=1e-4 * np.abs(want[1]).max())
+
+
+@needs_two_cpus
 def test_side_by_side_nonfinite_falls_back(monkeypatch):
     # An inf of grad_output: the input gradient's Winograd leaves it to the
     # shifted GEMMs (on its thread) and the weight gradient to im2col's.
@@ -587,6 +614,7 @@ def test_side_by_side_raises_either_error(monkeypatch, where):
 
     target = "_grad_input_as_forward" if where == "input gradient" else "run_winograd_grad_weight"
     monkeypatch.setattr(cyconv._backward, target, fail)
+    monkeypatch.setattr(cyconv._backward, "SIDE_BY_SIDE_SUMS", 0)  # side by side at 32 channels
     rng = np.random.default_rng(13)
     x = rng.standard_normal((2, 32, 32, 32))
     w = rng.standard_normal((32, 32, 3, 3))

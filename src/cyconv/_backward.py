@@ -57,6 +57,17 @@ WINOGRAD_GRAD_TILES = 32
 # each other at the kernels' barriers). On one thread each, the two take
 # about the same time on both layers (13 ms).
 SIDE_BY_SIDE_WORK = 2**21
+# ... and only where the weight gradient's transformed sums (36 * K * C/groups
+# values) are at least this many: on two threads each thread adds into sums
+# of its own, whose traffic grows with them; on one thread that is halved.
+# With fewer, the two on one thread each finish unevenly (the weight gradient
+# takes longer) and one after the other on both threads was faster. Measured
+# on an idle 2-core Xeon (AVX-512), float32, padding 1, medians of 11
+# interleaved rounds (side by side / one after the other): C=K=192..512
+# (1.3M..9.4M sums) 0.77-0.99 (N8-C256-14 0.88, N1-C256-28 0.77, N8-C512-7
+# 0.99); C=K=128 (0.59M) 1.02-1.06; C=K=16..64 1.09-1.69 (N8-C64-56 1.10,
+# N8-C32-112 1.19).
+SIDE_BY_SIDE_SUMS = 2**20
 
 
 def _output_mask(func, output_mask):
@@ -482,12 +493,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
 
     # Both gradients by Winograd on several threads: side by side, each on
     # half of the threads, rather than one after the other on all of them
-    # (see SIDE_BY_SIDE_WORK).
+    # (see SIDE_BY_SIDE_WORK and SIDE_BY_SIDE_SUMS).
     side_by_side = (want_input and want_weight and run and grad_input is None
                     and grad_weight is None and as_forward and method == "winograd"
                     and winograd_weight and max_threads() > 1 and blas_threads.controlled
                     and geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4) * 36 * geom.kernels
-                    * (geom.channels // geom.groups) >= SIDE_BY_SIDE_WORK)
+                    * (geom.channels // geom.groups) >= SIDE_BY_SIDE_WORK
+                    and 36 * geom.kernels * (geom.channels // geom.groups) >= SIDE_BY_SIDE_SUMS)
     winograd_weight_done = False
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if (up2_input and run and grad_input is None

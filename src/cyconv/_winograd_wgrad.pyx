@@ -107,8 +107,9 @@ def _tile_transforms(const floating[:, ::1] d, floating[:, ::1] v, floating[:, :
 
 
 cdef void _task(const floating *x_p, const floating *gy_p, floating *sums,
-                floating *scratch, floating *line, floating beta, Py_ssize_t g, Py_ssize_t k0, Py_ssize_t nk, Py_ssize_t t0,
-                Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t cg, Py_ssize_t kg,
+                floating *scratch, floating *line, floating beta, Py_ssize_t g, Py_ssize_t k0,
+                Py_ssize_t nk, Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t n_in, Py_ssize_t n_out,
+                Py_ssize_t cg, Py_ssize_t kg,
                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t h_lim, Py_ssize_t w_lim,
                 Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t ho, Py_ssize_t wo,
                 Py_ssize_t tiles_w, Py_ssize_t tiles_img) noexcept nogil:
@@ -156,10 +157,10 @@ def transformed_sums(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1
     ``>= ho + 2 - pad_top`` (``wo + 2 - pad_left``), which no output reads;
     gy (N, K, ho, wo) is grad_output, zero beyond. Invariants (checked in
     Python): sums (>= n_threads, or 1 with kernel_parts > 1; 36, K,
-    C/groups); written (sums.shape[0], groups) zeroed; scratch (>= n_threads, >= 36*block*(Cg + Kg + 2)
-    + 6*(4*ceil(wo/4) + 2) + 8); 1 <= kernel_parts <= K/groups; 0 <= pad_top,
-    pad_left <= 2; all non-empty and C-contiguous; GEMM sizes fit a C int;
-    n_threads >= 1.
+    C/groups); written (sums.shape[0], groups) zeroed; scratch (>= n_threads,
+    >= 36*block*(Cg + Kg + 2) + 6*(4*ceil(wo/4) + 2) + 8); 1 <= kernel_parts
+    <= K/groups; 0 <= pad_top, pad_left <= 2; all non-empty and C-contiguous;
+    GEMM sizes fit a C int; n_threads >= 1.
     """
     cdef Py_ssize_t n_batch = gy.shape[0], n_out = gy.shape[1]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]

@@ -61,12 +61,12 @@ SIDE_BY_SIDE_WORK = 2**21
 # values) are at least this many: on two threads each thread adds into sums
 # of its own, whose traffic grows with them; on one thread that is halved.
 # With fewer, the two on one thread each finish unevenly (the weight gradient
-# takes longer) and one after the other on both threads was faster. Measured
-# on an idle 2-core Xeon (AVX-512), float32, padding 1, medians of 11
-# interleaved rounds (side by side / one after the other): C=K=192..512
-# (1.3M..9.4M sums) 0.77-0.99 (N8-C256-14 0.88, N1-C256-28 0.77, N8-C512-7
-# 0.99); C=K=128 (0.59M) 1.02-1.06; C=K=16..64 1.09-1.69 (N8-C64-56 1.10,
-# N8-C32-112 1.19).
+# takes longer) and one after the other on both threads was faster.
+# benchmarks/side_by_side_rule.py on an idle 2-core Xeon (AVX-512), float32,
+# padding 1, side by side / one after the other, medians of 11 interleaved
+# rounds: C=K=192..512 (1.3M..9.4M sums) 0.77-1.00 (N8-C256-14 0.92,
+# N1-C256-28 0.77, N8-C512-7 1.00); C=K=128 (0.59M) 0.97-1.03; C=K=16..64
+# 1.07-1.66 (N8-C64-56 1.07, N8-C32-112 1.21).
 SIDE_BY_SIDE_SUMS = 2**20
 
 

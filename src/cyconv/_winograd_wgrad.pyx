@@ -18,8 +18,8 @@ and ``grad_weight[k, c] = AT @ S[:, k, c] @ AT.T`` at the end
 thread's: it gathers its tiles from the input and grad_output in place
 (zeros beyond their edges: `cyconv._tiles`) and transforms them into its
 scratch row (BT and G written out in `_wtrans.h`, over the block's tiles
-in the innermost loop, vectorized: 0.93-0.95x the weight gradient's time
-of a row of the matrix per call on N8-C64-56 and C256-14), runs its
+in the innermost loop, vectorized: 0.91-1.00x the weight gradient's time
+of a row of the matrix per call, N8-C64-56 0.94), runs its
 GEMMs with BLAS on one thread (see cyconv._threads) and writes (its
 first task of the group) or adds into its own partial sums S, which are
 added up at the end. With few tiles for many weights the tasks are

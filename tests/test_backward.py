@@ -565,9 +565,9 @@ def test_winograd_gradients_side_by_side(monkeypatch, mask):
 @needs_two_cpus
 @pytest.mark.parametrize("channels, side_by_side", [(192, True), (128, False)])
 def test_side_by_side_where_the_sums_are_large(monkeypatch, channels, side_by_side):
-    # 'auto' runs the two side by side from SIDE_BY_SIDE_SUMS transformed sums
-    # (36 * K * Cg: 1.3M at 192 channels, 0.59M at 128), else one after the
-    # other, each on both threads.
+    # Both gradients by Winograd: side by side from SIDE_BY_SIDE_SUMS
+    # transformed sums (36 * K * Cg: 1.3M at 192 channels, 0.59M at 128), else
+    # one after the other, each on both threads.
     calls = _spy_threads(monkeypatch, cyconv._backward.SIDE_BY_SIDE_SUMS)
     rng = np.random.default_rng(14)
     x = rng.standard_normal((1, channels, 8, 8)).astype(np.float32)

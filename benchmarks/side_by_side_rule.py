@@ -1,22 +1,25 @@
 """The grid behind SIDE_BY_SIDE_SUMS (_backward.py): the two Winograd gradients side by side or not.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/side_by_side_rule.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/side_by_side_rule.py \
+        [--first cyconv|torch]
 
 For 3x3 stride-1 layers (float32, padding 1, 2 threads) whose gradients both
 take Winograd, times conv2d_backward (input and weight gradients) with the
 two side by side (each on one thread) and one after the other (each on both
-threads), alternating call by call (best of 5 calls per round, 11 rounds),
-and prints the medians, their ratio and the weight gradient's transformed
+threads), alternating call by call (best of 5 calls per round, 11 rounds;
+the allocator in run.py's steady state, cyconv imported first unless
+``--first torch``), and prints the medians, their ratio and the weight gradient's transformed
 sums (36 * K * C/groups) that the rule looks at.
 """
-import ctypes
+import os
+import sys
 import time
 
-import numpy as np
-
-import cyconv
-import cyconv._backward as backward
-from cyconv._threads import thread_limit
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402,F401  (sets the steady allocator and the import order, as run.py does)
+from run import cyconv, np  # noqa: E402
+import cyconv._backward as backward  # noqa: E402
+from cyconv._threads import thread_limit  # noqa: E402
 
 LAYERS = [  # N, C = K, pixels
     (8, 16, 112), (8, 32, 112), (8, 64, 56), (1, 64, 56), (32, 64, 56), (8, 64, 28),
@@ -25,16 +28,6 @@ LAYERS = [  # N, C = K, pixels
     (8, 512, 7),
 ]
 OFF = 2**62  # a threshold no layer reaches: one after the other
-
-
-def steady_malloc():
-    """glibc's allocator as in a long-running process (as benchmarks/run.py)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
 
 
 def best_of(fn, calls=5):
@@ -48,7 +41,6 @@ def best_of(fn, calls=5):
 
 
 def main():
-    steady_malloc()
     rng = np.random.default_rng(0)
     default = backward.SIDE_BY_SIDE_SUMS
     print("layer                 sums      side by side  one after other  ratio")

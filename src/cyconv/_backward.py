@@ -64,9 +64,10 @@ SIDE_BY_SIDE_WORK = 2**21
 # takes longer) and one after the other on both threads was faster.
 # benchmarks/side_by_side_rule.py on an idle 2-core Xeon (AVX-512), float32,
 # padding 1, side by side / one after the other, medians of 11 interleaved
-# rounds: C=K=192..512 (1.3M..9.4M sums) 0.77-1.00 (N8-C256-14 0.92,
-# N1-C256-28 0.77, N8-C512-7 1.00); C=K=128 (0.59M) 0.97-1.03; C=K=16..64
-# 1.07-1.66 (N8-C64-56 1.07, N8-C32-112 1.21).
+# rounds, two runs: C=K=256..512 (2.4M..9.4M sums) 0.77-1.00 (N8-C256-14
+# 0.92-0.93, N1-C256-28 0.77-0.86, N8-C512-7 1.00); C=K=192 (1.3M) 0.97 and
+# 1.04: the boundary; C=K=128 (0.59M) 0.93-1.03; C=K=16..64 1.06-1.77
+# (N8-C64-56 1.06-1.07, N8-C32-112 1.18-1.21).
 SIDE_BY_SIDE_SUMS = 2**20
 
 

@@ -133,6 +133,17 @@ def environment():
     return info
 
 
+def best_of(fn, calls=5):
+    """The shortest of ``calls`` timed calls of ``fn``, after one untimed (the rule scripts' rounds)."""
+    fn()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def sgemm_rate(repeats):
     """GFLOP/s of a float32 2048x2048 matrix product through NumPy's BLAS.
 

@@ -13,11 +13,10 @@ sums (36 * K * C/groups) that the rule looks at.
 """
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402,F401  (sets the steady allocator and the import order, as run.py does)
-from run import cyconv, np  # noqa: E402
+from run import best_of, cyconv, np  # noqa: E402
 import cyconv._backward as backward  # noqa: E402
 from cyconv._threads import thread_limit  # noqa: E402
 
@@ -28,16 +27,6 @@ LAYERS = [  # N, C = K, pixels
     (8, 512, 7),
 ]
 OFF = 2**62  # a threshold no layer reaches: one after the other
-
-
-def best_of(fn, calls=5):
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():

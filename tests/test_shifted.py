@@ -103,7 +103,8 @@ def test_auto_picks_shifted_only_where_it_applies(monkeypatch):
 
     assert pick((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "shifted"
     assert pick((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2) == "im2col"
-    assert pick((8, 64, 56, 56), (64, 64, 1, 1)) == "im2col"  # pointwise: no copy either
+    assert pick((8, 64, 56, 56), (64, 64, 1, 1)) == "pointwise"  # no copy either
+    assert pick((8, 64, 56, 56), (64, 64, 1, 1), padding=1) == "im2col"
     assert pick((8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64) == "direct"
     # One image's padded cell above the limit: im2col's bounded blocks instead.
     monkeypatch.setattr(cyconv._shifted_gemm, "SHIFTED_IMAGES_BYTES", 64 * 58 * 58 * 4 - 1)

@@ -11,10 +11,11 @@ import numpy as np
 import numpy.typing as npt
 
 from cyconv import _conv, _fft, _im2col
-from cyconv._dispatch import _direct
+from cyconv._dispatch import _direct, _pointwise
 from cyconv._typing import FloatArray, IntPair, Padding, PaddingMode
 from cyconv._conv import (
     METHODS,
+    ZERO_BIAS,
     array_geometry,
     choose_method,
     depthwise_scratch,
@@ -25,6 +26,7 @@ from cyconv._conv import (
     phase_workspace,
     prepare_input,
     run_direct,
+    run_pointwise,
     weight4,
 )
 from cyconv._shifted_gemm import run_shifted_forward
@@ -32,6 +34,7 @@ from cyconv._transpose_winograd import up2_applies, up2_layer, up2_wanted
 from cyconv._winograd_gemm import check_winograd, run_winograd_forward, winograd_pays
 from cyconv._winograd_wgrad_gemm import run_winograd_grad_weight, winograd_wgrad_pays
 from cyconv._openmp import max_threads
+from cyconv._scratch import aligned_empty
 from cyconv._threads import blas_threads, gemm_team, thread_limit
 from cyconv._validate import (
     PAD_MODES,
@@ -267,6 +270,29 @@ def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
     return total.reshape(weight_shape)
 
 
+def _pointwise_grad_input(gy, w4, input_shape, groups):
+    """A 1x1 layer's input gradient by the packed GEMM: each group's weight block transposed times gy."""
+    dtype, kg = gy.dtype, w4.shape[0] // groups
+    # Each group's (Cg, Kg) block of the weight transposed: the packed GEMM
+    # reads its first operand as it lies (see _wgemm.h).
+    wt = np.empty((groups, w4.shape[1], kg), dtype)
+    _pointwise.transpose(w4.reshape(groups, kg, -1), wt)
+    grad_input = aligned_empty(input_shape, dtype)  # see _scratch.aligned_empty
+    run_pointwise(gy, wt.reshape(-1, kg), ZERO_BIAS[dtype], False, grad_input, groups)
+    return grad_input
+
+
+def _pointwise_grad_weight(func, x, gy, weight_shape, groups):
+    """A 1x1 layer's weight gradient by the packed GEMM: one partial sum per thread, added at the end."""
+    n_threads = max_threads()
+    check_alloc(func, gy.dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
+    partial = np.zeros((n_threads, math.prod(weight_shape)), gy.dtype)
+    _pointwise.weight_products(x.reshape(x.shape[0], x.shape[1], -1),
+                               gy.reshape(gy.shape[0], gy.shape[1], -1), partial, groups)
+    total = partial[0] if n_threads == 1 else partial.sum(axis=0)
+    return total.reshape(weight_shape)
+
+
 def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: npt.ArrayLike,
                     stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, *, padding_mode: PaddingMode = "zeros",
@@ -448,6 +474,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                  and up2_applies(w4.shape, (geom.sh, geom.sw), (0, 0), (geom.dh, geom.dw)))
     if method == "auto":
         method = choose_method(geom, dtype)
+        if method == "pointwise" and geom.channels > geom.kernels:
+            # The packed GEMM's gradients of a 1x1 layer with more input
+            # channels than kernels: the input gradient's sums are shallow
+            # and its output large, the weight gradient has few rows per
+            # packed panel; 0.95-1.29x OpenBLAS's time there, 0.68-0.98x
+            # elsewhere (benchmarks/pointwise_rule.py).
+            method = "im2col"
         # The stride-1 input gradient is conv2d's forward of grad_output:
         # Winograd where conv2d's 'auto' takes it, over at least
         # WINOGRAD_GRAD_TILES 4x4 tiles. Measured against 'shifted'
@@ -464,7 +497,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # meet those zeros, which are no part of the sum: take the adjoint kernels.
     # (Winograd's forward notices a NaN or inf of grad_output as it transforms
     # the tiles and leaves the result to the shifted GEMMs.)
-    as_forward = (method != "im2col" and _transposes_to_forward(geom, pad_top, pad_left)
+    as_forward = (method not in ("im2col", "pointwise")
+                  and _transposes_to_forward(geom, pad_top, pad_left)
                   and (dtype.kind not in "fc" or _fft.all_finite(w4)))
     kernels = _direct if method == "direct" else _im2col
     run = bool(gy.size and math.prod(xp_shape) and w4.size)  # else every sum is empty
@@ -539,9 +573,11 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                                               *(taps or (None, None)),
                                               workspace, n_threads)
                     del workspace  # freed before the weight gradient's own is made
+            elif pointwise and method == "pointwise":
+                grad_input = _pointwise_grad_input(gy, w4, xp_shape, geom.groups)
             else:
                 grad_input = (np.empty if pointwise else np.zeros)(xp_shape, dtype)
-            if pointwise:
+            if pointwise and method != "pointwise":
                 with gemm_team() as n_threads:
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args, None, None,
                                               gemm_workspace(func, geom, dtype, n_threads),
@@ -567,6 +603,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         elif kernels is _direct:
             grad_weight = np.zeros(w4.shape, dtype)
             _direct.conv2d_grad_weight(xp, gy, grad_weight, *args)
+        elif method == "pointwise":
+            grad_weight = _pointwise_grad_weight(func, xp, gy, w4.shape, geom.groups)
         else:
             grad_weight = _im2col_grad_weight(func, xp, gy, w4.shape, geom, args)
     if want_weight:

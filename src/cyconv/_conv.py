@@ -8,11 +8,12 @@ import numpy as np
 import numpy.typing as npt
 
 from cyconv import _fft, _im2col
-from cyconv._dispatch import _direct
+from cyconv._dispatch import _direct, _pointwise
 # After _dispatch: _small calls the dispatched _direct's row loop (cimported).
 from cyconv import _small  # noqa: E402,I001
 # The function, not the module: test_threads watches the kernel modules' calls.
 from cyconv._openmp import max_threads
+from cyconv._scratch import aligned_empty
 from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
 from cyconv._stem import regblock_pays, run_regblock_forward
 from cyconv._threads import gemm_team
@@ -315,16 +316,43 @@ def choose_method(geom, dtype):
     or 3x3 at stride 1, run the register-blocked direct kernels ('regblock',
     cyconv._stem), which copy the input once instead of kh*kw times.
     At stride 1 the GEMMs read the image in place ('shifted', no unrolled
-    copy); a 1x1 kernel needs no copy either way (im2col's pointwise case).
-    Sizes that do not fit BLAS's C int leave only the direct loops.
+    copy). A 1x1 kernel at stride 1 without padding needs no copy either
+    way: float32/float64 run cyconv's packed GEMM on it ('pointwise',
+    cyconv._pointwise), other dtypes im2col's pointwise case. Sizes that do
+    not fit BLAS's C int leave only the direct loops.
     """
     if geom.kernels // geom.groups < 4:
         return "direct"
+    if pointwise_applies(geom, dtype):
+        return "pointwise"
     if regblock_pays(geom, dtype):
         return "regblock"
     if (geom.sh, geom.sw) == (1, 1) and geom.kh * geom.kw > 1 and shifted_fits(geom, dtype):
         return "shifted"
     return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
+
+
+# The packed GEMM of a 1x1 layer (cyconv._pointwise) wants images of at least
+# this many pixels: on 7x7 ones (49: four vectors of columns, the last one
+# holding one) it took 1.09-1.24x OpenBLAS's time, on 14x14 ones 0.88-0.99x
+# (benchmarks/pointwise_rule.py).
+POINTWISE_MIN_PIXELS = 100
+
+
+def pointwise_applies(geom, dtype):
+    """True for a float32/float64 1x1 layer at stride 1 without padding, of POINTWISE_MIN_PIXELS or more."""
+    return (dtype in _FLOATS and (geom.kh, geom.kw, geom.sh, geom.sw) == (1, 1, 1, 1)
+            and not any(geom.pads) and geom.ho * geom.wo >= POINTWISE_MIN_PIXELS)
+
+
+def run_pointwise(x, w, bias, has_bias, out, groups):
+    """out = the 1x1 products of x (N, C, H, W) by w (K, C/groups, 1, 1) (cyconv._pointwise).
+
+    Arrays C-contiguous, of one float dtype, non-empty.
+    """
+    n, rows_out = out.shape[:2]
+    _pointwise.products(x.reshape(n, x.shape[1], -1), w.reshape(w.shape[0], -1), bias,
+                        has_bias, out.reshape(n, rows_out, -1), groups)
 
 
 # The bias of a single kernel without one, for each dtype a forward kernel
@@ -375,7 +403,7 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     shape = (geom.batch, geom.kernels, geom.ho, geom.wo)
     if geom.batch * geom.kernels * geom.ho * geom.wo * dtype.itemsize > MEMORY_BYTES:
         check_alloc(func, dtype.itemsize, output=shape)  # which says why
-    out = np.empty(shape, dtype)
+    out = aligned_empty(shape, dtype) if method == "pointwise" else np.empty(shape, dtype)
     if out.size == 0:
         return out
     bias = b
@@ -388,6 +416,8 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
     args = (geom.sh, geom.sw, pad_top, pad_left, geom.dh, geom.dw, geom.groups)
     if method == "direct":
         run_direct(x, w, bias, out, *args)
+    elif method == "pointwise":
+        run_pointwise(x, w, bias, b is not None, out, geom.groups)
     elif method == "regblock":
         run_regblock_forward(func, x, w, bias, out, geom, pad_top, pad_left)
     elif method == "shifted":

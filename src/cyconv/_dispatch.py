@@ -25,7 +25,7 @@ LEVELS = {
     "avx512": (("x86-64-v4",), "x86-64-v4: AVX-512 F/BW/DQ/VL, 512-bit vectors"),
 }
 
-KERNELS = ("_direct", "_pooling", "_regblock", "_winograd", "_winograd_wgrad")
+KERNELS = ("_direct", "_pointwise", "_pooling", "_regblock", "_winograd", "_winograd_wgrad")
 
 
 def supported():
@@ -90,6 +90,7 @@ def load(name, level):
 
 LEVEL = choose(os.environ.get(ENV), built(), supported())
 _direct = load("_direct", LEVEL)
+_pointwise = load("_pointwise", LEVEL)
 _pooling = load("_pooling", LEVEL)
 _regblock = load("_regblock", LEVEL)
 _winograd = load("_winograd", LEVEL)

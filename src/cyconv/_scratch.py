@@ -54,11 +54,29 @@ def scratch(shape, dtype, shared=False):
         buf = np.empty(nbytes + ALIGN, np.uint8)
     if shared:
         _last_shared = weakref.ref(buf)
-    start = -buf.ctypes.data % ALIGN
     try:
-        yield buf[start:start + nbytes].view(dtype).reshape(shape)
+        yield _aligned_view(buf, nbytes, shape, dtype)
     finally:
         with _lock:
             _free.append(buf)
             while len(_free) > MAX_CACHED or sum(b.nbytes for b in _free) > MAX_CACHED_BYTES:
                 del _free[0]
+
+
+def aligned_empty(shape, dtype):
+    """An uninitialized C-contiguous array that starts on a cache line (ALIGN bytes).
+
+    For results that vector kernels store to whole rows of: NumPy starts
+    large arrays 16 bytes into a line, and a 64-byte store across two lines
+    costs two. The 1x1 layer's packed GEMM (cyconv._pointwise) took
+    1.06-1.09x its time on such an output (N8-C256-28-K512, both threads,
+    a C harness of _wgemm.h).
+    """
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    return _aligned_view(np.empty(nbytes + ALIGN, np.uint8), nbytes, shape, dtype)
+
+
+def _aligned_view(buf, nbytes, shape, dtype):
+    """The array of ``shape`` and ``dtype`` in ``buf`` (nbytes + ALIGN bytes) from its first aligned byte."""
+    start = -buf.ctypes.data % ALIGN
+    return buf[start:start + nbytes].view(dtype).reshape(shape)

@@ -31,11 +31,14 @@ def _bound(x, w, b, dtype, **kwargs):
 
 # (input shape, kernels, groups, padding): stride 1's cases (1x1 outputs,
 # padding 0/1/2 and uneven, groups, batch 1..9; here odd and even output
-# widths, a last tile with one output) and images of many rows.
+# widths, a last tile with one output) and images of many rows; products
+# deeper than the packed GEMM's chunk of 128 (3 * 50 rows, 300 for the
+# pairs) with a last, partial block of kernels.
 CASES = [case for case in STRIDE1_CASES if case[3] != "same"] + [
     ((2, 5, 9, 37), 7, 1, (2, 0)),
     ((1, 8, 28, 28), 16, 1, 1),
     ((2, 16, 15, 8), 16, 2, 1),
+    ((2, 50, 13, 11), 9, 1, 1),
 ]
 
 

@@ -2,43 +2,23 @@
 
 A pointwise layer is the product of the (K, C) weight and each image's
 (C, H*W) planes, with no copy to make (Caffe's ``is_1x1_``). OpenBLAS ran
-that GEMM (512 x 256 @ 256 x 784, one thread per image) at 145 GFLOP/s
-on one AVX-512 core, 80-90% of its own large-sgemm rate: it packs both
-operands on every call for a product it then sums only 256 deep. `_wgemm.h`'s
-packed GEMM copies only a panel of the image's columns at a time, into a
-buffer that stays in L1, and ran it at 171 (see there). Built once per SIMD
-level like ``_winograd`` (see meson.build and cyconv._dispatch).
+that GEMM (512 x 256 @ 256 x 784) at 145 GFLOP/s on one AVX-512 core with
+the operands in cache (MKL, in PyTorch, 166; the core's multiply-add peak
+214): it packs both operands on every call for a product it then sums only
+256 deep. `_wgemm.h`'s packed GEMM copies a panel of the image's columns at
+a time into a buffer that stays in L1, and ran it at 168-171 (see there).
+The gradients take the same GEMM: the input gradient with the weight
+transposed first, the weight gradient with the panels copied transposed.
+Built once per SIMD level like ``_winograd`` (see meson.build and
+cyconv._dispatch).
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
 from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
 from cyconv._split cimport even_part
-
-cdef extern from "_wgemm.h" nogil:
-    int CYCONV_WG_MAX_LANES
-    void cyconv_pg_gemm_float(const float *u, Py_ssize_t ldu, const float *v, Py_ssize_t ldv,
-                              int vt, float *m, Py_ssize_t ldm, Py_ssize_t kg,
-                              Py_ssize_t cg, Py_ssize_t nt, const float *bias, int accumulate)
-    void cyconv_pg_gemm_double(const double *u, Py_ssize_t ldu, const double *v,
-                               Py_ssize_t ldv, int vt, double *m, Py_ssize_t ldm,
-                               Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt,
-                               const double *bias, int accumulate)
-    void cyconv_pg_transpose_float(const float *src, Py_ssize_t lds, float *dst, Py_ssize_t ldd,
-                                   Py_ssize_t rows, Py_ssize_t cols)
-    void cyconv_pg_transpose_double(const double *src, Py_ssize_t lds, double *dst,
-                                    Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols)
-
-
-cdef inline void _gemm(const floating *u, Py_ssize_t ldu, const floating *v, Py_ssize_t ldv,
-                       int vt, floating *m, Py_ssize_t ldm, Py_ssize_t kg,
-                       Py_ssize_t cg, Py_ssize_t nt, const floating *bias,
-                       bint accumulate) noexcept nogil:
-    """_wgemm.h's packed GEMM for either dtype (see there)."""
-    if floating is float:
-        cyconv_pg_gemm_float(u, ldu, v, ldv, vt, m, ldm, kg, cg, nt, bias, accumulate)
-    else:
-        cyconv_pg_gemm_double(u, ldu, v, ldv, vt, m, ldm, kg, cg, nt, bias, accumulate)
+from cyconv._wgemm cimport (CYCONV_WG_MAX_LANES, cyconv_pg_transpose_double,
+                            cyconv_pg_transpose_float, packed_gemm)
 
 
 def transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):
@@ -94,7 +74,7 @@ def products(const floating[:, :, ::1] x, const floating[:, ::1] weight,
             g = task // n_blocks % groups
             start = task % n_blocks * block
             b_p = &bias[g * rows_out] if has_bias else NULL
-            _gemm(w_p + g * rows_out * rows_in, rows_in,
+            packed_gemm(w_p + g * rows_out * rows_in, rows_in,
                   x_p + (n * groups + g) * rows_in * n_pos + start, n_pos, False,
                   out_p + (n * groups + g) * rows_out * n_pos + start, n_pos,
                   rows_out, rows_in, block if block < n_pos - start else n_pos - start,
@@ -134,7 +114,7 @@ def weight_products(const floating[:, :, ::1] x, const floating[:, :, ::1] grad_
             g = task // n_blocks % groups
             start = task % n_blocks * block
             # (kg x cg) += grad_out block (kg x count) @ its pixels of x, transposed.
-            _gemm(gy_p + (n * groups + g) * kg * n_pos + start, n_pos,
+            packed_gemm(gy_p + (n * groups + g) * kg * n_pos + start, n_pos,
                   x_p + (n * groups + g) * cg * n_pos + start, n_pos, True,
                   gw_p + threadid() * gw_row + g * kg * cg, cg,
                   kg, block if block < n_pos - start else n_pos - start, cg, NULL, True)

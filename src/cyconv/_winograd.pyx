@@ -39,13 +39,8 @@ from cyconv._blas cimport gemm
 from cyconv._openmp cimport PARALLEL_WORK
 from cyconv._split cimport even_part
 from cyconv._tiles cimport WINDOW_SLACK, tile_run, window_rows
-
-cdef extern from "_wgemm.h" nogil:
-    int CYCONV_WG_MAX_LANES
-    void cyconv_wg_gemm_float(const float *u, Py_ssize_t ldu, const float *v, float *m,
-                              Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld)
-    void cyconv_wg_gemm_double(const double *u, Py_ssize_t ldu, const double *v, double *m,
-                               Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt, Py_ssize_t ld)
+from cyconv._wgemm cimport (CYCONV_WG_MAX_LANES, cyconv_wg_gemm_double, cyconv_wg_gemm_float,
+                            packed_gemm)
 
 cdef extern from "_wtrans.h" nogil:
     void cyconv_wt_input_float(const float *src, Py_ssize_t src_step, float *dst,

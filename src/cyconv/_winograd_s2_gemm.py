@@ -22,7 +22,11 @@ S2_BLOCK_BYTES = 8 * 2**20
 # rounds), on two threads: with 392 columns or more per thread and 32
 # channels or more 0.86-1.04x the time, 0.97 on N8-C128-28-K256; with fewer
 # columns up to 2.9x, and 16 channels 1.02-1.6x. On one thread: 0.87-1.03,
-# and up to 1.5x below.
+# and up to 1.5x below. Since the products run on _wgemm.h's packed GEMM
+# (2 threads, one run): 0.70-1.01x where the rule takes it, 0.79-1.68x
+# below it (64 channels or more with 112-196 columns per thread 0.83-1.00:
+# the rule could take those too; 49 columns or fewer 1.10-1.68x, 16
+# channels 0.74-1.64x).
 S2_AUTO_CHANNELS = 32
 S2_AUTO_COLUMNS = 392
 

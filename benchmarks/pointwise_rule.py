@@ -1,4 +1,4 @@
-"""1x1 layers: cyconv's packed GEMM ('auto', cyconv._pointwise) against OpenBLAS ('im2col') and PyTorch.
+"""1x1 layers: the packed GEMM ('auto', cyconv._pointwise) against OpenBLAS ('im2col') and torch.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/pointwise_rule.py \
         [--first cyconv|torch] [--rounds 11]

@@ -271,7 +271,7 @@ def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
 
 
 def _pointwise_grad_input(gy, w4, input_shape, groups):
-    """A 1x1 layer's input gradient by the packed GEMM: each group's weight block transposed times gy."""
+    """A 1x1 layer's input gradient by the packed GEMM: each group's weight block.T @ gy."""
     dtype, kg = gy.dtype, w4.shape[0] // groups
     # Each group's (Cg, Kg) block of the weight transposed: the packed GEMM
     # reads its first operand as it lies (see _wgemm.h).
@@ -283,7 +283,7 @@ def _pointwise_grad_input(gy, w4, input_shape, groups):
 
 
 def _pointwise_grad_weight(func, x, gy, weight_shape, groups):
-    """A 1x1 layer's weight gradient by the packed GEMM: one partial sum per thread, added at the end."""
+    """A 1x1 layer's weight gradient by the packed GEMM: one partial sum per thread, added up."""
     n_threads = max_threads()
     check_alloc(func, gy.dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
     partial = np.zeros((n_threads, math.prod(weight_shape)), gy.dtype)

@@ -340,7 +340,7 @@ POINTWISE_MIN_PIXELS = 100
 
 
 def pointwise_applies(geom, dtype):
-    """True for a float32/float64 1x1 layer at stride 1 without padding, of POINTWISE_MIN_PIXELS or more."""
+    """True for float32/float64 1x1 layers at stride 1 without padding of enough pixels."""
     return (dtype in _FLOATS and (geom.kh, geom.kw, geom.sh, geom.sw) == (1, 1, 1, 1)
             and not any(geom.pads) and geom.ho * geom.wo >= POINTWISE_MIN_PIXELS)
 

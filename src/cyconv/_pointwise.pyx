@@ -75,10 +75,10 @@ def products(const floating[:, :, ::1] x, const floating[:, ::1] weight,
             start = task % n_blocks * block
             b_p = &bias[g * rows_out] if has_bias else NULL
             packed_gemm(w_p + g * rows_out * rows_in, rows_in,
-                  x_p + (n * groups + g) * rows_in * n_pos + start, n_pos, False,
-                  out_p + (n * groups + g) * rows_out * n_pos + start, n_pos,
-                  rows_out, rows_in, block if block < n_pos - start else n_pos - start,
-                  b_p, False)
+                        x_p + (n * groups + g) * rows_in * n_pos + start, n_pos, False,
+                        out_p + (n * groups + g) * rows_out * n_pos + start, n_pos,
+                        rows_out, rows_in, block if block < n_pos - start else n_pos - start,
+                        b_p, False)
 
 
 def weight_products(const floating[:, :, ::1] x, const floating[:, :, ::1] grad_out,
@@ -115,6 +115,6 @@ def weight_products(const floating[:, :, ::1] x, const floating[:, :, ::1] grad_
             start = task % n_blocks * block
             # (kg x cg) += grad_out block (kg x count) @ its pixels of x, transposed.
             packed_gemm(gy_p + (n * groups + g) * kg * n_pos + start, n_pos,
-                  x_p + (n * groups + g) * cg * n_pos + start, n_pos, True,
-                  gw_p + threadid() * gw_row + g * kg * cg, cg,
-                  kg, block if block < n_pos - start else n_pos - start, cg, NULL, True)
+                        x_p + (n * groups + g) * cg * n_pos + start, n_pos, True,
+                        gw_p + threadid() * gw_row + g * kg * cg, cg,
+                        kg, block if block < n_pos - start else n_pos - start, cg, NULL, True)

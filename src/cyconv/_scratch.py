@@ -77,6 +77,6 @@ def aligned_empty(shape, dtype):
 
 
 def _aligned_view(buf, nbytes, shape, dtype):
-    """The array of ``shape`` and ``dtype`` in ``buf`` (nbytes + ALIGN bytes) from its first aligned byte."""
+    """The ``shape`` and ``dtype`` array in ``buf`` (nbytes + ALIGN bytes), cache-line aligned."""
     start = -buf.ctypes.data % ALIGN
     return buf[start:start + nbytes].view(dtype).reshape(shape)

@@ -91,8 +91,7 @@
 #define CYCONV_DEFINE_WG_TILE(NAME, T, VEC, UVEC)                                       \
     static inline __attribute__((always_inline)) void NAME(                             \
         const T *u, ptrdiff_t ldu, const T *v, ptrdiff_t ldv, T *m, ptrdiff_t ldm,      \
-        ptrdiff_t cg, const T *bias, int accumulate, const int nv,       \
-        const int kb)                                                                   \
+        ptrdiff_t cg, const T *bias, int accumulate, const int nv, const int kb)        \
     {                                                                                   \
         enum { L = CYCONV_WG_BYTES / sizeof(T) };                                       \
         VEC acc[CYCONV_WG_KB_MAX][CYCONV_WG_NV_MAX];                                    \
@@ -199,17 +198,17 @@ CYCONV_DEFINE_WG_GEMM(cyconv_wg_gemm_double, double, cyconv_wg_tile_double)
 /* A transposed copy, dst[c*ldd + t] = src[t*lds + c] for c < rows, t < cols
  * (a weight gradient's packed panels, below). On AVX-512 float32 goes by
  * 16 x 16 blocks transposed in registers (4 rounds of 2-input shuffles):
- * copied one element at a time, the transpose took a fifth of the 1x1
+ * copied one element at a time, the transpose took 17-20% of the 1x1
  * weight gradient's time. */
 #define CYCONV_DEFINE_PG_TRANSPOSE(NAME, T)                                             \
     static inline void NAME(const T *src, ptrdiff_t lds, T *dst, ptrdiff_t ldd,         \
                             ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t done_rows,        \
                             ptrdiff_t done_cols)                                        \
     {                                                                                   \
-        /* The block rows < done_rows, cols < done_cols is done already (a      \
-         * multiple of 8 each). The rest by 8 x 8 blocks: column by column, a     \
-         * weight's power-of-two rows fell into one L1 set (7 ms for 512 x 2048   \
-         * doubles), and 16 lines of one set are more than its 12 ways. */        \
+        /* The block rows < done_rows, cols < done_cols is done already (a              \
+         * multiple of 8 each). The rest by 8 x 8 blocks: column by column, a           \
+         * weight's power-of-two rows fell into one L1 set (7 ms for 512 x 2048         \
+         * doubles), and 16 lines of one set are more than its 12 ways. */              \
         for (ptrdiff_t t0 = 0; t0 < cols; t0 += 8)                                      \
             for (ptrdiff_t c0 = t0 < done_cols ? done_rows : 0; c0 < rows; c0 += 8)     \
                 for (ptrdiff_t t = t0; t < t0 + 8 && t < cols; t++)                     \
@@ -302,13 +301,13 @@ static inline void cyconv_pg_transpose_float(const float *src, ptrdiff_t lds, fl
     do {                                                                                \
         const ptrdiff_t t0 = (p) * nvec / panels * L;                                   \
         const ptrdiff_t t1 = ((p) + 1) * nvec / panels * L;                             \
-        NAME##_step(u, ldu, v, ldv, vt, m, ldm, kg, cg, nt, bias, accumulate, t0,      \
+        NAME##_step(u, ldu, v, ldv, vt, m, ldm, kg, cg, nt, bias, accumulate, t0,       \
                     (t1 < nt ? t1 : nt) - t0, (c0), panel, edge);                       \
     } while (0)
-#define CYCONV_DEFINE_PG_GEMM(NAME, T, TILE, TRANSPOSE)                                            \
+#define CYCONV_DEFINE_PG_GEMM(NAME, T, TILE, TRANSPOSE)                                 \
     /* One chunk of channels (from c0) of one panel of columns (from t0). */            \
     static inline void NAME##_step(const T *u, ptrdiff_t ldu, const T *v,               \
-                                   ptrdiff_t ldv, int vt, T *m, ptrdiff_t ldm,           \
+                                   ptrdiff_t ldv, int vt, T *m, ptrdiff_t ldm,          \
                                    ptrdiff_t kg, ptrdiff_t cg, ptrdiff_t nt,            \
                                    const T *bias, int accumulate, ptrdiff_t t0,         \
                                    ptrdiff_t cols, ptrdiff_t c0, T *panel, T *edge)     \
@@ -324,10 +323,11 @@ static inline void cyconv_pg_transpose_float(const float *src, ptrdiff_t lds, fl
                 const T *row = v + (c0 + c) * ldv + t0;                                 \
                 for (ptrdiff_t t = 0; t < cols; t++)                                    \
                     panel[c * NR + t] = row[t];                                         \
-                /* The panel after next's lines of this row, into L2: a             \
-                 * prefetcher follows fewer streams than the rows. */               \
+                /* The panel after next's lines of this row, into L2: a hardware        \
+                 * prefetcher follows fewer streams than the rows (1.03-1.07x,          \
+                 * operands from memory, one thread). */                                \
                 if (t0 + 3 * NR <= nt)                                                  \
-                    for (ptrdiff_t t = 0; t <= NR; t += 64 / sizeof(T))                  \
+                    for (ptrdiff_t t = 0; t <= NR; t += 64 / sizeof(T))                 \
                         __builtin_prefetch(row + 2 * NR + t, 0, 2);                     \
             }                                                                           \
         } else {                                                                        \
@@ -339,8 +339,9 @@ static inline void cyconv_pg_transpose_float(const float *src, ptrdiff_t lds, fl
         for (ptrdiff_t k = 0; k < kg; k += CYCONV_PG_KB) {                              \
             const int kb = (int)(kg - k < CYCONV_PG_KB ? kg - k : CYCONV_PG_KB);        \
             const T *u_k = u + k * ldu + c0;                                            \
-            /* The first panel reads u's chunk from memory: its rows for two    \
-             * blocks on, into L2 (a weight gradient's grad_output: 1.08x). */  \
+            /* The first panel reads u's chunk from memory: its rows for two            \
+             * blocks on, into L2 (the 1x1 weight gradient, whose u is                  \
+             * grad_output: 1.06-1.10x, one thread). */                                 \
             if (t0 == 0 && k + 3 * CYCONV_PG_KB <= kg)                                  \
                 for (int r = 0; r < CYCONV_PG_KB; r++)                                  \
                     for (ptrdiff_t c = 0; c < kc; c += 64 / sizeof(T))                  \
@@ -360,15 +361,15 @@ static inline void cyconv_pg_transpose_float(const float *src, ptrdiff_t lds, fl
         }                                                                               \
     }                                                                                   \
                                                                                         \
-    /* The steps panel by panel, or chunk by chunk where the chunks are the   \
-     * more: the operand read again at each outer step is then the smaller,   \
-     * u (kg x cg) or m (kg x nt). A weight gradient's sums run over 784      \
-     * pixels into 256 columns: panel by panel, all of grad_output (1.6 MB)   \
-     * came from L3 for each panel. The panels share the vectors evenly (256  \
-     * columns: 4 panels of 3 vectors and 2 of 2, not 5 of 3 and 1 of 1, a    \
-     * tile of 8 multiply-adds per 9 loads). */                               \
+    /* The steps panel by panel, or chunk by chunk where the chunks are the             \
+     * more: the operand read again at each outer step is then the smaller,             \
+     * u (kg x cg) or m (kg x nt). A weight gradient's sums run over 784                \
+     * pixels into 256 columns: panel by panel, all of grad_output (1.6 MB)             \
+     * came from L3 for each panel. The panels share the vectors evenly (256            \
+     * columns: 4 panels of 3 vectors and 2 of 2, not 5 of 3 and 1 of 1, a              \
+     * tile of 8 multiply-adds per 9 loads). */                                         \
     static inline void NAME(const T *u, ptrdiff_t ldu, const T *v,                      \
-                            ptrdiff_t ldv, int vt, T *m, ptrdiff_t ldm,                  \
+                            ptrdiff_t ldv, int vt, T *m, ptrdiff_t ldm,                 \
                             ptrdiff_t kg, ptrdiff_t cg, ptrdiff_t nt, const T *bias,    \
                             int accumulate)                                             \
     {                                                                                   \

@@ -221,6 +221,12 @@ class gemm_team:
         return False
 
 
+def kernel_team(work):
+    """The OpenMP team size for a kernel call that runs no BLAS: the kernel threads,
+    or 1 below PARALLEL_WORK multiply-adds (``work``), as gemm_team but holding nothing."""
+    return max_threads() if work >= _PARALLEL_WORK else 1
+
+
 @contextlib.contextmanager
 def thread_limit(n):
     """Kernels called from this thread run on at most ``n`` threads inside the block.

@@ -9,7 +9,7 @@ rate of 784, and of 196 columns 1.03x slower; blocks of 4, 2 and 1 MiB took
 from cyconv._dispatch import _winograd
 from cyconv._openmp import max_threads
 from cyconv._scratch import scratch
-from cyconv._threads import gemm_team
+from cyconv._threads import kernel_team
 from cyconv._validate import check_alloc, check_int_sizes
 
 S2_BLOCK_BYTES = 8 * 2**20
@@ -57,12 +57,13 @@ def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_
     tiles = (wo + 1) // 2
     check_int_sizes(func, kernels_per_group=kg, kernel_slots_row=4 * q,
                     transformed_columns=block * tiles)
-    with gemm_team(out.size * q * 3) as n_threads:
-        row = _winograd.s2_scratch_row(block, *shape)
-        check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 4, q), blocks=(n_threads, row))
-        with scratch((n_out, 4, q), dtype, shared=True) as u, \
-                scratch((n_threads, row), dtype) as blocks:
-            _winograd.s2_kernel_slots(w, u, n_threads)
-            return _winograd.s2_conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,
-                                               pad_top, pad_left, geom.dh, geom.groups,
-                                               block, blocks, n_threads)
+    # The products run on _wgemm.h's packed GEMM, not BLAS: no BLAS to hold.
+    n_threads = kernel_team(out.size * q * 3)
+    row = _winograd.s2_scratch_row(block, *shape)
+    check_alloc(func, dtype.itemsize, kernel_slots=(n_out, 4, q), blocks=(n_threads, row))
+    with scratch((n_out, 4, q), dtype, shared=True) as u, \
+            scratch((n_threads, row), dtype) as blocks:
+        _winograd.s2_kernel_slots(w, u, n_threads)
+        return _winograd.s2_conv2d_forward(x, u, bias, has_bias, out, kh, geom.sh,
+                                           pad_top, pad_left, geom.dh, geom.groups,
+                                           block, blocks, n_threads)

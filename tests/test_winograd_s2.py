@@ -136,6 +136,16 @@ def test_auto_takes_it_for_many_channels_and_columns(monkeypatch, dtype):
                            (x.astype(np.int64), w.astype(np.int64), dict(stride=2))):
         cyconv.conv2d(xi, wi, **kwargs, padding=1)
     assert len(calls) == 1
+    # 64 channels and kernels take it from 8*7*4 = 224 columns (112 per
+    # thread, S2_WIDE_COLUMNS); 32 channels do not.
+    x, w, b = _data((8, 64, 14, 14), 64, 1, dtype)
+    got = cyconv.conv2d(x, w, b, stride=2, padding=1)
+    assert len(calls) == 2
+    exact = conv2d_api_ref(x, w, b, stride=2, padding=1)
+    assert np.abs(got - exact).max() <= _bound(x, w, b, dtype, stride=2, padding=1)
+    cyconv.conv2d(x[:, :32], w[:32, :32], stride=2, padding=1)
+    cyconv.conv2d(x[:4], w, stride=2, padding=1)  # 56 per thread
+    assert len(calls) == 2
 
 
 def test_it_runs_on_the_kernel_threads_and_leaves_blas_alone(monkeypatch):

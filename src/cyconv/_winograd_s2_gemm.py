@@ -16,28 +16,32 @@ S2_BLOCK_BYTES = 8 * 2**20
 
 # 'auto' runs it for 3x3 stride-2 layers (dilation 1) with at least
 # S2_AUTO_CHANNELS channels and kernels per group whose GEMMs have at least
-# S2_AUTO_COLUMNS columns (two outputs each) per kernel thread. Measured
-# against im2col, float32, padding 1, N 1 and 8, C = K 16..512 (and K = 2C),
-# 14..112 pixels (benchmarks/winograd_s2_rule.py: medians of 9 interleaved
-# rounds), on two threads: with 392 columns or more per thread and 32
-# channels or more 0.86-1.04x the time, 0.97 on N8-C128-28-K256; with fewer
-# columns up to 2.9x, and 16 channels 1.02-1.6x. On one thread: 0.87-1.03,
-# and up to 1.5x below. Since the products run on _wgemm.h's packed GEMM
-# (2 threads, one run): 0.70-1.01x where the rule takes it, 0.79-1.68x
-# below it (64 channels or more with 112-196 columns per thread 0.83-1.00:
-# the rule could take those too; 49 columns or fewer 1.10-1.68x, 16
-# channels 0.74-1.64x).
+# S2_AUTO_COLUMNS columns (two outputs each) per kernel thread, and with at
+# least S2_WIDE_CHANNELS from S2_WIDE_COLUMNS columns. Measured against
+# im2col, float32, padding 1, N 1 and 8, C = K 16..512 (and K = 2C), 14..112
+# pixels (benchmarks/winograd_s2_rule.py: medians of 9 interleaved rounds),
+# on two threads. With OpenBLAS's GEMMs: with 392 columns or more per
+# thread and 32 channels or more 0.86-1.04x the time, 0.97 on
+# N8-C128-28-K256; with fewer columns up to 2.9x, and 16 channels
+# 1.02-1.6x; on one thread 0.87-1.03, and up to 1.5x below. With the
+# products on _wgemm.h's packed GEMM (three runs): 0.70-1.01x with 392
+# columns or more and 32 channels or more; 64 channels or more with 112-196
+# columns per thread 0.78-1.01x (32 channels there 0.92-1.09x); 49 columns
+# or fewer 1.10-1.68x, 16 channels 0.74-1.64x.
 S2_AUTO_CHANNELS = 32
 S2_AUTO_COLUMNS = 392
+S2_WIDE_CHANNELS = 64
+S2_WIDE_COLUMNS = 112
 
 
 def winograd_s2_pays(geom, dtype):
     """True when 'auto' should run F(2, 3) along the rows: 3x3 kernels at stride 2 (see above)."""
     if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw) != (3, 3, 2, 2, 1, 1):
         return False
-    cg, kg = geom.channels // geom.groups, geom.kernels // geom.groups
-    columns = geom.batch * geom.ho * -(-geom.wo // 2)
-    return min(cg, kg) >= S2_AUTO_CHANNELS and columns >= S2_AUTO_COLUMNS * max_threads()
+    channels = min(geom.channels, geom.kernels) // geom.groups
+    per_thread = geom.batch * geom.ho * -(-geom.wo // 2) / max_threads()
+    return ((channels >= S2_AUTO_CHANNELS and per_thread >= S2_AUTO_COLUMNS)
+            or (channels >= S2_WIDE_CHANNELS and per_thread >= S2_WIDE_COLUMNS))
 
 
 def run_winograd_s2_forward(func, x, w, bias, has_bias, out, geom, pad_top, pad_left):

@@ -575,15 +575,16 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                     del workspace  # freed before the weight gradient's own is made
             elif pointwise and method == "pointwise":
                 grad_input = _pointwise_grad_input(gy, w4, xp_shape, geom.groups)
-            else:
-                grad_input = (np.empty if pointwise else np.zeros)(xp_shape, dtype)
-            if pointwise and method != "pointwise":
+            elif pointwise:
+                grad_input = np.empty(xp_shape, dtype)
                 with gemm_team() as n_threads:
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args, None, None,
                                               gemm_workspace(func, geom, dtype, n_threads),
                                               n_threads)
-            elif run and kernels is _direct:
-                _direct.conv2d_grad_input(gy, w4, grad_input, *args)
+            else:
+                grad_input = np.zeros(xp_shape, dtype)
+                if run and kernels is _direct:
+                    _direct.conv2d_grad_input(gy, w4, grad_input, *args)
         if mode is not None:
             grad_input = _fold_padding(grad_input, geom.pads, padding_mode)
     if want_input:

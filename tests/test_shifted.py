@@ -5,6 +5,8 @@ into an output block; the rows and columns that straddle two image rows or
 two images are dropped. The block sizes are module globals read at call time:
 shrinking them makes a small problem cross every boundary (one row per block,
 blocks that end inside an image or between two, a last block of fewer images).
+'auto' leaves images this small to im2col (SHIFTED_MAX_WASTE): the tests lift
+that limit, but for the one that checks it.
 References: tests/_reference.py (the sum by NumPy), and the direct and im2col
 methods, which share no code with these GEMMs.
 """
@@ -35,6 +37,15 @@ CASES = [
 
 # (images per buffer, output rows per block) forced through the byte limits.
 BLOCKS = [(1, 1), (2, 3), (4, 100)]
+RULE_WASTE = cyconv._shifted_gemm.SHIFTED_MAX_WASTE
+# Those whose input gradient is a stride-1 forward (zero padding within the kernel).
+GRAD_CASES = [case for case in CASES
+              if case.id not in ("pad-beyond-kernel-cols", "pad-beyond-kernel-rows", "reflect")]
+
+
+@pytest.fixture(autouse=True)
+def _shifted_on_small_images(monkeypatch):
+    monkeypatch.setattr(cyconv._shifted_gemm, "SHIFTED_MAX_WASTE", float("inf"))
 
 
 def _set_blocks(monkeypatch, geom_cell, images, rows, kernels_per_group, wp, itemsize):
@@ -74,9 +85,14 @@ def test_forward_matches_reference(monkeypatch, xs, ws, params, blocks, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("blocks", BLOCKS, ids=lambda b: f"img{b[0]}-rows{b[1]}")
-@pytest.mark.parametrize(("xs", "ws", "params"), CASES)
-def test_backward_matches_im2col(monkeypatch, xs, ws, params, blocks, dtype):
+@pytest.mark.parametrize(("xs", "ws", "params"), GRAD_CASES)
+def test_input_gradient_matches_im2col(monkeypatch, xs, ws, params, blocks, dtype):
+    # The input gradient as the shifted forward of grad_output: what the
+    # Winograd input gradient falls back to where a transformed tile
+    # overflows ('auto' runs im2col's otherwise, see conv2d_backward).
     geom, cell = _cell(xs, ws, params)
+    _, pad_top, pad_left = cyconv._conv.padding_plan("test", geom, "zeros")
+    assert cyconv._backward._transposes_to_forward(geom, pad_top, pad_left)
     # The input gradient pads grad_output (K channels) to the input's size.
     _, wp = cyconv._shifted_gemm.shifted_plane(geom, geom.height, geom.width)
     kernels = max(geom.kernels, geom.channels) // geom.groups
@@ -84,12 +100,30 @@ def test_backward_matches_im2col(monkeypatch, xs, ws, params, blocks, dtype):
     rng = np.random.default_rng(32)
     x = rng.standard_normal(xs)
     w = rng.standard_normal(ws)
-    gy = rng.standard_normal(cyconv.output_shape(xs, ws, **{
-        k: v for k, v in params.items() if k != "padding_mode"}))
-    expected = cyconv.conv2d_backward(gy, x, w, **params, method="im2col")
-    got = cyconv.conv2d_backward(gy.astype(dtype), x.astype(dtype), w.astype(dtype), **params)
+    gy = rng.standard_normal(cyconv.output_shape(xs, ws, **params))
+    expected = cyconv.conv2d_backward(gy, x, w, **params, method="im2col")[0]
+    got = np.empty(xs, dtype)
+    cyconv._backward._grad_input_as_forward(
+        "test", gy.astype(dtype), cyconv._conv.weight4(w, geom).astype(dtype), got, geom,
+        pad_top, pad_left, "shifted")
+    assert_allclose(got, expected, **TOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_backward_auto_takes_im2col_input_gradient(monkeypatch, dtype):
+    # The shifted input gradient took 1.06-6.3x im2col's time
+    # (benchmarks/shifted_rule.py): 'auto' runs im2col's on a shifted layer.
+    calls = []
+    monkeypatch.setattr(cyconv._backward, "run_shifted_forward",
+                        lambda *args: calls.append("shifted"))
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((2, 4, 9, 9)).astype(dtype)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((2, 8, 9, 9)).astype(dtype)
+    got = cyconv.conv2d_backward(gy, x, w, padding=1)
+    assert calls == []
+    expected = cyconv.conv2d_backward(gy, x, w, padding=1, method="im2col")
     for a, e in zip(got, expected):
-        assert a.dtype == dtype
         assert_allclose(a, e, **TOL[np.dtype(dtype)])
 
 
@@ -101,7 +135,13 @@ def test_auto_picks_shifted_only_where_it_applies(monkeypatch):
                                      params.get("padding", 0), 1, params.get("groups", 1))
         return cyconv._conv.choose_method(geom, f32)
 
+    monkeypatch.setattr(cyconv._shifted_gemm, "SHIFTED_MAX_WASTE", RULE_WASTE)
     assert pick((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "shifted"
+    assert pick((8, 32, 56, 56), (64, 32, 5, 5), padding=2) == "shifted"  # 60*60 / 56*56
+    # Small images: the padded border the GEMMs also compute costs more than
+    # im2col's copy (16*16 for 14*14 pixels; 11*11 for 7*7).
+    assert pick((8, 256, 14, 14), (256, 256, 3, 3), padding=1) == "im2col"
+    assert pick((8, 128, 7, 7), (256, 128, 5, 5), padding=2) == "im2col"
     assert pick((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2) == "im2col"
     assert pick((8, 64, 56, 56), (64, 64, 1, 1)) == "pointwise"  # no copy either
     assert pick((8, 64, 56, 56), (64, 64, 1, 1), padding=1) == "im2col"

@@ -457,15 +457,26 @@ def test_nonfinite_input_fallback_keeps_the_finite_outputs(monkeypatch, dtype):
                                atol=100 * np.finfo(dtype).eps * np.abs(want[finite]).max())
 
 
-@thread_limit(2)
-def test_auto_rule_on_large_transformed_kernels():
+@pytest.mark.parametrize(("shape", "channels", "one_thread", "two_threads"), [
+    ((4, 7), 512, False, False),   # 38 MB of transformed kernels on 16 tiles
+    ((8, 7), 512, True, False),    # 32 tiles: enough for one thread, not two
+    ((8, 28), 512, True, True),    # 392 tiles
+    ((4, 7), 256, False, False),   # 9.4 MB on 16 tiles
+    ((4, 7), 128, True, False),    # 2.4 MB on 16 tiles
+    ((2, 14), 128, True, True),    # 32 tiles
+    ((1, 14), 64, True, False),    # 0.6 MB: the work floor (16 tiles x 64 channels)
+])
+def test_auto_rule_on_large_transformed_kernels(shape, channels, one_thread, two_threads):
+    # benchmarks/winograd_rule.py: each thread reads all of them once per call.
     from cyconv._conv import array_geometry
-    geom = array_geometry("conv2d", (4, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)
-    assert not wg.winograd_pays(geom, np.dtype(np.float32))  # 38 MB of U on 16 tiles
-    geom = array_geometry("conv2d", (8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)
-    assert wg.winograd_pays(geom, np.dtype(np.float32))      # 32 tiles reuse them
-    geom = array_geometry("conv2d", (8, 512, 28, 28), (512, 512, 3, 3), 1, 1, 1, 1)
-    assert wg.winograd_pays(geom, np.dtype(np.float32))
+    n, h = shape
+    geom = array_geometry("conv2d", (n, channels, h, h), (channels, channels, 3, 3),
+                          1, 1, 1, 1)
+    with thread_limit(1):
+        assert wg.winograd_pays(geom, np.dtype(np.float32)) == one_thread
+    with thread_limit(2):
+        if max_threads() == 2:  # two cores usable
+            assert wg.winograd_pays(geom, np.dtype(np.float32)) == two_threads
 
 
 def test_auto_rule_asks_work_per_thread():

@@ -31,7 +31,8 @@ from cyconv._conv import (
 )
 from cyconv._shifted_gemm import run_shifted_forward
 from cyconv._transpose_winograd import up2_applies, up2_layer, up2_wanted
-from cyconv._winograd_gemm import check_winograd, run_winograd_forward, winograd_pays
+from cyconv._winograd_gemm import (check_winograd, enough_tiles, run_winograd_forward,
+                                   transformed_bytes, winograd_pays)
 from cyconv._winograd_wgrad_gemm import run_winograd_grad_weight, winograd_wgrad_pays
 from cyconv._openmp import max_threads
 from cyconv._scratch import aligned_empty
@@ -46,8 +47,18 @@ from cyconv._validate import (
 )
 
 
-# See conv2d_backward's 'auto'.
-WINOGRAD_GRAD_TILES = 32
+# conv2d_backward's 'auto' takes Winograd's input gradient where conv2d's
+# 'auto' takes Winograd and there are at least as many 4x4 tiles per kernel
+# thread as this gives for each transformed-kernel size exceeded (as
+# WINOGRAD_AUTO_KERNEL_TILES). `benchmarks/winograd_rule.py THREADS
+# input-gradient` (Winograd's time over im2col's, N 1..8, C = K 32..512,
+# 7..16 pixels, float32, an idle 2-core AVX-512 Xeon, medians of 9
+# interleaved calls): where this takes it, two threads 0.52-1.05, one thread
+# 0.41-0.93. Left to im2col: C=K=512 (38 MB transformed) with 64 tiles on
+# two threads 0.94-1.38 and with 32-36 on one 1.03-1.38; 32-36 tiles on two
+# threads 0.73-1.21 (N2-C128-14 1.20, N8-C64-8 and N8-C128-8 0.73); 16-18
+# tiles on one thread 0.68-1.65.
+WINOGRAD_GRAD_TILES = ((0, 32), (16 * 2**20, 64))
 # With several kernel threads, the Winograd input and weight gradients run
 # side by side, each on half of them (the input gradient and the bias's sum
 # on a second Python thread: the kernels release the GIL), where the weight
@@ -482,17 +493,18 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             # elsewhere (benchmarks/pointwise_rule.py).
             method = "im2col"
         # The stride-1 input gradient is conv2d's forward of grad_output:
-        # Winograd where conv2d's 'auto' takes it, over at least
-        # WINOGRAD_GRAD_TILES 4x4 tiles. Measured against 'shifted'
-        # (benchmarks/wgrad_ab.py, CPU time, one thread, float32, a loaded
-        # machine): 1.14-1.9x faster at C=K=16..512 with 49..1568 tiles
-        # (0.88x at C=K=32 13x13 N=8); 0.74x at C=K=256 14x14 N=1 (16 tiles).
-        if (method == "shifted" and float_data and winograd_pays(geom, dtype)
-                and geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4) >= WINOGRAD_GRAD_TILES):
+        # Winograd where conv2d's 'auto' takes it, over enough 4x4 tiles
+        # per kernel thread (WINOGRAD_GRAD_TILES).
+        if (method in ("shifted", "im2col") and float_data and winograd_pays(geom, dtype)
+                and enough_tiles(geom.batch * -(-geom.ho // 4) * -(-geom.wo // 4),
+                                 transformed_bytes(geom, dtype), WINOGRAD_GRAD_TILES)):
             method = "winograd"
-    # At stride 1 the input gradient is a forward pass (direct or shifted).
-    # 'shifted' (stride 1 only) takes im2col's weight gradient, and its
-    # input gradient too for padding beyond the kernel.
+        elif method == "shifted":
+            # The input gradient by shifted GEMMs took 1.06-6.3x im2col's
+            # time on every layer of benchmarks/shifted_rule.py.
+            method = "im2col"
+    # At stride 1 the input gradient is a forward pass (direct or Winograd,
+    # whose weight gradient may be im2col's), but for padding beyond the kernel.
     # That forward runs over zero-padded grad_output; a NaN or inf weight would
     # meet those zeros, which are no part of the sum: take the adjoint kernels.
     # (Winograd's forward notices a NaN or inf of grad_output as it transforms

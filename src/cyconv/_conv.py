@@ -14,7 +14,7 @@ from cyconv import _small  # noqa: E402,I001
 # The function, not the module: test_threads watches the kernel modules' calls.
 from cyconv._openmp import max_threads
 from cyconv._scratch import aligned_empty
-from cyconv._shifted_gemm import run_shifted_forward, shifted_fits
+from cyconv._shifted_gemm import run_shifted_forward, shifted_fits, shifted_pays
 from cyconv._stem import regblock_pays, run_regblock_forward
 from cyconv._threads import gemm_team
 from cyconv._typing import ConvMethod, FloatArray, IntPair, Padding, PaddingMode, Shape
@@ -316,7 +316,8 @@ def choose_method(geom, dtype):
     or 3x3 at stride 1, run the register-blocked direct kernels ('regblock',
     cyconv._stem), which copy the input once instead of kh*kw times.
     At stride 1 the GEMMs read the image in place ('shifted', no unrolled
-    copy). A 1x1 kernel at stride 1 without padding needs no copy either
+    copy) where the images are large enough that the padded border they also
+    compute adds little (shifted_pays). A 1x1 kernel at stride 1 without padding needs no copy either
     way: float32/float64 run cyconv's packed GEMM on it ('pointwise',
     cyconv._pointwise), other dtypes im2col's pointwise case. Sizes that do
     not fit BLAS's C int leave only the direct loops.
@@ -327,7 +328,8 @@ def choose_method(geom, dtype):
         return "pointwise"
     if regblock_pays(geom, dtype):
         return "regblock"
-    if (geom.sh, geom.sw) == (1, 1) and geom.kh * geom.kw > 1 and shifted_fits(geom, dtype):
+    if ((geom.sh, geom.sw) == (1, 1) and geom.kh * geom.kw > 1 and shifted_fits(geom, dtype)
+            and shifted_pays(geom)):
         return "shifted"
     return "im2col" if fits_int(*gemm_sizes(geom).values()) else "direct"
 
@@ -630,9 +632,10 @@ def conv2d(input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | No
     auto_winograd = False
     if method == "auto":
         method = choose_method(geom, dtype)
-        auto_winograd = float_data and (
-            (method == "shifted" and winograd_pays(geom, dtype))
-            or (method == "im2col" and winograd_s2_pays(geom, dtype)))
+        # (3x3 layers too small for the shifted GEMMs run im2col; Winograd
+        # where it pays, at stride 1 or 2.)
+        auto_winograd = float_data and method in ("shifted", "im2col") and (
+            winograd_pays(geom, dtype) or winograd_s2_pays(geom, dtype))
     # One pass over the weight, only where a use below reads it (a 1x1 layer's
     # 512x256 weight: 18 us): explicit zero padding, the FFT and Winograd.
     w_finite = True

@@ -19,11 +19,26 @@ from cyconv._validate import INT_MAX, check_alloc, check_int_sizes, fits_int
 # per core here). Both were measured on the benchmark layers.
 SHIFTED_IMAGES_BYTES = 4 * 2**20
 SHIFTED_BLOCK_BYTES = 2**20
+# The shifted GEMMs compute every pixel of each image's padded cell,
+# (ho + kh-1) x (wo + kw-1), and drop the border: 'auto' takes them where
+# that is at most SHIFTED_MAX_WASTE times the output's pixels, else im2col.
+# benchmarks/shifted_rule.py (2-core AVX-512 Xeon, float32, forward,
+# shifted / im2col): 0.80-1.01 at 1.15 (3x3 on 28x28, 5x5 on 56x56),
+# 0.96-1.27 at 1.31, 0.92-2.45 at 1.65 (3x3 on 7x7: N1-C512 2.45), 1.07-2.96
+# at 2.47. The input gradient by shifted GEMMs took 1.06-6.3x im2col's
+# time at every size there, so conv2d_backward's 'auto' runs im2col's.
+SHIFTED_MAX_WASTE = 1.2
 
 
 def shifted_plane(geom, ho, wo):
     """(Hp, Wp): one image's padded cell for an ho x wo output at stride 1."""
     return ho + (geom.kh - 1) * geom.dh, wo + (geom.kw - 1) * geom.dw
+
+
+def shifted_pays(geom):
+    """True when the padded cell holds at most SHIFTED_MAX_WASTE times the output's pixels."""
+    hp, wp = shifted_plane(geom, geom.ho, geom.wo)
+    return hp * wp <= SHIFTED_MAX_WASTE * geom.ho * geom.wo
 
 
 def shifted_fits(geom, dtype):

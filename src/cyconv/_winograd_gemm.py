@@ -49,34 +49,32 @@ def check_winograd(func, geom, forward=False):
 
 
 # 'auto' runs F(m x m, 3x3) for 3x3 float convolutions at stride 1 whose
-# groups have at least WINOGRAD_AUTO_CHANNELS input channels and kernels, unless
-# the transformed kernels (36 per channel pair) outgrow
-# WINOGRAD_AUTO_KERNEL_BYTES while the output has fewer than
-# WINOGRAD_AUTO_MANY_TILES tiles to reuse them on. Measured against 'auto's
-# GEMM path (shifted), N=8, float32, 2 threads (benchmarks/run.py's layers and
-# a grid): C=K=16..256 at 7..112 pixels, winograd 1.08-2.3x faster; C=K=8 or
-# fewer, or C=3 (stem-like), 0.4-0.7x. With large transformed kernels, since
-# their buffer is reused across calls (cyconv._scratch; fresh, 38 MB of them
-# were faulted in each call: C=K=512 at 7x7, N=8, was 0.84x), float32, one
-# thread, a loaded machine (indicative), winograd's time over 'auto''s:
-# C=K=512 at 7x7: N=1 (4 tiles) 1.57, N=2 (8) 1.10, N=4 (16) 0.94, N=8 (32)
-# 0.72; at 14x14: N=1 (16) 1.05, N=2 (32) 0.90; C=K=1024 at 7x7: N=1 1.69,
-# N=8 (32) 0.78. Two threads pointed the same way (timings too noisy there).
-#
+# groups have at least WINOGRAD_AUTO_CHANNELS input channels and kernels, if
+# each kernel thread has enough tiles to reuse the transformed kernels (36
+# per channel pair) on: at least as many as WINOGRAD_AUTO_KERNEL_TILES gives
+# for each size they exceed (every thread reads them all from memory once
+# per call: large ones cost more than the products they save on few tiles).
 # And the tiles times the smaller of the channel and kernel counts per group
 # must reach WINOGRAD_AUTO_WORK per kernel thread: with few tiles and few
 # channels the transforms and narrow products cost more than the 2.25x
-# multiplications they save, and more so on two threads, where each gets
-# half the tiles. Measured idle, N 1..4, C = K 32..512, 7..16 pixels,
-# float32 (benchmarks/winograd_rule.py: winograd over the
-# shifted GEMMs, interleaved, medians of 9): on one thread, work 512-1152
-# 1.4-2.3x the time, 1024-2048 0.81-1.21, from 2304 0.41-1.08 (1.08 at
-# N1-C128-14); on two threads, work below 2048 0.95-2.4x, 2048-2304
-# 0.88-1.37, from 4096 0.46-1.05.
+# multiplications they save.
+#
+# Measured against 'auto''s GEMM path, which on these small images is
+# im2col (the shifted GEMMs cost more there, see SHIFTED_MAX_WASTE):
+# `benchmarks/winograd_rule.py THREADS`, N 1..8, C = K 32..512, 7..16
+# pixels, float32, an idle 2-core AVX-512 Xeon, Winograd's time over
+# im2col's, medians of 9 interleaved calls, two runs. Where the rule takes
+# Winograd: one thread 0.38-1.17 (above 1.0 only N2-C512-14, 32 tiles:
+# 1.08, 1.17), two threads 0.43-0.96. Where it does not, the closest: two
+# threads, C=K=256 (9.4 MB transformed) with 32 tiles 0.85-1.17 (N8-C256-8
+# 0.85-0.87, N2-C256-14 1.07-1.17), C=K=512 (38 MB) with 32-36 tiles
+# 0.87-1.50, C=K=128 (2.4 MB) with 16 tiles 0.98-1.28 (one thread 0.64-0.85:
+# taken there), work 512 per thread with 32 tiles 0.81-0.95 (with 16:
+# 0.96-1.19; with 9 or 18 tiles 1.11-1.45); one thread, work below 1024
+# 0.78-2.6.
 WINOGRAD_AUTO_CHANNELS = 16
-WINOGRAD_AUTO_KERNEL_BYTES = 16 * 2**20
-WINOGRAD_AUTO_MANY_TILES = 32
-WINOGRAD_AUTO_WORK = 2048
+WINOGRAD_AUTO_KERNEL_TILES = ((2 * 2**20, 16), (8 * 2**20, 32))
+WINOGRAD_AUTO_WORK = 1024
 
 
 def winograd_pays(geom, dtype):
@@ -88,10 +86,23 @@ def winograd_pays(geom, dtype):
         return False
     m = tile_size(geom.ho, geom.wo)
     tiles = geom.batch * -(-geom.ho // m) * -(-geom.wo // m)
-    if tiles * min(cg, kg) < WINOGRAD_AUTO_WORK * max_threads():
+    threads = max_threads()
+    if tiles * min(cg, kg) < WINOGRAD_AUTO_WORK * threads:
         return False
-    kernel_bytes = (m + 2) ** 2 * geom.kernels * cg * dtype.itemsize
-    return kernel_bytes <= WINOGRAD_AUTO_KERNEL_BYTES or tiles >= WINOGRAD_AUTO_MANY_TILES
+    return enough_tiles(tiles, transformed_bytes(geom, dtype), WINOGRAD_AUTO_KERNEL_TILES)
+
+
+def transformed_bytes(geom, dtype):
+    """The size of a layer's transformed kernels: (m+2)^2 per channel pair."""
+    m = tile_size(geom.ho, geom.wo)
+    return (m + 2) ** 2 * geom.kernels * (geom.channels // geom.groups) * dtype.itemsize
+
+
+def enough_tiles(tiles, kernel_bytes, tiers):
+    """True when ``tiles`` reach ``least`` per kernel thread for each (size, least) of
+    ``tiers`` whose size ``kernel_bytes`` exceeds."""
+    threads = max_threads()
+    return all(tiles >= least * threads for size, least in tiers if kernel_bytes > size)
 
 
 def tile_size(ho, wo):

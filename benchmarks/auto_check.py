@@ -14,7 +14,6 @@ fixed methods more than 3x slower than 'auto' in a first probe are left out
 the median over rounds of auto's time over the best method's in the same
 round, and flags a ratio above 1.10.
 """
-import argparse
 import os
 import sys
 import time
@@ -64,11 +63,7 @@ def cases():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv")
-    parser.add_argument("--malloc", choices=("steady", "default"), default="steady")
-    parser.add_argument("--rounds", type=int, default=15)
-    opts = parser.parse_args()
+    opts = run.rule_options(__doc__, rounds=15)
     print(f"import order: {opts.first} first; allocator: {run.MALLOC}")
     flagged = 0
     for case, fns in cases():

@@ -133,6 +133,16 @@ def environment():
     return info
 
 
+def rule_options(doc, rounds):
+    """The options of the A/B scripts beside this one: --rounds, and --first and
+    --malloc, which this module read at import (PROCESS), listed for --help."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv")
+    parser.add_argument("--malloc", choices=("steady", "default"), default="steady")
+    return parser.parse_args()
+
+
 def best_of(fn, calls=5):
     """The shortest of ``calls`` timed calls of ``fn``, after one untimed (the rule scripts' rounds)."""
     fn()

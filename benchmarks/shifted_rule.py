@@ -13,7 +13,6 @@ of 3 per round), and prints the medians over rounds of each time and of
 the per-round ratio shifted / im2col, with the waste factor the rule reads,
 (ho + kh - 1) * (wo + kw - 1) / (ho * wo).
 """
-import argparse
 import os
 import sys
 import time
@@ -37,11 +36,7 @@ def layers():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--first", choices=("cyconv", "torch"), default="cyconv")
-    parser.add_argument("--malloc", choices=("steady", "default"), default="steady")
-    opts = parser.parse_args()
+    opts = run.rule_options(__doc__, rounds=9)
     print(f"allocator: {run.MALLOC}; shifted / im2col, medians of {opts.rounds} rounds")
     rng = np.random.default_rng(0)
     saved = sg.SHIFTED_MAX_WASTE

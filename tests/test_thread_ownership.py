@@ -110,7 +110,8 @@ def test_results_are_the_same_after_import_torch():
 
 
 def _spy_on_gemm_kernels(monkeypatch):
-    """A list that gets (kernel, its thread count, BLAS's threads then) per GEMM-path call."""
+    """A list that gets (kernel, its thread count, BLAS's threads then, whether it runs the
+    packed GEMM instead of BLAS) per GEMM-path call."""
     seen = []
     for module, names in ((_im2col, ("conv2d_forward", "conv2d_grad_input",
                                      "conv2d_grad_weight")),
@@ -118,9 +119,10 @@ def _spy_on_gemm_kernels(monkeypatch):
         for name in names:
             real = getattr(module, name)
 
-            def spy(*args, real=real, name=name):
-                seen.append((name, args[-1], _threads.blas_threads.get()))
-                return real(*args)
+            def spy(*args, real=real, name=name, **kwargs):
+                seen.append((name, args[-1], _threads.blas_threads.get(),
+                             kwargs.get("packed") is not None))
+                return real(*args, **kwargs)
 
             monkeypatch.setattr(module, name, spy)
     return seen
@@ -148,8 +150,12 @@ def test_gemm_kernels_run_on_the_kernel_threads_with_blas_on_one(monkeypatch):
     w = rng.standard_normal((8, 4, 3, 3))
     before = _threads.blas_threads.get()
     _run_both_directions(x, w)
-    assert {name for name, _, _ in seen} == GEMM_KERNELS
-    assert all(threads == _openmp.max_threads() and blas == 1 for _, threads, blas in seen)
+    assert {name for name, _, _, _ in seen} == GEMM_KERNELS
+    assert all(threads == _openmp.max_threads() for _, threads, _, _ in seen)
+    # BLAS held at one thread where it runs; the packed GEMM (the gradients
+    # of this small weight under 'auto') leaves it alone.
+    assert all(blas == (before if packed else 1) for _, _, blas, packed in seen)
+    assert {packed for _, _, _, packed in seen} == {True, False}
     assert _threads.blas_threads.get() == before
 
 
@@ -163,14 +169,16 @@ def test_gemm_calls_below_the_parallel_work_run_on_the_calling_thread(monkeypatc
     w = rng.standard_normal((8, 8, 3, 3))
     # padding 1: 8*8*8 outputs of 72 multiply-adds, 36864 in all, in each direction.
     small = rng.standard_normal((1, 8, 8, 8))
+    before = _threads.blas_threads.get()
     _run_both_directions(small, w)
-    assert {name for name, _, _ in seen} == GEMM_KERNELS
-    assert all(threads == 1 and blas == 1 for _, threads, blas in seen)
+    assert {name for name, _, _, _ in seen} == GEMM_KERNELS
+    assert all(threads == 1 and blas == (before if packed else 1)
+               for _, threads, blas, packed in seen)
     assert _openmp.parallel_work() > 8 * 8 * 8 * 72
     seen.clear()
     # 4*8*16*16 outputs of 72: 589824 multiply-adds.
     cyconv.conv2d(rng.standard_normal((4, 8, 16, 16)), w, padding=1)
-    assert [threads for _, threads, _ in seen] == [_openmp.max_threads()]
+    assert [threads for _, threads, _, _ in seen] == [_openmp.max_threads()]
 
 
 @needs_blas_control

@@ -1,6 +1,7 @@
 """Convolution backward: conv2d_backward, the gradients of conv2d."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -36,7 +37,7 @@ from cyconv._winograd_gemm import (check_winograd, enough_tiles, run_winograd_fo
 from cyconv._winograd_wgrad_gemm import run_winograd_grad_weight, winograd_wgrad_pays
 from cyconv._openmp import max_threads
 from cyconv._scratch import aligned_empty
-from cyconv._threads import blas_threads, gemm_team, thread_limit
+from cyconv._threads import blas_threads, gemm_team, kernel_team, thread_limit
 from cyconv._validate import (
     PAD_MODES,
     as_array,
@@ -83,6 +84,32 @@ SIDE_BY_SIDE_WORK = 2**21
 # 1.04: the boundary; C=K=128 (0.59M) 0.93-1.03; C=K=16..64 1.06-1.77
 # (N8-C64-56 1.06-1.07, N8-C32-112 1.18-1.21).
 SIDE_BY_SIDE_SUMS = 2**20
+
+# Under 'auto', im2col's gradients run their products on cyconv's packed
+# GEMM (cyconv._pointwise, built per SIMD level; PACKED_GEMMS by dtype)
+# where the weight takes at most PACKED_IM2COL_WEIGHT_BYTES, else on
+# OpenBLAS: the input gradient's packed GEMM reads the transposed weight
+# once per panel of pixels, from L2 only while it fits.
+# `benchmarks/packed_im2col_rule.py` (packed / OpenBLAS, each gradient
+# alone and both, 2 threads, float32, an idle 2-core AVX-512 Xeon, medians
+# of 7 interleaved rounds, two runs): weights up to 512 KiB 0.66-1.02
+# (stems 0.66-0.89, 3x3/2 C32..64 0.84-0.96, 1x1/2 0.84-0.97, 5x5 0.80-1.02),
+# 800 KiB 0.98-1.00, 1.1 MiB and more 1.01-1.32 (N8-C512-7 3x3 1.16-1.32).
+PACKED_GEMMS = _pointwise.packed_gemms()
+PACKED_IM2COL_WEIGHT_BYTES = 2**19
+
+
+def _packed_gemm(w4):
+    """The packed GEMM's capsule for 'auto''s im2col gradients with this weight, or None."""
+    if w4.nbytes > PACKED_IM2COL_WEIGHT_BYTES:
+        return None
+    return PACKED_GEMMS.get(w4.dtype.name)
+
+
+def _team(packed, work):
+    """``with _team(packed, work) as n_threads``: kernel threads only for the packed
+    GEMM, BLAS held at one thread for OpenBLAS's (gemm_team)."""
+    return contextlib.nullcontext(kernel_team(work)) if packed is not None else gemm_team(work)
 
 
 def _output_mask(func, output_mask):
@@ -268,15 +295,19 @@ def _gather_taps(h, w, kh, kw, ho, wo, sh, sw, pad_top, pad_left, dh, dw):
     return tables
 
 
-def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args):
-    """im2col's weight gradient: one partial sum per thread, added at the end."""
+def _im2col_grad_weight(func, xp, gy, weight_shape, geom, args, packed):
+    """im2col's weight gradient: one partial sum per thread, added at the end.
+
+    ``packed``: a capsule of PACKED_GEMMS for the products, or None (OpenBLAS).
+    """
     dtype = gy.dtype
-    with gemm_team(gy.size * math.prod(weight_shape[1:])) as n_threads:
+    with _team(packed, gy.size * math.prod(weight_shape[1:])) as n_threads:
         check_alloc(func, dtype.itemsize, partial_weight_gradients=(n_threads,) + weight_shape)
         partial = np.zeros((n_threads, math.prod(weight_shape)), dtype)
         workspace = gemm_workspace(func, geom, dtype, n_threads)
         _im2col.conv2d_grad_weight(xp, gy, partial, geom.kh, geom.kw, *args, workspace,
-                                   phase_workspace(func, geom, dtype, workspace), n_threads)
+                                   phase_workspace(func, geom, dtype, workspace), n_threads,
+                                   packed=packed)
     total = partial[0] if n_threads == 1 else partial.sum(axis=0)
     return total.reshape(weight_shape)
 
@@ -483,6 +514,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
     # padding), where 'auto' takes it (cyconv._transpose_winograd).
     up2_input = (method == "auto" and float_data and want_input and mode is None
                  and up2_applies(w4.shape, (geom.sh, geom.sw), (0, 0), (geom.dh, geom.dw)))
+    packed = None  # im2col's GEMMs: OpenBLAS's, or the packed GEMM's capsule
     if method == "auto":
         method = choose_method(geom, dtype)
         if method == "pointwise" and geom.channels > geom.kernels:
@@ -492,6 +524,8 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             # packed panel; 0.95-1.29x OpenBLAS's time there, 0.68-0.98x
             # elsewhere (benchmarks/pointwise_rule.py).
             method = "im2col"
+        elif method not in ("direct", "pointwise"):
+            packed = _packed_gemm(w4)  # im2col's gradients, also of 'regblock' layers
         # The stride-1 input gradient is conv2d's forward of grad_output:
         # Winograd where conv2d's 'auto' takes it, over enough 4x4 tiles
         # per kernel thread (WINOGRAD_GRAD_TILES).
@@ -577,13 +611,20 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
             if run and kernels is _im2col and not pointwise:
                 # The workspace is made per kernel call, so that it is freed
                 # before the next buffers are made.
-                with gemm_team(gy.size * (w4.size // w4.shape[0])) as n_threads:
+                weight_t = None
+                if packed is not None:
+                    weight_t = np.empty((geom.groups, w4.size // geom.kernels,
+                                         geom.kernels // geom.groups), dtype)
+                    _pointwise.transpose(w4.reshape(weight_t.shape[0], weight_t.shape[2], -1),
+                                         weight_t)
+                with _team(packed, gy.size * (w4.size // w4.shape[0])) as n_threads:
                     workspace, taps = _grad_input_workspace(func, geom, xp_shape, dtype,
                                                             n_threads, pad_top, pad_left)
                     grad_input = (np.zeros if taps is None else np.empty)(xp_shape, dtype)
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args,
                                               *(taps or (None, None)),
-                                              workspace, n_threads)
+                                              workspace, n_threads, packed=packed,
+                                              weight_t=weight_t)
                     del workspace  # freed before the weight gradient's own is made
             elif pointwise and method == "pointwise":
                 grad_input = _pointwise_grad_input(gy, w4, xp_shape, geom.groups)
@@ -619,7 +660,7 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
         elif method == "pointwise":
             grad_weight = _pointwise_grad_weight(func, xp, gy, w4.shape, geom.groups)
         else:
-            grad_weight = _im2col_grad_weight(func, xp, gy, w4.shape, geom, args)
+            grad_weight = _im2col_grad_weight(func, xp, gy, w4.shape, geom, args, packed)
     if want_weight:
         grad_weight = grad_weight.reshape(w.shape)
     if want_bias and grad_bias is None:

@@ -26,6 +26,7 @@ columns of 2 or 4 images side by side in one GEMM (OpenBLAS packs the weight
 once per call) and the output copied out, 0.99-1.01x, and 1.03-1.24x at 64
 and 128 kernels.
 """
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
@@ -54,6 +55,41 @@ cdef extern from "_gather.h" nogil:
                                    Py_ssize_t n)
     void cyconv_add_float(float *dst, const float *src, Py_ssize_t n)
     void cyconv_add_double(double *dst, const double *src, Py_ssize_t n)
+
+# cyconv._pointwise's packed GEMM (_wgemm.h's cyconv_pg_gemm_*), built per
+# SIMD level: the gradients below take it through a pointer where the
+# caller passes one (``packed``), and OpenBLAS's GEMM where not.
+ctypedef void (*packed_float_t)(const float *u, Py_ssize_t ldu, const float *v,
+                                Py_ssize_t ldv, int vt, float *m, Py_ssize_t ldm,
+                                Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt,
+                                const float *bias, int accumulate) noexcept nogil
+ctypedef void (*packed_double_t)(const double *u, Py_ssize_t ldu, const double *v,
+                                 Py_ssize_t ldv, int vt, double *m, Py_ssize_t ldm,
+                                 Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t nt,
+                                 const double *bias, int accumulate) noexcept nogil
+
+
+cdef void *_packed_pointer(object capsule, floating dtype_tag) except? NULL:
+    """The packed GEMM in ``capsule`` (cyconv._pointwise.packed_gemms()[dtype]), or NULL for None.
+
+    A capsule of the other dtype raises ValueError (its name is its C type).
+    """
+    if capsule is None:
+        return NULL
+    if floating is float:
+        return PyCapsule_GetPointer(capsule, b"cyconv_pg_gemm_float")
+    return PyCapsule_GetPointer(capsule, b"cyconv_pg_gemm_double")
+
+
+cdef inline void _packed(void *fn, const floating *u, Py_ssize_t ldu, const floating *v,
+                         Py_ssize_t ldv, bint vt, floating *m, Py_ssize_t ldm,
+                         Py_ssize_t rows, Py_ssize_t depth, Py_ssize_t cols,
+                         bint accumulate) noexcept nogil:
+    """m (rows x cols) = (m if accumulate else 0) + u (rows x depth) @ v, v stored transposed if vt."""
+    if floating is float:
+        (<packed_float_t> fn)(u, ldu, v, ldv, vt, m, ldm, rows, depth, cols, NULL, accumulate)
+    else:
+        (<packed_double_t> fn)(u, ldu, v, ldv, vt, m, ldm, rows, depth, cols, NULL, accumulate)
 
 
 cdef void _walk_row(blas_t *x_plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t wo,
@@ -569,23 +605,28 @@ cdef void _grad_weight_block(const floating *x_group, const floating *gy_group,
                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                              Py_ssize_t dh, Py_ssize_t dw, bint pointwise, floating *phases,
-                             Py_ssize_t start, Py_ssize_t count) noexcept nogil:
+                             Py_ssize_t start, Py_ssize_t count, void *packed) noexcept nogil:
     """gw_group += grad_out[pixels start..start+count-1] @ their unrolled columns.T.
 
-    The unroll goes through phase planes where ``phases`` is not NULL.
+    The unroll goes through phase planes where ``phases`` is not NULL; the
+    product is the packed GEMM's where ``packed`` is not NULL.
     """
-    cdef Py_ssize_t q_len = cg * kh * kw
-    if pointwise:
-        gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
-             x_group + start, n_pos, 1, gw_group, q_len)
-        return
-    if phases != NULL:
-        _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
-                       cols, phases)
+    cdef Py_ssize_t q_len = cg * kh * kw, ld = n_pos
+    cdef const floating *v = x_group + start
+    if not pointwise:
+        if phases != NULL:
+            _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
+                           cols, phases)
+        else:
+            _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
+                    cols, 1)
+        v, ld = cols, count
+    if packed != NULL:
+        _packed(packed, gy_group + start, n_pos, v, ld, True, gw_group, q_len,
+                kg, count, q_len, True)
     else:
-        _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
-    gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos,
-         cols, count, 1, gw_group, q_len)
+        gemm(False, True, kg, q_len, count, 1, gy_group + start, n_pos, v, ld, 1, gw_group,
+             q_len)
 
 
 def conv2d_grad_weight(const floating[:, :, :, ::1] x,
@@ -594,7 +635,8 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                        Py_ssize_t kh, Py_ssize_t kw,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                       floating[:, ::1] workspace, floating[:, ::1] phases, int n_threads):
+                       floating[:, ::1] workspace, floating[:, ::1] phases, int n_threads,
+                       object packed=None):
     """grad_weight[t] += sum over thread t's tasks of grad_out[n, g-block] @ im2col(x[n, g-channels]).T.
 
     Tasks of (image, group, block of output pixels), split statically over
@@ -603,7 +645,9 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     (K, Cg, kh, kw) gradient, beta = 1), and the caller adds the rows. A block
     holds at most ``workspace.shape[1] // Q`` pixels (Q = Cg*kh*kw; the
     caller makes it >= 1). A 1x1 kernel at stride 1 without padding
-    multiplies by the input planes directly.
+    multiplies by the input planes directly. The products are OpenBLAS's
+    (held at one thread by the caller), or with ``packed`` (a capsule of
+    cyconv._pointwise.packed_gemms() for this dtype) cyconv's packed GEMM.
 
     Invariants: as conv2d_grad_weight in _direct, plus grad_weight
     (>= n_threads, K*Q) zero-filled, workspace (>= n_threads, ...), Kg, Q
@@ -628,6 +672,7 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
     cdef Py_ssize_t ph_len = _phase_len(block, grad_out.shape[2], wo, kh, kw, sh, sw, dh, dw)
     cdef bint phased = not pointwise and 0 < ph_len <= ph_row
     cdef floating *ph_p = &phases[0, 0]
+    cdef void *packed_p = _packed_pointer(packed, <floating> 0)
     with nogil:
         for task in prange(tasks, schedule='static', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):
@@ -640,42 +685,45 @@ def conv2d_grad_weight(const floating[:, :, :, ::1] x,
                                gw_p + thread * gw_row + g * kg * q_len, ws_p + thread * ws_row,
                                cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
                                pointwise, ph_p + thread * ph_row if phased else NULL, start,
-                               block if block < n_pos - start else n_pos - start)
+                               block if block < n_pos - start else n_pos - start, packed_p)
 
 
 cdef void _grad_input_channels(const floating *gy_group, const floating *w_group,
-                               floating *gx_group, floating *cols,
+                               const floating *wt_group, floating *gx_group, floating *cols,
                                Py_ssize_t c0, Py_ssize_t n_channels, Py_ssize_t block,
                                Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kg,
                                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo, Py_ssize_t n_pos,
                                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                                Py_ssize_t dh, Py_ssize_t dw, bint pointwise,
                                const Py_ssize_t *tap_rows, const Py_ssize_t *tap_cols,
-                               floating *sums) noexcept nogil:
+                               floating *sums, void *packed) noexcept nogil:
     """Input channels c0..c0+n_channels-1 of one (image, group): (W.T @ dY) folded, block by block.
 
-    Their rows of W.T are columns c0*kh*kw.. of W (lda Q); the blocks fold
-    into the same planes, so one task does them all in turn. With ``sums``
-    (not NULL) the block is the whole image and _gather_fold writes the planes.
+    Their rows of W.T are columns c0*kh*kw.. of W (lda Q), or with
+    ``packed`` (the packed GEMM) rows c0*kh*kw.. of ``wt_group``, the
+    group's W.T; the blocks fold into the same planes, so one task does
+    them all in turn. With ``sums`` (not NULL) the block is the whole image
+    and _gather_fold writes the planes.
     """
-    cdef Py_ssize_t q_len = cg * kh * kw, taps = kh * kw, start, count
-    cdef const floating *w_rows = w_group + c0 * taps
+    cdef Py_ssize_t q_len = cg * kh * kw, taps = kh * kw, start, count, ld
+    cdef floating *dst
     cdef floating *gx_channels = gx_group + c0 * h * w
-    if sums != NULL:
-        gemm(True, False, n_channels * taps, n_pos, kg, 1, w_rows, q_len,
-             gy_group, n_pos, 0, cols, n_pos)
-        _gather_fold(cols, n_channels, h, w, kh, kw, n_pos, wo, sw, tap_rows, tap_cols,
-                     gx_channels, sums)
-        return
     start = 0
     while start < n_pos:
-        count = block if block < n_pos - start else n_pos - start
-        if pointwise:
-            gemm(True, False, n_channels, count, kg, 1, w_rows, q_len,
-                 gy_group + start, n_pos, 0, gx_channels + start, n_pos)
+        count = n_pos - start if sums != NULL or block > n_pos - start else block
+        dst, ld = cols, count
+        if pointwise:  # the product lands in the planes themselves
+            dst, ld = gx_channels + start, n_pos
+        if packed != NULL:
+            _packed(packed, wt_group + c0 * taps * kg, kg, gy_group + start, n_pos, False,
+                    dst, ld, n_channels * taps, kg, count, False)
         else:
-            gemm(True, False, n_channels * taps, count, kg, 1, w_rows, q_len,
-                 gy_group + start, n_pos, 0, cols, count)
+            gemm(True, False, n_channels * taps, count, kg, 1, w_group + c0 * taps, q_len,
+                 gy_group + start, n_pos, 0, dst, ld)
+        if sums != NULL:
+            _gather_fold(cols, n_channels, h, w, kh, kw, n_pos, wo, sw, tap_rows, tap_cols,
+                         gx_channels, sums)
+        elif not pointwise:
             _fold(cols, n_channels, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
                   start, count, gx_channels, 1)
         start += count
@@ -687,7 +735,8 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
                       const Py_ssize_t[:, ::1] tap_rows, const Py_ssize_t[:, ::1] tap_cols,
-                      floating[:, ::1] workspace, int n_threads):
+                      floating[:, ::1] workspace, int n_threads,
+                      object packed=None, const floating[:, :, ::1] weight_t=None):
     """grad_input[n, g-channels] = col2im(weight[g-block].T @ grad_out[n, g-block]).
 
     Tasks of (image, group, run of input channels) -- disjoint planes, so no
@@ -699,7 +748,10 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     and ``tap_cols`` (min(sw, w), kw) (_gather_fold's tables, which
     cyconv._backward makes; else None) and workspace rows of at least
     ``gather_workspace(...)``, each task's GEMM covers the whole image and
-    _gather_fold writes every element of its planes.
+    _gather_fold writes every element of its planes. The products are
+    OpenBLAS's (held at one thread by the caller), or with ``packed`` (as in
+    conv2d_grad_weight) and ``weight_t`` (G, Q, Kg), each group's block of
+    the weight transposed, cyconv's packed GEMM.
 
     Invariants: as conv2d_grad_input in _direct, plus Kg, Q and ho*wo fit in
     a C int (checked in Python), grad_input zero-filled unless gathering
@@ -725,6 +777,13 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     cdef bint gather = tap_rows is not None and not pointwise
     cdef const Py_ssize_t *rows_p = NULL
     cdef const Py_ssize_t *cols_p = NULL
+    cdef void *packed_p = _packed_pointer(packed, <floating> 0)
+    cdef const floating *wt_p = NULL
+    if packed_p != NULL:
+        if (weight_t is None or weight_t.shape[0] != groups or weight_t.shape[1] != q_len
+                or weight_t.shape[2] != kg):
+            raise ValueError("conv2d_grad_input: weight_t does not fit")
+        wt_p = &weight_t[0, 0, 0]
     if gather:
         if (ws_row < gather_workspace(cg, kh, kw, n_pos, w, sw)
                 or tap_rows.shape[0] != h or tap_rows.shape[1] != kh or tap_cols is None
@@ -740,11 +799,12 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
             c0 = task % n_runs * run
             ws_t = ws_p + threadid() * ws_row
             _grad_input_channels(gy_p + (n * n_out + g * kg) * n_pos, w_p + g * kg * q_len,
+                                 wt_p + g * q_len * kg if wt_p != NULL else NULL,
                                  gx_p + (n * n_in + g * cg) * h * w, ws_t,
                                  c0, run if run < cg - c0 else cg - c0, block,
                                  cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
                                  pointwise, rows_p, cols_p,
-                                 ws_t + q_len * n_pos if gather else NULL)
+                                 ws_t + q_len * n_pos if gather else NULL, packed_p)
 
 
 cpdef Py_ssize_t gather_workspace(Py_ssize_t cg, Py_ssize_t kh, Py_ssize_t kw,

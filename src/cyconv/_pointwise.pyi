@@ -1,5 +1,8 @@
+from typing import Any
+
 from numpy.typing import NDArray
 
+def packed_gemms() -> dict[str, Any]: ...
 def transpose(src: NDArray, dst: NDArray) -> None: ...
 def products(
     x: NDArray, weight: NDArray, bias: NDArray, has_bias: bool, out: NDArray,

@@ -13,12 +13,26 @@ Built once per SIMD level like ``_winograd`` (see meson.build and
 cyconv._dispatch).
 """
 from cython cimport floating
+from cpython.pycapsule cimport PyCapsule_New
 from cython.parallel cimport prange, threadid
 
 from cyconv._openmp cimport PARALLEL_WORK, kernel_threads
 from cyconv._split cimport even_part
-from cyconv._wgemm cimport (CYCONV_WG_MAX_LANES, cyconv_pg_transpose_double,
-                            cyconv_pg_transpose_float, packed_gemm)
+from cyconv._wgemm cimport (CYCONV_WG_MAX_LANES, cyconv_pg_gemm_double, cyconv_pg_gemm_float,
+                            cyconv_pg_transpose_double, cyconv_pg_transpose_float, packed_gemm)
+
+
+def packed_gemms():
+    """This build's packed GEMM as capsules, {'float32': ..., 'float64': ...}.
+
+    For _im2col's gradients: that module is built once, at the baseline
+    SIMD level, and runs this one through the pointer (see
+    _im2col.conv2d_grad_weight). The capsule names are the C types.
+    """
+    return {"float32": PyCapsule_New(<void *> cyconv_pg_gemm_float,
+                                     b"cyconv_pg_gemm_float", NULL),
+            "float64": PyCapsule_New(<void *> cyconv_pg_gemm_double,
+                                     b"cyconv_pg_gemm_double", NULL)}
 
 
 def transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):

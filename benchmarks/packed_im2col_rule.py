@@ -1,4 +1,4 @@
-"""The grid behind PACKED_IM2COL_WEIGHT_BYTES (_backward.py): im2col's gradients on the packed GEMM.
+"""The grid behind PACKED_IM2COL_WEIGHT_BYTES (_backward.py): im2col's gradients, packed GEMM.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/packed_im2col_rule.py \
         [--rounds 9] [--first cyconv|torch]

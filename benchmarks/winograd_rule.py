@@ -1,6 +1,7 @@
-"""The grid behind WINOGRAD_AUTO_WORK and _KERNEL_TILES (_winograd_gemm.py): Winograd against 'auto's GEMM path.
+"""The grids behind 'auto''s Winograd rules (_winograd_gemm.py, _backward.py) against im2col.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/winograd_rule.py THREADS [input-gradient]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/winograd_rule.py \
+        THREADS [input-gradient]
 
 For each 3x3 stride-1 layer of N 1..8, C = K 32..512, 7..16 pixels (float32,
 padding 1) that the rule without its work floor would give to Winograd,

@@ -316,11 +316,12 @@ def choose_method(geom, dtype):
     or 3x3 at stride 1, run the register-blocked direct kernels ('regblock',
     cyconv._stem), which copy the input once instead of kh*kw times.
     At stride 1 the GEMMs read the image in place ('shifted', no unrolled
-    copy) where the images are large enough that the padded border they also
-    compute adds little (shifted_pays). A 1x1 kernel at stride 1 without padding needs no copy either
-    way: float32/float64 run cyconv's packed GEMM on it ('pointwise',
-    cyconv._pointwise), other dtypes im2col's pointwise case. Sizes that do
-    not fit BLAS's C int leave only the direct loops.
+    copy) where the images are large enough that the padded border they
+    also compute adds little (shifted_pays). A 1x1 kernel at stride 1
+    without padding needs no copy either way: float32/float64 run cyconv's
+    packed GEMM on it ('pointwise', cyconv._pointwise), other dtypes
+    im2col's pointwise case. Sizes that do not fit BLAS's C int leave only
+    the direct loops.
     """
     if geom.kernels // geom.groups < 4:
         return "direct"

@@ -85,7 +85,7 @@ cdef inline void _packed(void *fn, const floating *u, Py_ssize_t ldu, const floa
                          Py_ssize_t ldv, bint vt, floating *m, Py_ssize_t ldm,
                          Py_ssize_t rows, Py_ssize_t depth, Py_ssize_t cols,
                          bint accumulate) noexcept nogil:
-    """m (rows x cols) = (m if accumulate else 0) + u (rows x depth) @ v, v stored transposed if vt."""
+    """m (rows x cols) = (m if accumulate else 0) + u (rows x depth) @ v (transposed if vt)."""
     if floating is float:
         (<packed_float_t> fn)(u, ldu, v, ldv, vt, m, ldm, rows, depth, cols, NULL, accumulate)
     else:

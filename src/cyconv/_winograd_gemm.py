@@ -71,7 +71,8 @@ def check_winograd(func, geom, forward=False):
 # 0.87-1.50, C=K=128 (2.4 MB) with 16 tiles 0.98-1.28 (one thread 0.64-0.85:
 # taken there), work 512 per thread with 32 tiles 0.81-0.95 (with 16:
 # 0.96-1.19; with 9 or 18 tiles 1.11-1.45); one thread, work below 1024
-# 0.78-2.6.
+# 0.78-2.6. (Earlier, against the shifted GEMMs, N=8, 2 threads: C=K=8 or
+# fewer, or C=3 (stem-like), Winograd 1.4-2.5x the time: the channel floor.)
 WINOGRAD_AUTO_CHANNELS = 16
 WINOGRAD_AUTO_KERNEL_TILES = ((2 * 2**20, 16), (8 * 2**20, 32))
 WINOGRAD_AUTO_WORK = 1024
@@ -86,8 +87,7 @@ def winograd_pays(geom, dtype):
         return False
     m = tile_size(geom.ho, geom.wo)
     tiles = geom.batch * -(-geom.ho // m) * -(-geom.wo // m)
-    threads = max_threads()
-    if tiles * min(cg, kg) < WINOGRAD_AUTO_WORK * threads:
+    if tiles * min(cg, kg) < WINOGRAD_AUTO_WORK * max_threads():
         return False
     return enough_tiles(tiles, transformed_bytes(geom, dtype), WINOGRAD_AUTO_KERNEL_TILES)
 

@@ -56,7 +56,7 @@ for level in $levels; do
         tests/test_simd.py tests/test_signal.py tests/test_depthwise.py \
         tests/test_depthwise_backward.py tests/test_pool.py tests/test_stem.py \
         tests/test_winograd.py tests/test_winograd_s2.py tests/test_winograd_up2.py \
-        tests/test_winograd_wgrad.py
+        tests/test_winograd_wgrad.py tests/test_pointwise.py tests/test_packed_im2col.py
 done
 
 # Older CPUs, emulated: the dispatch must pick their level and compute right.

@@ -7,10 +7,10 @@ benchmarks/run.py times each method after the other, so a drift of the
 machine's speed between them (on a shared host, 10-30% within seconds)
 shows as 'auto not the best' even where 'auto' runs the very code of the
 fixed method. Here each round calls 'auto' and every fixed method once, in
-turn, for each layer of run.py's LAYERS (forward, and backward with
-output_mask=(True, True, False)), steady allocator as run.py sets it. The
-fixed methods more than 3x slower than 'auto' in a first probe are left out
-(they cannot be the best). Prints per case the median time of each method,
+turn (in an order rotated from round to round), for each layer of run.py's
+LAYERS (forward, and backward with output_mask=(True, True, False)),
+steady allocator as run.py sets it. The fixed methods more than 3x slower
+than 'auto' in a first probe are left out (they cannot be the best). Prints per case the median time of each method,
 the median over rounds of auto's time over the best method's in the same
 round, and flags a ratio above 1.10.
 """
@@ -71,10 +71,15 @@ def main():
         fns = {m: f for m, f in fns.items() if m == "auto" or probe(f) <= 3 * t_auto}
         times = {m: [] for m in fns}
         ratios = []
-        for _ in range(opts.rounds):
-            for method, fn in fns.items():
+        methods = list(fns)
+        for round_ in range(opts.rounds):
+            # Each round in another order: a call right after another
+            # method's (a Winograd call's 8 MB of scratch) runs from colder
+            # caches, and in a fixed order that is always the same method.
+            shift = round_ % len(methods)
+            for method in methods[shift:] + methods[:shift]:
                 t0 = time.perf_counter()
-                fn()
+                fns[method]()
                 times[method].append(time.perf_counter() - t0)
             fixed = [times[m][-1] for m in fns if m != "auto"]
             if fixed:

@@ -372,9 +372,9 @@ def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     seen = []
     real = cyconv._conv._im2col
 
-    def spy(*args):  # records the workspace and phase-plane rows the GEMM driver is given
+    def spy(*args, **kwargs):  # records the workspace and phase-plane rows the GEMM driver is given
         seen.append((args[-3].shape[1], args[-2].shape[1]))
-        return real.conv2d_forward(*args)
+        return real.conv2d_forward(*args, **kwargs)
 
     monkeypatch.setattr(cyconv._conv, "_im2col", types.SimpleNamespace(conv2d_forward=spy, phase_scratch=real.phase_scratch))
     for bias in (None, b):
@@ -386,6 +386,40 @@ def test_im2col_workspace_blocks(monkeypatch, dtype, block):
     # per column phase here: stride (1, 2)); shorter ones through the walker.
     phases = real.phase_scratch(block, ho, wo, 3, 3, 1, 2, 2, 1) if block >= wo else 1
     assert seen == [(block * q_len, phases)] * 2
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("columns", [2, 100, 256])
+@pytest.mark.parametrize("kwargs", [dict(groups=2, padding=1, stride=(2, 1)),
+                                    dict(padding=(2, 0), dilation=(1, 2))],
+                         ids=["strided-groups", "stride1-dilated"])
+def test_im2col_images_side_by_side(monkeypatch, dtype, columns, kwargs):
+    # Images of fewer than IM2COL_BATCH_COLUMNS output pixels go through one
+    # GEMM several at a time (the last run shorter), each copied out with
+    # its bias; at 2 columns, one image per GEMM.
+    rng = np.random.default_rng(13)
+    xs, ws = (5, 4, 9, 8), (6, 4 // kwargs.get("groups", 1), 3, 3)
+    x, w, b = _data(rng, xs, dtype), _data(rng, ws, dtype), _data(rng, ws[0], dtype)
+    n_pos = np.prod(cyconv.output_shape(xs, ws, **kwargs)[2:])
+    monkeypatch.setattr(cyconv._conv, "IM2COL_BATCH_COLUMNS", columns)
+    seen = []
+    real = cyconv._im2col.conv2d_forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("images", 1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cyconv._im2col, "conv2d_forward", spy)
+    for bias in (None, b):
+        out = run_conv2d(x, w, bias, method="im2col", **kwargs)
+        check(out, _ref(x, w, bias, **kwargs), dtype)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    if columns <= n_pos:
+        assert seen[0] == 1
+    else:  # as many as fill the columns (the team size may cap it)
+        assert 1 < seen[0] <= min(-(-columns // n_pos), 5)
+    if columns == 100:
+        assert 5 % seen[0]  # a last, shorter run of images
 
 
 # ---------------------------------------------------------------- wide rows

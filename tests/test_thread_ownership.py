@@ -265,7 +265,7 @@ def test_without_blas_control_the_calling_thread_runs_the_tasks(monkeypatch):
     teams = []
     real = _im2col.conv2d_forward
     monkeypatch.setattr(_im2col, "conv2d_forward",
-                        lambda *args: (teams.append(args[-1]), real(*args))[1])
+                        lambda *args, **kwargs: (teams.append(args[-1]), real(*args, **kwargs))[1])
     got = [cyconv.conv2d(x, w, padding=1), cyconv.conv2d(x, w, stride=2),
            *cyconv.conv2d_backward(cyconv.conv2d(x, w, stride=2), x, w, stride=2)[:2]]
     assert teams and set(teams) == {1}

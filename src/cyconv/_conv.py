@@ -291,6 +291,42 @@ def gemm_workspace(func, geom, dtype, n_threads):
     return np.empty((n_threads, q_len * block), dtype)
 
 
+# im2col's forward puts the columns of several small images side by side in
+# one GEMM, up to IM2COL_BATCH_COLUMNS of them (see _im2col._forward_images).
+# `benchmarks/im2col_batch_rule.py` (method='im2col', 2 threads, float32, an
+# idle 2-core AVX-512 Xeon, medians of 7 interleaved rounds, time over one
+# image per GEMM): N8 7x7 outputs (3x3 C128..512, 3x3/2, 1x1/2, 5x5)
+# 0.77-0.84 with 512 columns, 0.78-0.88 with 256, 0.85-0.90 with 128;
+# 14x14 outputs (two images a GEMM at 512) 1.00; N4-C512-7 0.84. Runs that
+# left a thread one image short (3, 3, 2 of 8) took 1.04-1.21.
+IM2COL_BATCH_COLUMNS = 512
+
+
+def batched_images(geom, dtype, n_threads):
+    """Images per task of im2col's forward: 1, or as many small images as fit
+    IM2COL_BATCH_COLUMNS columns in runs that share the images evenly between
+    the threads (whole runs per thread) and a workspace of WORKSPACE_BYTES."""
+    sizes = gemm_sizes(geom)
+    n_pos = sizes["output_pixels"]
+    row = (sizes["patch_size"] + sizes["kernels_per_group"]) * n_pos * dtype.itemsize
+    runs = max(1, -(-n_threads // geom.groups))  # runs of images per group
+    while runs < geom.batch:
+        images = -(-geom.batch // runs)
+        if images * n_pos <= IM2COL_BATCH_COLUMNS and n_threads * images * row <= WORKSPACE_BYTES:
+            return images
+        runs += 1
+    return 1
+
+
+def batched_workspace(func, geom, dtype, n_threads, images):
+    """The workspace of batched_images' tasks: columns and product, one row per thread."""
+    sizes = gemm_sizes(geom)
+    check_int_sizes(func, **sizes, batched_columns=images * sizes["output_pixels"])
+    row = (sizes["patch_size"] + sizes["kernels_per_group"]) * images * sizes["output_pixels"]
+    check_alloc(func, dtype.itemsize, workspace=(n_threads, row))
+    return np.empty((n_threads, row), dtype)
+
+
 def phase_workspace(func, geom, dtype, workspace):
     """Scratch for the strided unroll's phase planes (_im2col.conv2d_forward), one row per thread.
 
@@ -441,9 +477,12 @@ def run_forward(func, x, w, b, geom, pad_top, pad_left, method):
                                choose_method(geom, dtype))
     else:
         with gemm_team(out.size * (w.size // w.shape[0])) as n_threads:
-            workspace = gemm_workspace(func, geom, dtype, n_threads)
+            images = batched_images(geom, dtype, n_threads)
+            workspace = (gemm_workspace(func, geom, dtype, n_threads) if images == 1 else
+                         batched_workspace(func, geom, dtype, n_threads, images))
             _im2col.conv2d_forward(x, w, bias, b is not None, out, *args, workspace,
-                                   phase_workspace(func, geom, dtype, workspace), n_threads)
+                                   phase_workspace(func, geom, dtype, workspace), n_threads,
+                                   images=images)
     return out
 
 

@@ -9,7 +9,7 @@ def im2col(
 def conv2d_forward(
     x: NDArray, weight: NDArray, bias: NDArray, has_bias: bool, out: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-    workspace: NDArray, phases: NDArray, n_threads: int,
+    workspace: NDArray, phases: NDArray, n_threads: int, images: int = 1,
 ) -> None: ...
 def phase_scratch(
     block: int, ho: int, wo: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,

@@ -188,10 +188,10 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                   Py_ssize_t dh, Py_ssize_t dw,
                   Py_ssize_t pos_start, Py_ssize_t pos_count,
-                  blas_t *cols, int n_threads) noexcept nogil:
+                  blas_t *cols, Py_ssize_t ld, int n_threads) noexcept nogil:
     """cols[r, t] = x[c, y, x] for output pixel pos_start + t, r = (c*kh+p)*kw+q.
 
-    cols is (channels*kh*kw, pos_count), C-ordered; x is (channels, h, w).
+    cols is (channels*kh*kw, pos_count), rows ``ld`` apart; x is (channels, h, w).
     Rows are independent, so up to ``n_threads`` threads split them (the
     GEMM drivers call it with 1: each of their threads unrolls its own block).
     """
@@ -204,7 +204,7 @@ cdef void _unroll(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_ssize_t
         q = r % kw
         # fold False only reads the plane: dropping const is safe.
         _walk_row(<blas_t *> x + c * h * w, h, w, wo, p * dh - ph, q * dw - pw,
-                  sh, sw, pos_start, pos_count, cols + r * pos_count, False)
+                  sh, sw, pos_start, pos_count, cols + r * ld, False)
 
 
 # Strides of up to this many phases in all (a 3x3/2 layer has 4) unroll
@@ -301,8 +301,8 @@ cdef void _unroll_phased(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_
                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                          Py_ssize_t dh, Py_ssize_t dw,
                          Py_ssize_t pos_start, Py_ssize_t pos_count,
-                         blas_t *cols, blas_t *phases) noexcept nogil:
-    """_unroll's cols (one thread) through each channel's phase planes (_split_phases).
+                         blas_t *cols, Py_ssize_t ld, blas_t *phases) noexcept nogil:
+    """_unroll's cols (one thread, rows ``ld`` apart) through each channel's phase planes.
 
     Tap (p, q) of output pixel (i, j) reads phase (p*dh % sh, q*dw % sw) at
     (i - i0 + p*dh // sh, j + q*dw // sw). The planes are wo wide, so a row
@@ -330,7 +330,7 @@ cdef void _unroll_phased(const blas_t *x, Py_ssize_t channels, Py_ssize_t h, Py_
                 dv = q * dw // sw
                 phase = (p * dh % sh) * sw + q * dw % sw
                 src = phases + phase * plane + du * wo + dv + j0
-                row = cols + ((c * kh + p) * kw + q) * pos_count
+                row = cols + ((c * kh + p) * kw + q) * ld
                 memcpy(row, src, pos_count * sizeof(blas_t))
                 if dv == 0:
                     continue
@@ -486,7 +486,7 @@ def im2col(const blas_t[:, :, :, ::1] x, blas_t[:, :, ::1] cols,
     with nogil:
         for n in range(n_batch):
             _unroll(x_p + n * channels * h * w, channels, h, w, kh, kw, wo,
-                    sh, sw, ph, pw, dh, dw, 0, n_pos, cols_p + n * rows * n_pos,
+                    sh, sw, ph, pw, dh, dw, 0, n_pos, cols_p + n * rows * n_pos, n_pos,
                     kernel_threads())
 
 
@@ -512,13 +512,60 @@ cdef void _forward_block(const blas_t *x_group, const blas_t *w_group, const bla
         gemm(False, False, kg, count, q_len, 1, w_group, q_len,
              x_group + start, n_pos, beta, out_group + start, n_pos)
         return
-    if phases != NULL:
-        _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
-                       cols, phases)
-    else:
-        _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols, 1)
+    _unroll_block(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, phases, start, count,
+                  cols, count)
     gemm(False, False, kg, count, q_len, 1, w_group, q_len, cols, count,
          beta, out_group + start, n_pos)
+
+
+cdef inline void _unroll_block(const blas_t *x_group, Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w,
+                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                               Py_ssize_t dh, Py_ssize_t dw, blas_t *phases,
+                               Py_ssize_t start, Py_ssize_t count, blas_t *cols,
+                               Py_ssize_t ld) noexcept nogil:
+    """One thread's unroll of pixels start..start+count-1, through phase planes where
+    ``phases`` is not NULL; rows ``ld`` apart."""
+    if phases != NULL:
+        _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
+                       cols, ld, phases)
+    else:
+        _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count, cols,
+                ld, 1)
+
+
+cdef void _forward_images(const blas_t *x_group, Py_ssize_t x_image,
+                          const blas_t *w_group, const blas_t *bias_group, bint has_bias,
+                          blas_t *out_group, Py_ssize_t out_image, blas_t *cols,
+                          Py_ssize_t n_images, Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w,
+                          Py_ssize_t kg, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                          Py_ssize_t n_pos, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                          Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                          blas_t *phases) noexcept nogil:
+    """One group of ``n_images`` whole images (``x_image``, ``out_image`` apart): their
+    columns side by side, one GEMM, each image's block copied out with the bias.
+
+    A small image's own GEMM is narrow (49 columns for 7x7 outputs), which
+    OpenBLAS runs well below its rate on wide ones (see
+    cyconv._conv.IM2COL_BATCH_COLUMNS for the measured effect). ``cols`` holds Q * n_images * n_pos elements, then the product's
+    Kg * n_images * n_pos.
+    """
+    cdef Py_ssize_t q_len = cg * kh * kw, width = n_images * n_pos, i, k, t
+    cdef blas_t *product = cols + q_len * width
+    cdef const blas_t *src
+    cdef blas_t *dst
+    cdef blas_t b
+    for i in range(n_images):
+        _unroll_block(x_group + i * x_image, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw,
+                      phases, 0, n_pos, cols + i * n_pos, width)
+    gemm(False, False, kg, width, q_len, 1, w_group, q_len, cols, width, 0, product, width)
+    for i in range(n_images):
+        for k in range(kg):
+            b = bias_group[k] if has_bias else 0
+            src = product + k * width + i * n_pos
+            dst = out_group + i * out_image + k * n_pos
+            for t in range(n_pos):
+                dst[t] = src[t] + b
 
 
 def conv2d_forward(const blas_t[:, :, :, ::1] x,
@@ -527,7 +574,8 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
                    blas_t[:, :, :, ::1] out,
                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                   blas_t[:, ::1] workspace, blas_t[:, ::1] phases, int n_threads):
+                   blas_t[:, ::1] workspace, blas_t[:, ::1] phases, int n_threads,
+                   Py_ssize_t images=1):
     """out[n, g-block] = weight[g-block] @ im2col(x[n, g-channels]) (+ bias[k]).
 
     Tasks of (image, group, block of output pixels), taken in turn by
@@ -535,7 +583,10 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
     and runs the GEMM on one BLAS thread (see cyconv._threads). A block holds
     at most ``workspace.shape[1] // Q`` pixels (Q = Cg*kh*kw; the caller
     makes it >= 1). A 1x1 kernel at stride 1 without padding multiplies the
-    input planes directly (Caffe's ``is_1x1_``), with no unrolling.
+    input planes directly (Caffe's ``is_1x1_``), with no unrolling. With
+    ``images`` > 1 (not that 1x1 case), tasks of (group, run of that many
+    whole images) instead, their columns side by side in one GEMM
+    (_forward_images): workspace rows of at least (Q + Kg) * images * ho*wo.
 
     Invariants: as conv2d_forward in _direct, plus Kg, Q and ho*wo fit in a
     C int (checked in Python), bias (K,) even when has_bias is False,
@@ -548,10 +599,12 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
     cdef Py_ssize_t n_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t cg = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t kg = n_out // groups, q_len = cg * kh * kw, n_pos = ho * wo
-    cdef Py_ssize_t block = even_part(n_pos, workspace.shape[1] // q_len, n_batch * groups,
-                                      n_threads)
-    cdef Py_ssize_t n_blocks = (n_pos + block - 1) // block, tasks = n_batch * groups * n_blocks
     cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
+    cdef bint batched = images > 1 and not pointwise
+    cdef Py_ssize_t block = n_pos if batched else even_part(
+        n_pos, workspace.shape[1] // q_len, n_batch * groups, n_threads)
+    cdef Py_ssize_t n_blocks = (n_pos + block - 1) // block, tasks = n_batch * groups * n_blocks
+    cdef Py_ssize_t runs = (n_batch + images - 1) // images
     cdef Py_ssize_t task, n, g, start
     cdef const blas_t *x_p = &x[0, 0, 0, 0]
     cdef const blas_t *w_p = &weight[0, 0, 0, 0]
@@ -561,6 +614,22 @@ def conv2d_forward(const blas_t[:, :, :, ::1] x,
     cdef Py_ssize_t ph_len = _phase_len(block, ho, wo, kh, kw, sh, sw, dh, dw)
     cdef bint phased = not pointwise and 0 < ph_len <= ph_row
     cdef blas_t *ph_p = &phases[0, 0]
+    if batched:
+        if ws_row < (q_len + kg) * images * n_pos:
+            raise ValueError("conv2d_forward: workspace rows too short for the images")
+        with nogil:
+            for task in prange(groups * runs, schedule='dynamic', num_threads=n_threads,
+                               use_threads_if=n_threads > 1 and groups * runs > 1):
+                g = task % groups
+                n = task // groups * images
+                _forward_images(x_p + (n * n_in + g * cg) * h * w, n_in * h * w,
+                                w_p + g * kg * q_len, &bias[g * kg], has_bias,
+                                out_p + (n * n_out + g * kg) * n_pos, n_out * n_pos,
+                                ws_p + threadid() * ws_row,
+                                images if images < n_batch - n else n_batch - n,
+                                cg, h, w, kg, kh, kw, wo, n_pos, sh, sw, ph, pw, dh, dw,
+                                ph_p + threadid() * ph_row if phased else NULL)
+        return
     with nogil:
         for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):
@@ -614,12 +683,8 @@ cdef void _grad_weight_block(const floating *x_group, const floating *gy_group,
     cdef Py_ssize_t q_len = cg * kh * kw, ld = n_pos
     cdef const floating *v = x_group + start
     if not pointwise:
-        if phases != NULL:
-            _unroll_phased(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
-                           cols, phases)
-        else:
-            _unroll(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, start, count,
-                    cols, 1)
+        _unroll_block(x_group, cg, h, w, kh, kw, wo, sh, sw, ph, pw, dh, dw, phases, start,
+                      count, cols, count)
         v, ld = cols, count
     if packed != NULL:
         _packed(packed, gy_group + start, n_pos, v, ld, True, gw_group, q_len,

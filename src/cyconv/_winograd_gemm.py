@@ -63,15 +63,16 @@ def check_winograd(func, geom, forward=False):
 # im2col (the shifted GEMMs cost more there, see SHIFTED_MAX_WASTE):
 # `benchmarks/winograd_rule.py THREADS`, N 1..8, C = K 32..512, 7..16
 # pixels, float32, an idle 2-core AVX-512 Xeon, Winograd's time over
-# im2col's, medians of 9 interleaved calls, two runs. Where the rule takes
-# Winograd: one thread 0.38-1.17 (above 1.0 only N2-C512-14, 32 tiles:
-# 1.08, 1.17), two threads 0.43-0.96. Where it does not, the closest: two
-# threads, C=K=256 (9.4 MB transformed) with 32 tiles 0.85-1.17 (N8-C256-8
-# 0.85-0.87, N2-C256-14 1.07-1.17), C=K=512 (38 MB) with 32-36 tiles
-# 0.87-1.50, C=K=128 (2.4 MB) with 16 tiles 0.98-1.28 (one thread 0.64-0.85:
-# taken there), work 512 per thread with 32 tiles 0.81-0.95 (with 16:
-# 0.96-1.19; with 9 or 18 tiles 1.11-1.45); one thread, work below 1024
-# 0.78-2.6. (Earlier, against the shifted GEMMs, N=8, 2 threads: C=K=8 or
+# im2col's, medians of 9 interleaved calls, three runs (the third with
+# im2col's small images side by side, IM2COL_BATCH_COLUMNS). Where the rule
+# takes Winograd: one thread 0.35-1.17 (above 1.0 only N2-C512-14, 32
+# tiles: 1.08-1.17, and N8-C512-7 1.01), two threads 0.40-0.96. Where it
+# does not, the closest: two threads, C=K=256 (9.4 MB transformed) with 32
+# tiles 0.85-1.17 (N8-C256-8 0.85-0.87, N2-C256-14 1.07-1.17), C=K=512
+# (38 MB) with 32-36 tiles 0.87-1.50, C=K=128 (2.4 MB) with 16 tiles
+# 0.98-1.28 (one thread 0.64-0.85: taken there), work 512 per thread with 32
+# tiles 0.73-0.95 (with 16: 0.96-1.19; with 9 or 18 tiles 1.11-1.45); one
+# thread, work below 1024 0.70-2.6. (Earlier, against the shifted GEMMs, N=8, 2 threads: C=K=8 or
 # fewer, or C=3 (stem-like), Winograd 1.4-2.5x the time: the channel floor.)
 WINOGRAD_AUTO_CHANNELS = 16
 WINOGRAD_AUTO_KERNEL_TILES = ((2 * 2**20, 16), (8 * 2**20, 32))

@@ -196,6 +196,45 @@ def test_im2col_blocks_smaller_than_a_row(monkeypatch, params):
         assert_allclose(b, a, **TOL[np.dtype(np.float64)])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("columns", [2, 100, 256])
+@pytest.mark.parametrize("params", [dict(groups=2, padding=1, stride=(2, 1)),
+                                    dict(padding=(2, 0), dilation=(1, 2)),
+                                    dict(padding=1, padding_mode="reflect")],
+                         ids=["strided-groups", "stride1-dilated", "reflect"])
+def test_im2col_input_gradient_of_images_side_by_side(monkeypatch, params, columns, dtype):
+    # Images of fewer than IM2COL_BATCH_COLUMNS output pixels: W.T times
+    # their grad_output rows side by side in one GEMM (the last run
+    # shorter), each image's block gathered into its planes; at 2 columns
+    # one image per GEMM. Both GEMM engines ('auto' runs the packed one on
+    # this small weight).
+    x, w, g = (a.astype(dtype) for a in _data(
+        (5, 4, 9, 8), (8, 4 // params.get("groups", 1), 3, 3), params, seed=7))
+    monkeypatch.setattr(cyconv._conv, "IM2COL_BATCH_COLUMNS", columns)
+    seen = []
+    real = cyconv._backward._im2col.conv2d_grad_input
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("images", 1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cyconv._backward._im2col, "conv2d_grad_input", spy)
+    expected = cyconv.conv2d_backward(g, x, w, **params, method="direct")[0]
+    for method in ("im2col", "auto"):
+        got = cyconv.conv2d_backward(g, x, w, **params, method=method,
+                                     output_mask=(True, False, False))[0]
+        assert got.dtype == dtype
+        assert_allclose(got, expected, **TOL[np.dtype(dtype)])
+    # 100 columns: runs of 2 images (the last of 1) of 40 or 44 pixels, on
+    # one thread or two; the 72 pixels of 'reflect' get no even runs under 100.
+    expected_images = {2: 1, 100: 1 if "padding_mode" in params else 2}.get(columns)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    if expected_images:
+        assert seen[0] == expected_images
+    else:
+        assert seen[0] > 1
+
+
 def _grad_input_ref(gy, w, x_shape, stride, pads, dilation, groups):
     """conv2d's input gradient by the definition, in float64: each tap's share added in place."""
     n, c, h, wd = x_shape

@@ -18,6 +18,7 @@ from cyconv._conv import (
     METHODS,
     ZERO_BIAS,
     array_geometry,
+    batched_images,
     choose_method,
     depthwise_scratch,
     gemm_sizes,
@@ -252,7 +253,8 @@ def _depthwise_gradients(func, x, gy, w4, geom, pad_top, pad_left, with_input):
 
 
 def _grad_input_workspace(func, geom, xp_shape, dtype, n_threads, pad_top, pad_left):
-    """im2col's input-gradient workspace, and the gathering fold's tap tables or None.
+    """im2col's input-gradient workspace, the gathering fold's tap tables or None, and
+    the images per task (_conv.batched_images: small images side by side, gathering).
 
     Where one image's columns per thread fit WORKSPACE_BYTES, each task
     multiplies the whole image at once and folds by gathering: every element
@@ -265,16 +267,23 @@ def _grad_input_workspace(func, geom, xp_shape, dtype, n_threads, pad_top, pad_l
     3x3/2 1.00x; at several threads it also drops the serial zeroing.
     """
     h, w = xp_shape[-2:]
+    images = batched_images(geom, dtype, n_threads)
+    columns = images * geom.ho * geom.wo
     row = _im2col.gather_workspace(geom.channels // geom.groups, geom.kh, geom.kw,
-                                   geom.ho * geom.wo, w, geom.sw)
+                                   columns, w, geom.sw)
+    if images > 1:  # grad_output's rows of the images side by side
+        row += geom.kernels // geom.groups * columns
     # _conv's cap, read at the call (the tests lower it).
     if n_threads * row * dtype.itemsize > _conv.WORKSPACE_BYTES:
-        return gemm_workspace(func, geom, dtype, n_threads), None
-    check_int_sizes(func, **gemm_sizes(geom))
+        if images > 1:
+            return _grad_input_workspace(func, geom._replace(batch=1), xp_shape, dtype,
+                                         n_threads, pad_top, pad_left)
+        return gemm_workspace(func, geom, dtype, n_threads), None, 1
+    check_int_sizes(func, **gemm_sizes(geom), batched_columns=columns)
     check_alloc(func, dtype.itemsize, workspace=(n_threads, row))
     return (np.empty((n_threads, row), dtype),
             _gather_taps(h, w, geom.kh, geom.kw, geom.ho, geom.wo, geom.sh, geom.sw, pad_top,
-                         pad_left, geom.dh, geom.dw))
+                         pad_left, geom.dh, geom.dw), images)
 
 
 @functools.lru_cache(maxsize=16)
@@ -618,13 +627,13 @@ def conv2d_backward(grad_output: npt.ArrayLike, input: npt.ArrayLike, weight: np
                     _pointwise.transpose(w4.reshape(weight_t.shape[0], weight_t.shape[2], -1),
                                          weight_t)
                 with _team(packed, gy.size * (w4.size // w4.shape[0])) as n_threads:
-                    workspace, taps = _grad_input_workspace(func, geom, xp_shape, dtype,
-                                                            n_threads, pad_top, pad_left)
+                    workspace, taps, images = _grad_input_workspace(
+                        func, geom, xp_shape, dtype, n_threads, pad_top, pad_left)
                     grad_input = (np.zeros if taps is None else np.empty)(xp_shape, dtype)
                     _im2col.conv2d_grad_input(gy, w4, grad_input, *args,
                                               *(taps or (None, None)),
                                               workspace, n_threads, packed=packed,
-                                              weight_t=weight_t)
+                                              weight_t=weight_t, images=images)
                     del workspace  # freed before the weight gradient's own is made
             elif pointwise and method == "pointwise":
                 grad_input = _pointwise_grad_input(gy, w4, xp_shape, geom.groups)

@@ -291,14 +291,17 @@ def gemm_workspace(func, geom, dtype, n_threads):
     return np.empty((n_threads, q_len * block), dtype)
 
 
-# im2col's forward puts the columns of several small images side by side in
-# one GEMM, up to IM2COL_BATCH_COLUMNS of them (see _im2col._forward_images).
-# `benchmarks/im2col_batch_rule.py` (method='im2col', 2 threads, float32, an
-# idle 2-core AVX-512 Xeon, medians of 7 interleaved rounds, time over one
-# image per GEMM): N8 7x7 outputs (3x3 C128..512, 3x3/2, 1x1/2, 5x5)
-# 0.77-0.84 with 512 columns, 0.78-0.88 with 256, 0.85-0.90 with 128;
-# 14x14 outputs (two images a GEMM at 512) 1.00; N4-C512-7 0.84. Runs that
-# left a thread one image short (3, 3, 2 of 8) took 1.04-1.21.
+# im2col's forward and input gradient put the columns of several small
+# images side by side in one GEMM, up to IM2COL_BATCH_COLUMNS of them (see
+# _im2col._forward_images and _grad_input_images).
+# `benchmarks/im2col_batch_rule.py [--input-gradient]` (method='im2col', 2
+# threads, float32, an idle 2-core AVX-512 Xeon, medians of 7 interleaved
+# rounds, time over one image per GEMM): forward, N8 7x7 outputs (3x3
+# C128..512, 3x3/2, 1x1/2, 5x5) 0.77-0.84 with 512 columns, 0.78-0.88 with
+# 256, 0.85-0.90 with 128; 14x14 outputs (two images a GEMM at 512) 1.00;
+# N4-C512-7 0.84. Input gradient: N8 7x7 outputs 0.68-0.79 with 512
+# columns, 14x14 0.95-0.96, N4-C512-7 0.78. Runs that left a thread one
+# image short (3, 3, 2 of 8) took 1.04-1.21 (forward).
 IM2COL_BATCH_COLUMNS = 512
 
 

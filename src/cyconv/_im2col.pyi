@@ -27,6 +27,6 @@ def conv2d_grad_input(
     grad_out: NDArray, weight: NDArray, grad_input: NDArray,
     sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
     tap_rows: NDArray | None, tap_cols: NDArray | None, workspace: NDArray, n_threads: int,
-    packed: Any = None, weight_t: NDArray | None = None,
+    packed: Any = None, weight_t: NDArray | None = None, images: int = 1,
 ) -> None: ...
 def gather_workspace(cg: int, kh: int, kw: int, n_pos: int, w: int, sw: int) -> int: ...

@@ -794,6 +794,37 @@ cdef void _grad_input_channels(const floating *gy_group, const floating *w_group
         start += count
 
 
+cdef void _grad_input_images(const floating *gy_group, Py_ssize_t gy_image,
+                             const floating *w_group, const floating *wt_group,
+                             floating *gx_group, Py_ssize_t gx_image, floating *cols,
+                             Py_ssize_t n_images, Py_ssize_t cg, Py_ssize_t h, Py_ssize_t w,
+                             Py_ssize_t kg, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t wo,
+                             Py_ssize_t n_pos, Py_ssize_t sw, const Py_ssize_t *tap_rows,
+                             const Py_ssize_t *tap_cols, void *packed) noexcept nogil:
+    """One group of ``n_images`` whole images: W.T @ their grad_output rows side by side
+    (copied so), then each image's block of columns gathered into its planes.
+
+    ``cols`` holds Q * n_images * n_pos elements (the product), then Kg *
+    n_images * n_pos (grad_output's rows), then _gather_fold's row sums.
+    """
+    cdef Py_ssize_t q_len = cg * kh * kw, width = n_images * n_pos, i, k
+    cdef floating *gy_rows = cols + q_len * width
+    cdef floating *sums = gy_rows + kg * width
+    for i in range(n_images):
+        for k in range(kg):
+            memcpy(gy_rows + k * width + i * n_pos, gy_group + i * gy_image + k * n_pos,
+                   n_pos * sizeof(floating))
+    if packed != NULL:
+        _packed(packed, wt_group, kg, gy_rows, width, False, cols, width, q_len, kg, width,
+                False)
+    else:
+        gemm(True, False, q_len, width, kg, 1, w_group, q_len, gy_rows, width, 0, cols, width)
+    for i in range(n_images):
+        # _gather_fold reads its n_pos argument as the columns' row stride.
+        _gather_fold(cols + i * n_pos, cg, h, w, kh, kw, width, wo, sw, tap_rows, tap_cols,
+                     gx_group + i * gx_image, sums)
+
+
 def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
                       const floating[:, :, :, ::1] weight,
                       floating[:, :, :, ::1] grad_input,
@@ -801,7 +832,8 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
                       const Py_ssize_t[:, ::1] tap_rows, const Py_ssize_t[:, ::1] tap_cols,
                       floating[:, ::1] workspace, int n_threads,
-                      object packed=None, const floating[:, :, ::1] weight_t=None):
+                      object packed=None, const floating[:, :, ::1] weight_t=None,
+                      Py_ssize_t images=1):
     """grad_input[n, g-channels] = col2im(weight[g-block].T @ grad_out[n, g-block]).
 
     Tasks of (image, group, run of input channels) -- disjoint planes, so no
@@ -816,7 +848,10 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
     _gather_fold writes every element of its planes. The products are
     OpenBLAS's (held at one thread by the caller), or with ``packed`` (as in
     conv2d_grad_weight) and ``weight_t`` (G, Q, Kg), each group's block of
-    the weight transposed, cyconv's packed GEMM.
+    the weight transposed, cyconv's packed GEMM. With ``images`` > 1 and the
+    tap tables, tasks of (group, run of that many whole images) instead
+    (_grad_input_images): workspace rows of at least (Q + Kg) * images *
+    ho*wo + gather_row_len(w, sw).
 
     Invariants: as conv2d_grad_input in _direct, plus Kg, Q and ho*wo fit in
     a C int (checked in Python), grad_input zero-filled unless gathering
@@ -856,6 +891,24 @@ def conv2d_grad_input(const floating[:, :, :, ::1] grad_out,
             raise ValueError("conv2d_grad_input: workspace or tap tables do not fit")
         rows_p = &tap_rows[0, 0]
         cols_p = &tap_cols[0, 0]
+    cdef Py_ssize_t runs = (n_batch + images - 1) // images
+    if gather and images > 1:
+        if ws_row < (q_len + kg) * images * n_pos + gather_row_len(w, sw):
+            raise ValueError("conv2d_grad_input: workspace rows too short for the images")
+        with nogil:
+            for task in prange(groups * runs, schedule='dynamic', num_threads=n_threads,
+                               use_threads_if=n_threads > 1 and groups * runs > 1):
+                g = task % groups
+                n = task // groups * images
+                _grad_input_images(gy_p + (n * n_out + g * kg) * n_pos, n_out * n_pos,
+                                   w_p + g * kg * q_len,
+                                   wt_p + g * q_len * kg if wt_p != NULL else NULL,
+                                   gx_p + (n * n_in + g * cg) * h * w, n_in * h * w,
+                                   ws_p + threadid() * ws_row,
+                                   images if images < n_batch - n else n_batch - n,
+                                   cg, h, w, kg, kh, kw, wo, n_pos, sw, rows_p, cols_p,
+                                   packed_p)
+        return
     with nogil:
         for task in prange(tasks, schedule='dynamic', num_threads=n_threads,
                            use_threads_if=n_threads > 1 and tasks > 1):

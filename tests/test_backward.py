@@ -235,6 +235,28 @@ def test_im2col_input_gradient_of_images_side_by_side(monkeypatch, params, colum
         assert seen[0] > 1
 
 
+def test_im2col_input_gradient_images_beyond_the_cap_go_one_by_one(monkeypatch):
+    # The side-by-side row (columns, grad_output's rows, the sums) over the
+    # workspace cap: one image per task, still gathering.
+    x, w, g = _data((4, 4, 9, 8), (8, 4, 3, 3), dict(padding=1, stride=2), seed=8)
+    one_image = (4 * 9 * 5 * 4 + 8) * 8  # float64 columns of one image and its sums
+    monkeypatch.setattr(cyconv._conv, "WORKSPACE_BYTES", 2 * one_image * _openmp.max_threads())
+    monkeypatch.setattr(cyconv._backward, "batched_images", lambda *args: 4)
+    seen = []
+    real = cyconv._backward._im2col.conv2d_grad_input
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("images"), args[10] is not None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cyconv._backward._im2col, "conv2d_grad_input", spy)
+    got = cyconv.conv2d_backward(g, x, w, padding=1, stride=2, method="im2col",
+                                 output_mask=(True, False, False))[0]
+    assert seen == [(1, True)]
+    expected = cyconv.conv2d_backward(g, x, w, padding=1, stride=2, method="direct")[0]
+    assert_allclose(got, expected, **TOL[np.dtype(np.float64)])
+
+
 def _grad_input_ref(gy, w, x_shape, stride, pads, dilation, groups):
     """conv2d's input gradient by the definition, in float64: each tap's share added in place."""
     n, c, h, wd = x_shape

@@ -267,17 +267,20 @@ def _grad_input_workspace(func, geom, xp_shape, dtype, n_threads, pad_top, pad_l
     3x3/2 1.00x; at several threads it also drops the serial zeroing.
     """
     h, w = xp_shape[-2:]
+
+    def row_length(images):
+        columns = images * geom.ho * geom.wo
+        row = _im2col.gather_workspace(geom.channels // geom.groups, geom.kh, geom.kw,
+                                       columns, w, geom.sw)
+        # With several images, grad_output's rows of them side by side too.
+        return row + (geom.kernels // geom.groups * columns if images > 1 else 0)
+
     images = batched_images(geom, dtype, n_threads)
-    columns = images * geom.ho * geom.wo
-    row = _im2col.gather_workspace(geom.channels // geom.groups, geom.kh, geom.kw,
-                                   columns, w, geom.sw)
-    if images > 1:  # grad_output's rows of the images side by side
-        row += geom.kernels // geom.groups * columns
     # _conv's cap, read at the call (the tests lower it).
+    if images > 1 and n_threads * row_length(images) * dtype.itemsize > _conv.WORKSPACE_BYTES:
+        images = 1
+    row, columns = row_length(images), images * geom.ho * geom.wo
     if n_threads * row * dtype.itemsize > _conv.WORKSPACE_BYTES:
-        if images > 1:
-            return _grad_input_workspace(func, geom._replace(batch=1), xp_shape, dtype,
-                                         n_threads, pad_top, pad_left)
         return gemm_workspace(func, geom, dtype, n_threads), None, 1
     check_int_sizes(func, **gemm_sizes(geom), batched_columns=columns)
     check_alloc(func, dtype.itemsize, workspace=(n_threads, row))
